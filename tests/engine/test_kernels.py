@@ -1,0 +1,79 @@
+"""Every kernel against a numpy reference: `gguf.quants.dequantize` of the same bytes, then a
+float64 product. Weight blocks are random bytes (every bit pattern is a valid quant) with sane
+fp16 scales, so each bit of each layout is exercised."""
+import gguf
+import numpy as np
+import pytest
+from gguf import GGML_QUANT_SIZES
+from gguf import GGMLQuantizationType as T
+
+from engine.gguf_file import Tensor
+from engine.kernels import KQUANT_TYPES, LEGACY_TYPES, SUPPORTED_TYPES, Activations, matmul, matvec
+
+# byte offsets of the fp16 scale fields inside each block
+SCALE_OFFSETS = {T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q8_0: (0,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,)}
+
+
+def random_weight(ttype: T, rows: int, k: int, rng) -> tuple[Tensor, np.ndarray]:
+    """A random tensor of `ttype` and its exact dequantization (rows, k) float64."""
+    if ttype in (T.F32, T.F16, T.BF16):
+        w = rng.standard_normal((rows, k)).astype(np.float32)
+        raw = {T.F32: w, T.F16: w.astype(np.float16),
+               T.BF16: (w.view(np.uint32) >> 16).astype(np.uint16)}[ttype]
+        exact = gguf.quants.dequantize(raw.view(np.uint8) if ttype == T.BF16 else raw, ttype)
+        return Tensor("w", ttype, (rows, k), raw), exact.reshape(rows, k).astype(np.float64)
+    block, nbytes = GGML_QUANT_SIZES[ttype]
+    raw = rng.integers(0, 256, (rows, k // block, nbytes), dtype=np.uint8)
+    for off in SCALE_OFFSETS[ttype]:
+        scale = (rng.uniform(0.5, 1.5, (rows, k // block)) * 0.01 * rng.choice([-1, 1], (rows, k // block)))
+        raw[:, :, off:off + 2] = scale.astype(np.float16)[..., None].view(np.uint8)
+    raw = raw.reshape(rows, -1)
+    exact = gguf.quants.dequantize(raw, ttype).reshape(rows, k).astype(np.float64)
+    return Tensor("w", ttype, (rows, k), raw), exact
+
+
+def dequantized_activations(ttype: T, x: np.ndarray) -> np.ndarray:
+    """What the kernel's activations stand for, as floats: the product with these is exact."""
+    a = Activations(x).form(ttype)
+    n, k = x.shape
+    if ttype in LEGACY_TYPES:
+        return (a.q.reshape(n, k // 32, 32) * a.d[..., None]).reshape(n, k).astype(np.float64)
+    if ttype in KQUANT_TYPES:
+        return (a.q.reshape(n, k // 256, 256) * a.d[..., None].astype(np.float64)).reshape(n, k)
+    return a.astype(np.float64)
+
+
+@pytest.mark.parametrize("ttype", SUPPORTED_TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("n", [1, 7])
+def test_matmul_matches_dequantize_then_multiply(ttype, n):
+    rng = np.random.default_rng(int(ttype) * 10 + n)
+    rows, k = 48, 512
+    weight, exact_w = random_weight(ttype, rows, k, rng)
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    out = matmul(weight, x)
+    assert out.shape == (n, rows) and out.dtype == np.float32
+    # Against the same activations the kernel saw, the only error is float32 rounding
+    # (and Q4_1's offset term, which llama.cpp feeds an fp16-rounded block sum).
+    same_inputs = dequantized_activations(ttype, x) @ exact_w.T
+    scale = np.abs(same_inputs).max()
+    assert np.abs(out - same_inputs).max() / scale < (2e-4 if ttype == T.Q4_1 else 2e-5)
+    # Against float activations the 8-bit rounding of x costs well under 2%.
+    float_inputs = x.astype(np.float64) @ exact_w.T
+    assert np.abs(out - float_inputs).max() / scale < 2e-2
+
+
+@pytest.mark.parametrize("ttype", SUPPORTED_TYPES, ids=lambda t: t.name)
+def test_batch_rows_equal_single_token_products(ttype):
+    """A token's output does not depend on the batch it runs in: bit for bit."""
+    rng = np.random.default_rng(99)
+    weight, _ = random_weight(ttype, 32, 256, rng)
+    x = rng.standard_normal((5, 256)).astype(np.float32)
+    batch = matmul(weight, x)
+    for t in range(5):
+        assert np.array_equal(batch[t], matvec(weight, x[t]))
+
+
+def test_width_mismatch_is_an_error():
+    weight, _ = random_weight(T.Q4_0, 8, 64, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="width 64"):
+        matmul(weight, np.zeros((1, 32), np.float32))
