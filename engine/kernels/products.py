@@ -1,14 +1,15 @@
-"""Matrix products of GGUF weights with a batch of activations: out (n, rows) = x (n, k) @ W.T.
+"""Matrix products of GGUF weights with a batch of float activations: out (n, rows) = x @ W.T.
 
-One loop per family, specialised for each tensor type by numba's literal dispatch (`literally`),
-so each type compiles to its own straight-line code while the loops are written once:
-- 32-value blocks (Q4_0, Q4_1, Q8_0) against Q8_0/Q8_1 activations,
-- 256-value K-quants (Q4_K, Q5_K, Q6_K) against Q8_K activations,
-- plain floats (F32, F16, BF16) against float activations.
-Each row's integer block sums are exact and its float sums run in block order whatever the batch
-size, so a token's output never depends on what else is in the batch. Rows run in parallel.
-With one token the inner dot runs along the block; with several, across the tokens (the
-activations are transposed so that loop is contiguous and vectorises).
+Weights stay in their GGUF blocks and are decoded block by block on the fly; activations stay in
+float32, so results follow an exact (float64) computation to float32 rounding rather than
+llama.cpp's 8-bit activation rounding. One loop per family, specialised for each tensor type by
+numba's literal dispatch (`literally`), so every type compiles to its own straight-line code:
+- 32-value blocks (Q4_0, Q4_1, Q8_0): value = d * q + m,
+- 256-value K-quants (Q4_K, Q5_K, Q6_K): value = d * sc[j // 16] * q - dmin * mn[j // 16],
+- plain floats (F32, F16, BF16).
+Every row's sums run in the same order whatever the batch size, so a token's output is bit for bit
+the same alone or in a batch. With one token the inner dot runs along the block; with several,
+across the tokens (the activations are transposed so that loop is contiguous).
 """
 import numpy as np
 from gguf import GGMLQuantizationType as T
@@ -46,72 +47,59 @@ def _kquant_block(kind, w, r, b, f16, q, sc, mn):
         return decode_q6_k(w, r, b, f16, q, sc, mn)
 
 
+@njit(inline="always")
+def _dot_quants(q, q0, length, x, xT, x0, dots):
+    """dots[t] = sum_j q[q0 + j] * x[t, x0 + j] for j < length, summed in j order."""
+    n = dots.shape[0]
+    if n == 1:
+        s = np.float32(0)
+        for j in range(length):
+            s += np.float32(q[q0 + j]) * x[0, x0 + j]
+        dots[0] = s
+    else:
+        dots[:] = 0
+        for j in range(length):
+            qj = np.float32(q[q0 + j])
+            for t in range(n):
+                dots[t] += qj * xT[x0 + j, t]
+
+
 @njit(parallel=True, cache=True)
-def _legacy_product(kind, w, xq, xqT, xd, xs, f16, out):
-    """Per block: acc += (d_w * d_x) * sum(q_w * q_x); offsets: m_w * s_x (Q4_1 only)."""
-    n, n_blocks = xd.shape
+def _legacy_product(kind, w, x, xT, sums16, f16, out):
+    """Per block b: d * sum_j q_j x_j + m * sum_j x_j (the sum of x from its two 16-value halves)."""
+    n = x.shape[0]
     for r in prange(w.shape[0]):
         q = np.empty(32, np.int32)
-        isum = np.empty(n, np.int32)
+        dots = np.empty(n, np.float32)
         acc = np.zeros(n, np.float32)
-        offsets = np.zeros(n, np.float32)
-        for b in range(n_blocks):
+        for b in range(x.shape[1] // 32):
             d, m = _legacy_block(kind, w, r, b, f16, q)
-            if n == 1:
-                s = np.int32(0)
-                for j in range(32):
-                    s += q[j] * np.int32(xq[0, 32 * b + j])
-                isum[0] = s
-            else:
-                isum[:] = 0
-                for j in range(32):
-                    qj = q[j]
-                    for t in range(n):
-                        isum[t] += qj * np.int32(xqT[32 * b + j, t])
+            _dot_quants(q, 0, 32, x, xT, 32 * b, dots)
             for t in range(n):
-                acc[t] += (d * xd[t, b]) * np.float32(isum[t])
-                offsets[t] += m * xs[t, b]
+                acc[t] += d * dots[t] + m * (sums16[t, 2 * b] + sums16[t, 2 * b + 1])
         for t in range(n):
-            out[t, r] = acc[t] + offsets[t]
+            out[t, r] = acc[t]
 
 
 @njit(parallel=True, cache=True)
-def _kquant_product(kind, w, xq, xqT, xd, bsums, f16, out):
-    """Per block: acc += (d_w * d_x) * sum_u sc_u * sum(q_w * q_x over the 16 values u);
-    mins: -(dmin_w * d_x) * sum_u mn_u * bsum_u."""
-    n, n_blocks = xd.shape
+def _kquant_product(kind, w, x, xT, sums16, f16, out):
+    """Per block b: sum over its 16-value groups u of d * sc_u * sum_j q_j x_j - dmin * mn_u * sum_j x_j."""
+    n = x.shape[0]
     for r in prange(w.shape[0]):
         q = np.empty(256, np.int32)
         sc = np.empty(16, np.int32)
         mn = np.empty(16, np.int32)
-        isub = np.empty(n, np.int32)
+        dots = np.empty(n, np.float32)
         acc = np.zeros(n, np.float32)
-        acc_mins = np.zeros(n, np.float32)
-        for b in range(n_blocks):
+        for b in range(x.shape[1] // 256):
             d, dmin = _kquant_block(kind, w, r, b, f16, q, sc, mn)
-            if n == 1:
-                total = np.int32(0)
-                for u in range(16):
-                    s = np.int32(0)
-                    for j in range(16):
-                        s += q[16 * u + j] * np.int32(xq[0, 256 * b + 16 * u + j])
-                    total += sc[u] * s
-                isub[0] = total
-            else:
-                isub[:] = 0
-                for u in range(16):
-                    for j in range(16):
-                        qj = q[16 * u + j] * sc[u]
-                        for t in range(n):
-                            isub[t] += qj * np.int32(xqT[256 * b + 16 * u + j, t])
-            for t in range(n):
-                msum = np.int32(0)
-                for u in range(16):
-                    msum += mn[u] * bsums[t, 16 * b + u]
-                acc[t] += (d * xd[t, b]) * np.float32(isub[t])
-                acc_mins[t] += (-dmin * xd[t, b]) * np.float32(msum)
+            for u in range(16):
+                _dot_quants(q, 16 * u, 16, x, xT, 256 * b + 16 * u, dots)
+                scale, offset = d * np.float32(sc[u]), dmin * np.float32(mn[u])
+                for t in range(n):
+                    acc[t] += scale * dots[t] - offset * sums16[t, 16 * b + u]
         for t in range(n):
-            out[t, r] = acc[t] + acc_mins[t]
+            out[t, r] = acc[t]
 
 
 @njit(parallel=True, cache=True)
@@ -122,7 +110,7 @@ def _float_product(kind, w, x, f16, out):
         row = np.empty(k, np.float32)
         bits = row.view(np.uint32)
         if kind == F32:
-            for j in range(k):
+            for j in range(k):  # (a slice assignment here was miscompiled inside prange)
                 bits[j] = w[r, j]
         elif kind == F16:
             widen_f16(w, r, f16, row)
@@ -136,13 +124,13 @@ def _float_product(kind, w, x, f16, out):
 
 
 @njit(cache=True)
-def legacy_product(kind, w, xq, xqT, xd, xs, f16, out):
-    _legacy_product(literally(kind), w, xq, xqT, xd, xs, f16, out)
+def legacy_product(kind, w, x, xT, sums16, f16, out):
+    _legacy_product(literally(kind), w, x, xT, sums16, f16, out)
 
 
 @njit(cache=True)
-def kquant_product(kind, w, xq, xqT, xd, bsums, f16, out):
-    _kquant_product(literally(kind), w, xq, xqT, xd, bsums, f16, out)
+def kquant_product(kind, w, x, xT, sums16, f16, out):
+    _kquant_product(literally(kind), w, x, xT, sums16, f16, out)
 
 
 @njit(cache=True)

@@ -1,0 +1,126 @@
+"""Byte-level BPE tokenizer: a tiktoken `Encoding` built from the GGUF vocabulary.
+
+GGUF stores each token in GPT-2's printable byte alphabet ("Ġ" for a space); we map it back to raw
+bytes. tiktoken merges by rank, and for these vocabularies a token's id is its merge rank (each
+merge's result has a larger id than its parts: checked by the tests against
+`tokenizer.ggml.merges`), so ids serve as ranks. The pre-tokenizer regex is llama.cpp's for
+`tokenizer.ggml.pre`.
+"""
+from __future__ import annotations
+
+import codecs
+from functools import lru_cache
+
+import tiktoken
+
+from .gguf_file import GGUFError, GGUFFile
+
+# llama.cpp's pre-tokenizer regexes (llama-vocab.cpp), as one pattern each.
+_GPT2 = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+_LLAMA3 = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
+           r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+# llama.cpp first splits every digit off, then applies GPT-2's regex to what is between: in one
+# pattern, a digit ends a whitespace run as the end of the text would (hence the lookahead).
+_SMOLLM = r"""\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"""
+PRE_TOKENIZERS = {"llama-bpe": _LLAMA3, "llama3": _LLAMA3, "smollm": _SMOLLM, "gpt2": _GPT2,
+                  "default": _GPT2}
+
+TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED = 1, 3, 4
+# Tokens that end a generation, besides eos/eot ids from the metadata.
+END_OF_GENERATION = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>")
+
+
+@lru_cache(maxsize=1)
+def _unicode_to_byte() -> dict[int, int]:
+    """Inverse of GPT-2's bytes_to_unicode: printable bytes stand for themselves, the other
+    bytes were shifted to code points 256 and up, in order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, shifted = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = b
+        else:
+            table[256 + shifted] = b
+            shifted += 1
+    return table
+
+
+class Tokenizer:
+    def __init__(self, tokens: list[str], token_types, pre: str, bos_id: int | None,
+                 eos_id: int | None, add_bos: bool, eot_id: int | None = None, eom_id: int | None = None):
+        if pre not in PRE_TOKENIZERS:
+            raise GGUFError(f"unsupported pre-tokenizer {pre!r} (tokenizer.ggml.pre); "
+                            f"supported: {', '.join(sorted(PRE_TOKENIZERS))}")
+        to_bytes = _unicode_to_byte()
+        ranks: dict[bytes, int] = {}
+        self.special: dict[str, int] = {}
+        self._user_defined: set[str] = set()
+        for i, (text, ttype) in enumerate(zip(tokens, token_types)):
+            if ttype == TOKEN_NORMAL:
+                raw = text.translate(to_bytes).encode("latin-1", errors="ignore")
+                ranks.setdefault(raw, i)
+            elif ttype in (TOKEN_CONTROL, TOKEN_USER_DEFINED):
+                self.special[text] = i
+                if ttype == TOKEN_USER_DEFINED:
+                    self._user_defined.add(text)
+        self.encoding = tiktoken.Encoding(name=f"gguf-{pre}", pat_str=PRE_TOKENIZERS[pre],
+                                          mergeable_ranks=ranks, special_tokens=self.special)
+        self.vocab_size = len(tokens)
+        self.bos_id, self.eos_id, self.add_bos = bos_id, eos_id, add_bos
+        self.bos_token = tokens[bos_id] if bos_id is not None else ""
+        self.eos_token = tokens[eos_id] if eos_id is not None else ""
+        self._special_ids = frozenset(self.special.values())
+        self.stop_ids = frozenset(
+            {i for i in (eos_id, eot_id, eom_id) if i is not None}
+            | {self.special[t] for t in END_OF_GENERATION if t in self.special})
+
+    @classmethod
+    def from_gguf(cls, f: GGUFFile) -> "Tokenizer":
+        meta = f.metadata
+        model = meta.get("tokenizer.ggml.model")
+        if model != "gpt2":
+            raise GGUFError(f"{f.path}: unsupported tokenizer model {model!r} (tokenizer.ggml.model); "
+                            "llamba supports byte-level BPE ('gpt2')")
+        for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type"):
+            if key not in meta:
+                raise GGUFError(f"{f.path}: missing metadata key {key!r}")
+        ids = {k: meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "eot", "eom")}
+        return cls(meta["tokenizer.ggml.tokens"].as_str(), meta["tokenizer.ggml.token_type"].tolist(),
+                   pre=meta.get("tokenizer.ggml.pre", "default"), bos_id=ids["bos"], eos_id=ids["eos"],
+                   add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", False)),
+                   eot_id=ids["eot"], eom_id=ids["eom"])
+
+    def encode(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Token ids of `text`: BOS first when `add_special` and the model asks for it; special-token
+        text becomes its id only when `parse_special` (user-defined tokens always, as llama.cpp)."""
+        allowed = "all" if parse_special else self._user_defined
+        ids = self.encoding.encode(text, allowed_special=allowed, disallowed_special=())
+        if add_special and self.add_bos and self.bos_id is not None:
+            ids.insert(0, self.bos_id)
+        return ids
+
+    def decode_bytes(self, ids) -> bytes:
+        return self.encoding.decode_bytes([int(i) for i in ids])
+
+    def decode(self, ids) -> str:
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self.encoding.decode_single_token_bytes(int(token_id))
+
+    def is_special(self, token_id: int) -> bool:
+        return int(token_id) in self._special_ids
+
+
+class StreamDecoder:
+    """Turns tokens into text as they come, holding back an incomplete UTF-8 character."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self._tokenizer = tokenizer
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id: int) -> str:
+        return self._utf8.decode(self._tokenizer.token_bytes(token_id))
+
+    def flush(self) -> str:
+        return self._utf8.decode(b"", final=True)
