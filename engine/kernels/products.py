@@ -2,8 +2,8 @@
 
 Weights stay in their GGUF blocks and are decoded block by block on the fly; activations stay in
 float32, so results follow an exact (float64) computation to float32 rounding rather than
-llama.cpp's 8-bit activation rounding. One loop per family, specialised for each tensor type by
-numba's literal dispatch (`literally`), so every type compiles to its own straight-line code:
+llama.cpp's 8-bit activation rounding. One loop per family; `kind` (the GGML type number) picks
+the block decoder, a branch per block that the CPU predicts perfectly:
 - 32-value blocks (Q4_0, Q4_1, Q8_0): value = d * q + m,
 - 256-value K-quants (Q4_K, Q5_K, Q6_K): value = d * sc[j // 16] * q - dmin * mn[j // 16],
 - plain floats (F32, F16, BF16).
@@ -13,7 +13,7 @@ across the tokens (the activations are transposed so that loop is contiguous).
 """
 import numpy as np
 from gguf import GGMLQuantizationType as T
-from numba import literally, njit, prange
+from numba import njit, prange
 
 from .float_types import widen_bf16, widen_f16
 from .k_quants import decode_q4_k, decode_q5_k, decode_q6_k
@@ -65,7 +65,7 @@ def _dot_quants(q, q0, length, x, xT, x0, dots):
 
 
 @njit(parallel=True, cache=True)
-def _legacy_product(kind, w, x, xT, sums16, f16, out):
+def legacy_product(kind, w, x, xT, sums16, f16, out):
     """Per block b: d * sum_j q_j x_j + m * sum_j x_j (the sum of x from its two 16-value halves)."""
     n = x.shape[0]
     for r in prange(w.shape[0]):
@@ -82,7 +82,7 @@ def _legacy_product(kind, w, x, xT, sums16, f16, out):
 
 
 @njit(parallel=True, cache=True)
-def _kquant_product(kind, w, x, xT, sums16, f16, out):
+def kquant_product(kind, w, x, xT, sums16, f16, out):
     """Per block b: sum over its 16-value groups u of d * sc_u * sum_j q_j x_j - dmin * mn_u * sum_j x_j."""
     n = x.shape[0]
     for r in prange(w.shape[0]):
@@ -103,7 +103,7 @@ def _kquant_product(kind, w, x, xT, sums16, f16, out):
 
 
 @njit(parallel=True, cache=True)
-def _float_product(kind, w, x, f16, out):
+def float_product(kind, w, x, f16, out):
     """w holds the raw bits of each weight (uint32 for F32, uint16 for F16 and BF16)."""
     n, k = x.shape
     for r in prange(w.shape[0]):
@@ -121,18 +121,3 @@ def _float_product(kind, w, x, f16, out):
             for j in range(k):
                 s += row[j] * x[t, j]
             out[t, r] = s
-
-
-@njit(cache=True)
-def legacy_product(kind, w, x, xT, sums16, f16, out):
-    _legacy_product(literally(kind), w, x, xT, sums16, f16, out)
-
-
-@njit(cache=True)
-def kquant_product(kind, w, x, xT, sums16, f16, out):
-    _kquant_product(literally(kind), w, x, xT, sums16, f16, out)
-
-
-@njit(cache=True)
-def float_product(kind, w, x, f16, out):
-    _float_product(literally(kind), w, x, f16, out)

