@@ -1,0 +1,117 @@
+"""Writes a Llama-3.2-1B-shaped GGUF with random weights, once, and caches it.
+
+Shape: vocabulary 128256 (the real Llama 3 vocabulary, copied from a synth model in
+../shared/models), dim 2048, 16 layers, 32 heads, 8 KV heads, FFN 8192, tied embeddings and
+Llama 3.1-style `rope_freqs`. Q4_0 files keep `token_embd` in Q6_K, as llama.cpp lays out its own.
+Random quant bytes are all valid; only the fp16 scales are set, so values are normal-sized.
+
+    python -m bench.synth_model [q4_0|q8_0]   # prints the path
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGUFWriter, GGMLQuantizationType as T
+
+from engine.gguf_file import GGUFFile
+
+ROOT = Path(__file__).resolve().parent.parent
+VOCAB_SOURCE = ROOT.parent / "shared" / "models" / "synth-llama3-small-q4_0.gguf"
+CACHE = Path(os.environ.get("LLAMBA_CACHE", Path.home() / ".cache" / "llamba"))
+SHAPE = dict(vocab=128256, dim=2048, n_layers=16, n_heads=32, n_kv_heads=8, ffn=8192)
+# where each block type keeps its fp16 scale(s), and a typical magnitude for them
+SCALE_FIELDS = {T.Q4_0: [(0, 0.003)], T.Q8_0: [(0, 0.0002)], T.Q6_K: [(208, 0.0005)]}
+
+
+def random_blocks(ttype: T, rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:
+    block, nbytes = GGML_QUANT_SIZES[ttype]
+    raw = rng.integers(0, 256, (rows, cols // block, nbytes), dtype=np.uint8)
+    for offset, scale in SCALE_FIELDS[ttype]:
+        raw[:, :, offset:offset + 2] = np.array([scale], np.float16).view(np.uint8)
+    if ttype == T.Q6_K:  # small positive sub-block scales
+        raw[:, :, 192:208] = rng.integers(8, 24, (rows, cols // block, 16), dtype=np.uint8)
+    return raw.reshape(rows, -1)
+
+
+def llama3_rope_factors(head_dim: int, base: float = 500000.0, factor: float = 32.0,
+                        low: float = 1.0, high: float = 4.0, original_ctx: int = 8192) -> np.ndarray:
+    """Llama 3.1's long-context factors, as llama.cpp's converter writes `rope_freqs`."""
+    freqs = base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    wavelen = 2 * math.pi / freqs
+    low_wl, high_wl = original_ctx / low, original_ctx / high
+    smooth = (original_ctx / wavelen - low) / (high - low)
+    factors = np.where(wavelen < high_wl, 1.0, np.where(wavelen > low_wl, factor, 1.0 / ((1 - smooth) / factor + smooth)))
+    return factors.astype(np.float32)
+
+
+def write_model(path: Path, quant: T, seed: int = 0) -> None:
+    s, rng = SHAPE, np.random.default_rng(seed)
+    head_dim = s["dim"] // s["n_heads"]
+    vocab = GGUFFile(VOCAB_SOURCE).metadata
+    w = GGUFWriter(str(path), "llama")
+    w.add_name(f"llamba-bench-llama3.2-1b-shaped-{quant.name.lower()}")
+    w.add_context_length(131072)
+    w.add_embedding_length(s["dim"])
+    w.add_block_count(s["n_layers"])
+    w.add_feed_forward_length(s["ffn"])
+    w.add_head_count(s["n_heads"])
+    w.add_head_count_kv(s["n_kv_heads"])
+    w.add_rope_freq_base(500000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_dimension_count(head_dim)
+    w.add_vocab_size(s["vocab"])
+    w.add_file_type(2 if quant == T.Q4_0 else 7)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("llama-bpe")
+    w.add_token_list(vocab["tokenizer.ggml.tokens"].as_bytes())
+    w.add_token_types(vocab["tokenizer.ggml.token_type"].tolist())
+    w.add_token_merges(vocab["tokenizer.ggml.merges"].as_bytes())
+    w.add_bos_token_id(128000)
+    w.add_eos_token_id(128009)
+    w.add_add_bos_token(True)
+    w.add_chat_template(vocab["tokenizer.chat_template"])
+
+    def matrix(name: str, rows: int, cols: int, ttype: T = quant) -> None:
+        w.add_tensor(name, random_blocks(ttype, rows, cols, rng), raw_dtype=ttype)
+
+    ones = np.ones(s["dim"], np.float32)
+    matrix("token_embd.weight", s["vocab"], s["dim"], T.Q6_K if quant == T.Q4_0 else quant)
+    w.add_tensor("rope_freqs.weight", llama3_rope_factors(head_dim))
+    w.add_tensor("output_norm.weight", ones)
+    kv_dim = s["n_kv_heads"] * head_dim
+    for i in range(s["n_layers"]):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", ones)
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", ones)
+        matrix(f"blk.{i}.attn_q.weight", s["dim"], s["dim"])
+        matrix(f"blk.{i}.attn_k.weight", kv_dim, s["dim"])
+        matrix(f"blk.{i}.attn_v.weight", kv_dim, s["dim"])
+        matrix(f"blk.{i}.attn_output.weight", s["dim"], s["dim"])
+        matrix(f"blk.{i}.ffn_gate.weight", s["ffn"], s["dim"])
+        matrix(f"blk.{i}.ffn_up.weight", s["ffn"], s["dim"])
+        matrix(f"blk.{i}.ffn_down.weight", s["dim"], s["ffn"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def bench_model(quant: str = "q4_0") -> Path:
+    """The cached 1B-shaped file of this quant type, written on first use."""
+    ttype = {"q4_0": T.Q4_0, "q8_0": T.Q8_0}[quant]
+    path = CACHE / f"llama3.2-1b-shaped-{quant}.gguf"
+    if not path.exists():
+        if not VOCAB_SOURCE.exists():
+            raise FileNotFoundError(f"{VOCAB_SOURCE} (the Llama 3 vocabulary) is absent")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        write_model(partial, ttype)
+        partial.rename(path)
+    return path
+
+
+if __name__ == "__main__":
+    print(bench_model(sys.argv[1] if len(sys.argv) > 1 else "q4_0"))

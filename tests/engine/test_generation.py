@@ -1,0 +1,81 @@
+"""Sampling and generation on the default model (SmolLM2): seeds, filters, penalties, bias,
+stop strings, end-of-generation tokens, logprobs."""
+import numpy as np
+import pytest
+
+from conftest import SMOLLM2, loaded
+from engine.generate import StopStrings, generate
+from engine.sampling import SamplingParams, apply_penalties, filter_candidates
+
+
+def run(params: SamplingParams, prompt="Once upon a time,"):
+    lm = loaded(SMOLLM2)
+    ids = lm.tokenizer.encode(prompt)
+    return list(generate(lm.model, lm.tokenizer, ids, params, lm.model.new_cache(256)))
+
+
+def test_same_seed_same_tokens_other_seed_other_tokens():
+    p = dict(temperature=1.0, max_tokens=12)
+    a = [e.token_id for e in run(SamplingParams(seed=7, **p))]
+    b = [e.token_id for e in run(SamplingParams(seed=7, **p))]
+    c = [e.token_id for e in run(SamplingParams(seed=8, **p))]
+    assert a == b and a != c
+
+
+def test_top_k_one_is_greedy():
+    greedy = [e.token_id for e in run(SamplingParams(temperature=0, max_tokens=8))]
+    top1 = [e.token_id for e in run(SamplingParams(temperature=1.5, top_k=1, seed=3, max_tokens=8))]
+    assert greedy == top1
+
+
+def test_logit_bias_forces_a_token():
+    lm = loaded(SMOLLM2)
+    forced = lm.tokenizer.encode(" banana", add_special=False)[0]
+    events = run(SamplingParams(temperature=0, max_tokens=3, logit_bias={forced: 100.0}))
+    assert [e.token_id for e in events] == [forced] * 3
+
+
+def test_max_tokens_gives_length_and_logprobs_are_consistent():
+    events = run(SamplingParams(temperature=0, max_tokens=5, logprobs=3))
+    assert len(events) == 5 and events[-1].finish_reason == "length"
+    for e in events:
+        assert e.top_logprobs[0][0] == e.token_id and e.logprob == pytest.approx(e.top_logprobs[0][1])
+        assert e.logprob <= 0 and len(e.top_logprobs) == 3
+
+
+def test_chat_stops_on_end_of_turn():
+    lm = loaded(SMOLLM2)
+    ids = lm.chat_prompt_ids([{"role": "user", "content": "What is 2+2?"}])
+    events = list(generate(lm.model, lm.tokenizer, ids, SamplingParams(temperature=0, max_tokens=64),
+                           lm.model.new_cache(256)))
+    assert events[-1].finish_reason == "stop" and events[-1].token_id in lm.tokenizer.stop_ids
+    assert "4" in "".join(e.text for e in events)
+    assert "<|im_end|>" not in "".join(e.text for e in events)
+
+
+def test_stop_string_ends_text_before_it():
+    full = "".join(e.text for e in run(SamplingParams(temperature=0, max_tokens=20)))
+    stop = full.split()[2]
+    events = run(SamplingParams(temperature=0, max_tokens=20, stop=[stop]))
+    text = "".join(e.text for e in events)
+    assert events[-1].finish_reason == "stop"
+    assert text == full[:full.index(stop)] and stop not in text
+
+
+def test_stop_strings_hold_back_partial_matches():
+    s = StopStrings(["END"])
+    assert s.push("abc E") == ("abc ", False)
+    assert s.push("N") == ("", False)
+    assert s.push("X") == ("ENX", False)
+    assert s.push("..END tail") == ("..", True)
+
+
+def test_penalties_and_filters():
+    logits = np.array([3.0, 2.0, -1.0, 0.5], np.float32)
+    p = SamplingParams(repeat_penalty=2.0, presence_penalty=0.5, frequency_penalty=0.25)
+    out = apply_penalties(logits, p, context=[0, 2], generated=[2, 2])
+    assert out[0] == pytest.approx(1.5) and out[2] == pytest.approx(-2.0 - 0.5 - 0.5)
+    ids, probs = filter_candidates(logits, SamplingParams(top_p=0.5))
+    assert list(ids) == [0] and probs[0] == 1.0
+    ids, _ = filter_candidates(logits, SamplingParams(min_p=0.3))
+    assert list(ids) == [0, 1]

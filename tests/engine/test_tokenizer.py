@@ -1,0 +1,65 @@
+"""Tokenization against llama.cpp's, for the Llama 3 vocabulary (synth models) and SmolLM2's."""
+import numpy as np
+import pytest
+
+from conftest import ALL_MODELS, SMOLLM2, loaded, reference
+from engine.gguf_file import GGUFError
+from engine.tokenizer import StreamDecoder, Tokenizer
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_tokenize_matches_llama_cpp(name):
+    tok = loaded(name).tokenizer
+    for case in reference(name)["tokenize"]:
+        assert tok.encode(case["text"], add_special=False, parse_special=False) == case["ids"], case["text"]
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_tokenize_special_matches_llama_cpp(name):
+    tok = loaded(name).tokenizer
+    for case in reference(name)["tokenize_special"]:
+        assert tok.encode(case["text"], add_special=True, parse_special=True) == case["ids"], case["text"]
+
+
+@pytest.mark.parametrize("name", ["synth-llama3-small-q4_0", SMOLLM2])
+def test_token_ids_follow_merge_order(name):
+    """Ids serve as BPE ranks: that holds when the merges, in their rank order, produce tokens in
+    id order (Llama 3 lists several merges per token, the vocabulary having come from tiktoken)."""
+    lm = loaded(name)
+    meta = lm.model.file.metadata
+    ids = {t: i for i, t in enumerate(meta["tokenizer.ggml.tokens"].as_str())}
+    merges = meta["tokenizer.ggml.merges"].as_str()
+    results = []
+    for merge in merges:
+        left, right = merge.split(" ", 1)
+        results.append(ids[left + right])
+    assert np.all(np.diff(results) >= 0), "merge results are not in id order"
+
+
+def test_llama3_special_tokens_and_stops():
+    tok = loaded("synth-llama3-small-q4_0").tokenizer
+    assert tok.encode("<|eot_id|>", add_special=False, parse_special=True) == [128009]
+    assert tok.encode("<|eot_id|>", add_special=False, parse_special=False) != [128009]
+    assert tok.encode("Hi", add_special=True) == [128000, 13347]
+    assert {128001, 128009} <= tok.stop_ids
+    assert tok.decode(tok.encode("Hello, World! ünï 🦙", add_special=False)) == "Hello, World! ünï 🦙"
+
+
+def test_stream_decoder_never_emits_half_a_character():
+    tok = loaded(SMOLLM2).tokenizer
+    text = "emoji 🦙🚀👍🏽 and 日本語のテキスト"
+    ids = tok.encode(text, add_special=False)
+    assert any(len(tok.token_bytes(i).decode("utf-8", errors="ignore")) == 0 for i in ids), \
+        "the test needs a token that is part of a character"
+    decoder, pieces = StreamDecoder(tok), []
+    for i in ids:
+        piece = decoder.push(i)
+        assert "\ufffd" not in piece
+        pieces.append(piece)
+    pieces.append(decoder.flush())
+    assert "".join(pieces) == text
+
+
+def test_unknown_pre_tokenizer_is_a_clear_error():
+    with pytest.raises(GGUFError, match="unsupported pre-tokenizer 'klingon'"):
+        Tokenizer(["a", "b"], [1, 1], pre="klingon", bos_id=None, eos_id=None, add_bos=False)
