@@ -1,0 +1,74 @@
+"""The FastAPI application: `create_app(settings)` and `serve(args)` behind `llamba serve`."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from engine.loader import LoadedModel, set_threads
+from engine.scheduler import ModelRunner
+
+from . import errors
+from .routes import router
+from .settings import ModelSettings, Settings
+
+log = logging.getLogger("llamba")
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    runners: dict[str, ModelRunner] = field(default_factory=dict)
+    ready: bool = False
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+def load_runners(settings: Settings) -> dict[str, ModelRunner]:
+    set_threads(settings.threads)
+    runners = {}
+    for m in settings.models:
+        loaded = LoadedModel.load(m.path)
+        n_ctx = min(settings.context_length, loaded.model.config.context_length)
+        runners[m.id] = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout)
+        log.info("model %s loaded from %s (context %d)", m.id, loaded.path, n_ctx)
+    return runners
+
+
+def create_app(settings: Settings) -> FastAPI:
+    st = ServerState(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async def load():
+            st.runners = await asyncio.to_thread(load_runners, settings)
+            st.ready = True
+        task = asyncio.create_task(load())  # /health answers 503 until the models are in
+        yield
+        task.cancel()
+        for runner in st.runners.values():
+            runner.close()
+
+    app = FastAPI(title="llamba", description="OpenAI-compatible Llama 3.x server on numba", lifespan=lifespan)
+    app.state.llamba = st
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"])
+    errors.install(app)
+    app.include_router(router)
+    return app
+
+
+def serve(args) -> None:
+    overrides = dict(host=args.host, port=args.port, threads=args.threads, context_length=args.ctx,
+                     queue_size=args.queue_size, api_keys=args.api_keys)
+    if args.model:
+        overrides["models"] = [ModelSettings(id=args.model_id or "default", path=args.model)]
+    settings = Settings.load(args.config, **overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
