@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 
-from conftest import model_path
+from support import model_path
 from engine.gguf_file import GGUFError, GGUFFile
 from engine.loader import LoadedModel
 

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import SMOLLM2, model_path
+from support import SMOLLM2, model_path
 
 
 def llamba(*args, stdin=None):

@@ -3,7 +3,7 @@ stop strings, end-of-generation tokens, logprobs."""
 import numpy as np
 import pytest
 
-from conftest import SMOLLM2, loaded
+from support import SMOLLM2, loaded
 from engine.generate import StopStrings, generate
 from engine.sampling import SamplingParams, apply_penalties, filter_candidates
 

@@ -4,7 +4,7 @@ the reference's top-1/top-2 gap is at least 0.05 our token must equal the refere
 top-1 logprob be within 0.01 of it; after the first closer step the two may part."""
 import pytest
 
-from conftest import ALL_MODELS, loaded, reference
+from support import ALL_MODELS, loaded, reference
 from engine.sampling import log_softmax
 
 GAP, TOLERANCE = 0.05, 0.01

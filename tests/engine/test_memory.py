@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 
 PROBE = r"""
 import sys

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ALL_MODELS, GPL_TEXT, model_path, reference
+from support import ALL_MODELS, GPL_TEXT, model_path, reference
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)

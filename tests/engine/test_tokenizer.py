@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import ALL_MODELS, SMOLLM2, loaded, reference
+from support import ALL_MODELS, SMOLLM2, loaded, reference
 from engine.gguf_file import GGUFError
 from engine.tokenizer import StreamDecoder, Tokenizer
 
