@@ -1,55 +1,7 @@
-"""A real `llamba serve` on a free port, shared by the server tests."""
-from __future__ import annotations
-
-import os
-import socket
-import subprocess
-import sys
-import time
-from contextlib import contextmanager
-
-import httpx
+"""The server every test in tests/app shares: a real `llamba serve` with an API key and a queue of 2."""
 import pytest
 
-from support import ROOT, SMOLLM2, model_path
-
-API_KEY = "sk-test-llamba"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running_server(*flags: str, env: dict | None = None):
-    model_path(SMOLLM2)  # skips with the reason when the default model is absent
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port), *flags],
-                            cwd=ROOT, env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("server did not become ready")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+from serving import API_KEY, running_server
 
 
 @pytest.fixture(scope="session")
