@@ -44,13 +44,8 @@ class ModelRunner:
         self._waiting: collections.deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._stopping = False
-        self.busy = False
         self._thread = threading.Thread(target=self._run, name="llamba-model", daemon=True)
         self._thread.start()
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> Job:
         job = Job(prompt_ids, params, asyncio.get_running_loop())
@@ -89,11 +84,7 @@ class ModelRunner:
                 if self._stopping:
                     return
                 job = self._waiting.popleft()
-            self.busy = True
-            try:
-                self._generate(job)
-            finally:
-                self.busy = False
+            self._generate(job)
 
     def _generate(self, job: Job) -> None:
         try:
