@@ -86,6 +86,11 @@ class GGUFFile:
         self._parse()
 
     # --- low-level cursor -------------------------------------------------------------------
+    def release(self) -> None:
+        """Drop this process's resident pages of the map (they stay valid: touching one again
+        reads it back from the page cache). Used after repacking has read every weight once."""
+        self._mmap.madvise(mmap.MADV_DONTNEED)
+
     def _fail(self, what: str) -> GGUFError:
         return GGUFError(f"{self.path}: {what}")
 

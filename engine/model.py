@@ -1,7 +1,8 @@
-"""The Llama model: weights as views into the GGUF map, a KV cache, and the forward pass.
+"""The Llama model: weights (repacked for the kernels, see packed.py), a KV cache, the forward pass.
 
 The forward pass follows meta-llama/llama3's `model.py`; weights keep its role names (wq, wk, wv,
-wo; w1 = gate, w2 = down, w3 = up) and `GGUF_NAMES` maps them to the file's tensors.
+wo; w1 = gate, w2 = down, w3 = up) and `GGUF_NAMES` maps them to the file's tensors. Projections
+that read one input are packed side by side (wqkv, w13) so each is one product.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from gguf.quants import dequantize
 from . import ops
 from .config import LlamaConfig
 from .gguf_file import GGUFError, GGUFFile, Tensor
-from .kernels import SUPPORTED_TYPES, Activations, matmul
+from .kernels import SUPPORTED_TYPES, Activations, Weight, matmul
+from .packed import packed_weights
 
 GGUF_NAMES = {
     "attn_norm": "blk.{i}.attn_norm.weight", "wq": "blk.{i}.attn_q.weight",
@@ -24,26 +26,25 @@ GGUF_NAMES = {
     "w2": "blk.{i}.ffn_down.weight", "w3": "blk.{i}.ffn_up.weight",
 }
 
+Projection = tuple[Weight, ...]  # weights whose outputs, side by side, form one projection
+
 
 @dataclass
 class Layer:
     attn_norm: np.ndarray  # (dim,)
-    wq: Tensor             # (dim, dim)
-    wk: Tensor             # (kv_dim, dim)
-    wv: Tensor             # (kv_dim, dim)
-    wo: Tensor             # (dim, dim)
+    wqkv: Projection       # (dim + 2 kv_dim, dim): wq, wk, wv
+    wo: Weight             # (dim, dim)
     ffn_norm: np.ndarray   # (dim,)
-    w1: Tensor             # (ffn_dim, dim) gate
-    w2: Tensor             # (dim, ffn_dim) down
-    w3: Tensor             # (ffn_dim, dim) up
+    w13: Projection        # (2 ffn_dim, dim): w1 = gate, w3 = up
+    w2: Weight             # (dim, ffn_dim) down
 
 
 @dataclass
 class Weights:
-    token_embd: Tensor          # (vocab, dim)
+    token_embd: Tensor          # (vocab, dim), as in the file: rows are looked up, not multiplied
     layers: list[Layer]
     output_norm: np.ndarray     # (dim,)
-    output: Tensor              # (vocab, dim); token_embd itself when embeddings are tied
+    output: Weight              # (vocab, dim); token_embd's values when embeddings are tied
     rope_freqs: np.ndarray | None  # (head_dim // 2,) long-context factors, Llama 3.1+
 
     @classmethod
@@ -61,21 +62,45 @@ class Weights:
         def norm(name: str) -> np.ndarray:
             return tensor(name, (c.dim,), (T.F32,)).data
 
-        layers = []
+        groups: dict[str, list[Tensor]] = {}
+
+        def projection(name: str, parts: list[Tensor]) -> list[str]:
+            """One packed weight for parts of one type (read once per product), else one each."""
+            if len({p.type for p in parts}) == 1:
+                groups[name] = parts
+                return [name]
+            names = [f"{name}.{j}" for j in range(len(parts))]
+            groups.update((n, [p]) for n, p in zip(names, parts))
+            return names
+
+        plan = []
         for i in range(c.n_layers):
             n = {role: name.format(i=i) for role, name in GGUF_NAMES.items()}
-            layers.append(Layer(
-                attn_norm=norm(n["attn_norm"]),
-                wq=tensor(n["wq"], (c.dim, c.dim)), wk=tensor(n["wk"], (c.kv_dim, c.dim)),
-                wv=tensor(n["wv"], (c.kv_dim, c.dim)), wo=tensor(n["wo"], (c.dim, c.dim)),
-                ffn_norm=norm(n["ffn_norm"]),
-                w1=tensor(n["w1"], (c.ffn_dim, c.dim)), w2=tensor(n["w2"], (c.dim, c.ffn_dim)),
-                w3=tensor(n["w3"], (c.ffn_dim, c.dim))))
+            plan.append(dict(
+                attn_norm=norm(n["attn_norm"]), ffn_norm=norm(n["ffn_norm"]),
+                wqkv=projection(f"blk.{i}.attn_qkv", [tensor(n["wq"], (c.dim, c.dim)),
+                                tensor(n["wk"], (c.kv_dim, c.dim)), tensor(n["wv"], (c.kv_dim, c.dim))]),
+                wo=projection(n["wo"], [tensor(n["wo"], (c.dim, c.dim))]),
+                w13=projection(f"blk.{i}.ffn_gate_up", [tensor(n["w1"], (c.ffn_dim, c.dim)),
+                               tensor(n["w3"], (c.ffn_dim, c.dim))]),
+                w2=projection(n["w2"], [tensor(n["w2"], (c.dim, c.ffn_dim))])))
         token_embd = tensor("token_embd.weight", (c.vocab_size, c.dim))
         output = tensor("output.weight", (c.vocab_size, c.dim)) if "output.weight" in f.tensors else token_embd
+        projection("output", [output])
         rope_freqs = (tensor("rope_freqs.weight", (c.head_dim // 2,), (T.F32,)).data
                       if "rope_freqs.weight" in f.tensors else None)
-        return cls(token_embd, layers, norm("output_norm.weight"), output, rope_freqs)
+        packed = packed_weights(f, groups)
+        layers = [Layer(attn_norm=p["attn_norm"], ffn_norm=p["ffn_norm"],
+                        wqkv=tuple(packed[k] for k in p["wqkv"]), wo=packed[p["wo"][0]],
+                        w13=tuple(packed[k] for k in p["w13"]), w2=packed[p["w2"][0]]) for p in plan]
+        return cls(token_embd, layers, norm("output_norm.weight"), packed["output"], rope_freqs)
+
+
+def project(projection: Projection, x: Activations) -> np.ndarray:
+    """x times each weight of a projection, outputs side by side: (n, total rows)."""
+    if len(projection) == 1:
+        return matmul(projection[0], x)
+    return np.concatenate([matmul(w, x) for w in projection], axis=1)
 
 
 class KVCache:
@@ -118,18 +143,18 @@ class Llama:
         for i, layer in enumerate(w.layers):
             # attention, with its input normed and quantized once for Q, K and V
             h = Activations(ops.rmsnorm(x, layer.attn_norm, c.rms_eps))
-            q = matmul(layer.wq, h).reshape(n, c.n_heads, c.head_dim)
-            k = matmul(layer.wk, h).reshape(n, c.n_kv_heads, c.head_dim)
-            v = matmul(layer.wv, h).reshape(n, c.n_kv_heads, c.head_dim)
-            q, k = ops.apply_rope(q, cos, sin), ops.apply_rope(k, cos, sin)
+            q, k, v = np.split(project(layer.wqkv, h), [c.dim, c.dim + c.kv_dim], axis=1)
+            q = ops.apply_rope(q.reshape(n, c.n_heads, c.head_dim), cos, sin)
+            k = ops.apply_rope(k.reshape(n, c.n_kv_heads, c.head_dim), cos, sin)
             cache.k[i, start:start + n] = k
-            cache.v[i, start:start + n] = v
+            cache.v[i, start:start + n] = v.reshape(n, c.n_kv_heads, c.head_dim)
             attn = np.empty_like(q)
             ops.attention(q, cache.k[i], cache.v[i], start, attn)
             x = x + matmul(layer.wo, attn.reshape(n, c.dim))  # residual
             # feed-forward (SwiGLU)
             h = Activations(ops.rmsnorm(x, layer.ffn_norm, c.rms_eps))
-            x = x + matmul(layer.w2, ops.swiglu(matmul(layer.w1, h), matmul(layer.w3, h)))
+            gate, up = np.split(project(layer.w13, h), 2, axis=1)
+            x = x + matmul(layer.w2, ops.swiglu(gate, up))
         x = ops.rmsnorm(x if all_logits else x[-1:], w.output_norm, c.rms_eps)
         logits = matmul(w.output, x)
         return logits if all_logits else logits[0]

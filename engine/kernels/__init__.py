@@ -1,49 +1,74 @@
-"""Matrix products over GGUF tensors: `matmul(weight, x)` for every supported tensor type."""
+"""Matrix products of model weights with a batch of activations.
+
+`pack` turns a GGUF tensor's raw bytes into a `Weight` laid out for its kernel (layout.py);
+`matmul(weight, x)` multiplies. Quantized types run integer kernels over activations kept to ~16
+bits (activations.py); plain float types multiply in float32.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
 
-from ..gguf_file import Tensor
-from .products import F16_TABLE, float_product, kquant_product, legacy_product
+from .activations import Activations
+from .float_types import F16_TABLE, float_product
+from .k_quants import pack_q4_k, pack_q5_k, pack_q6_k, q4_k_product, q6_k_product
+from .layout import GROUP
+from .legacy_quants import pack_q4_0, pack_q4_1, pack_q8_0, q4_0_product, q4_1_product, q8_0_product
 
-LEGACY_TYPES = (T.Q4_0, T.Q4_1, T.Q8_0)
-KQUANT_TYPES = (T.Q4_K, T.Q5_K, T.Q6_K)
+PACKERS = {T.Q4_0: pack_q4_0, T.Q4_1: pack_q4_1, T.Q8_0: pack_q8_0,
+           T.Q4_K: pack_q4_k, T.Q5_K: pack_q5_k, T.Q6_K: pack_q6_k}
 FLOAT_TYPES = (T.F32, T.F16, T.BF16)
-SUPPORTED_TYPES = LEGACY_TYPES + KQUANT_TYPES + FLOAT_TYPES
+SUPPORTED_TYPES = tuple(PACKERS) + FLOAT_TYPES
+_NO_TOPS = np.empty((0, 0), np.uint8)
+
+__all__ = ["Activations", "Weight", "pack", "matmul", "matvec", "SUPPORTED_TYPES", "PACKERS"]
 
 
-class Activations:
-    """A batch of activations x (n, k) with what the quantized kernels read besides it: x
-    transposed (k, n) for the batched loops, and the sums of each 16 values (n, k // 16) for
-    the blocks' offset terms. Made once and shared by every weight that reads the same input."""
-
-    def __init__(self, x: np.ndarray):
-        self.x = np.ascontiguousarray(x, dtype=np.float32)
-        n, k = self.x.shape
-        self.xT = np.ascontiguousarray(self.x.T) if n > 1 else self.x.reshape(k, 1)
-        self.sums16 = self.x.reshape(n, k // 16, 16).sum(axis=-1) if k % 16 == 0 else None
+@dataclass
+class Weight:
+    """A (rows, k) weight in its kernel's layout: `arrays` as the kernel for `type` takes them."""
+    name: str
+    type: T
+    shape: tuple[int, int]
+    arrays: tuple[np.ndarray, ...]
 
 
-def matmul(weight: Tensor, x: np.ndarray | Activations) -> np.ndarray:
+def pack(name: str, ttype: T, shape: tuple[int, int], raw: np.ndarray) -> Weight:
+    """A GGUF tensor's data (rows, bytes per row for quants; the values for floats) -> Weight."""
+    rows, k = shape
+    if ttype in FLOAT_TYPES:
+        return Weight(name, ttype, shape, (raw.view(np.uint32 if ttype == T.F32 else np.uint16),))
+    if ttype not in PACKERS:
+        raise ValueError(f"{name}: tensor type {ttype.name} is not supported")
+    if rows % GROUP or k % 256 and ttype in (T.Q4_K, T.Q5_K, T.Q6_K):
+        raise ValueError(f"{name}: shape {shape} does not fit {ttype.name} kernels (rows % {GROUP})")
+    return Weight(name, ttype, shape, PACKERS[ttype](raw.reshape(rows, -1)))
+
+
+def matmul(weight: Weight, x: np.ndarray | Activations) -> np.ndarray:
     """(n, k) activations times a (rows, k) weight -> (n, rows) float32."""
     a = x if isinstance(x, Activations) else Activations(x)
-    n, k = a.x.shape
-    if weight.shape[-1] != k:
-        raise ValueError(f"{weight.name}: expects inputs of width {weight.shape[-1]}, got {k}")
+    n, k = a.shape
+    if weight.shape[1] != k:
+        raise ValueError(f"{weight.name}: expects inputs of width {weight.shape[1]}, got {k}")
     out = np.empty((n, weight.shape[0]), np.float32)
-    if weight.type in LEGACY_TYPES:
-        legacy_product(int(weight.type), weight.data, a.x, a.xT, a.sums16, F16_TABLE, out)
-    elif weight.type in KQUANT_TYPES:
-        kquant_product(int(weight.type), weight.data, a.x, a.xT, a.sums16, F16_TABLE, out)
-    elif weight.type in FLOAT_TYPES:
-        bits = weight.data.view(np.uint32 if weight.type == T.F32 else np.uint16)
-        float_product(int(weight.type), bits, a.x, F16_TABLE, out)
+    w, t = weight.arrays, weight.type
+    if t in (T.Q4_0, T.Q8_0):
+        (q4_0_product if t == T.Q4_0 else q8_0_product)(*w, a.hi, a.lo, a.scale, a.sums16, out)
+    elif t == T.Q4_1:
+        q4_1_product(*w, a.hi, a.lo, a.scale, a.sums32, out)
+    elif t in (T.Q4_K, T.Q5_K):
+        quants, tops, sc, mn, d, dmin = w if t == T.Q5_K else (w[0], _NO_TOPS, *w[1:])
+        q4_k_product(quants, tops, sc, mn, d, dmin, a.hi, a.lo, a.scale, a.sums32, out)
+    elif t == T.Q6_K:
+        q6_k_product(*w, a.hi, a.lo, a.scale, a.sums16, out)
     else:
-        raise ValueError(f"{weight.name}: tensor type {weight.type.name} is not supported")
+        float_product(int(t), w[0], a.x, F16_TABLE, out)
     return out
 
 
-def matvec(weight: Tensor, x: np.ndarray) -> np.ndarray:
+def matvec(weight: Weight, x: np.ndarray) -> np.ndarray:
     """(k,) times a (rows, k) weight -> (rows,): `matmul` with a batch of one."""
     return matmul(weight, x[None, :])[0]

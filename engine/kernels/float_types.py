@@ -1,17 +1,35 @@
-"""Row wideners for the plain float types F16 and BF16 (F32 needs none)."""
+"""Products with plain float weights: F32, F16, BF16 (small tensors and unquantized models).
+
+Each row is widened to float32 once, then dotted with every token in the same order whatever the
+batch size. Weights come as their raw bits: uint32 for F32, uint16 for F16 and BF16.
+"""
 import numpy as np
-from numba import njit
+from gguf import GGMLQuantizationType as T
+from numba import njit, prange
+
+F32, F16 = int(T.F32), int(T.F16)
+
+# fp16 -> float32 for every bit pattern, as ggml's own lookup table.
+F16_TABLE = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
-@njit(inline="always")
-def widen_f16(w, r, f16, row):
-    """F16 weights, passed as their raw uint16 bits: widened through the 65536-entry table."""
-    for j in range(row.shape[0]):
-        row[j] = f16[w[r, j]]
-
-
-@njit(inline="always")
-def widen_bf16(w, r, bits):
-    """BF16 weights, raw uint16: the top half of a float32; `bits` is the float32 row as uint32."""
-    for j in range(bits.shape[0]):
-        bits[j] = np.uint32(w[r, j]) << np.uint32(16)
+@njit(parallel=True, cache=True)
+def float_product(kind, w, x, f16, out):
+    n, k = x.shape
+    for r in prange(w.shape[0]):
+        row = np.empty(k, np.float32)
+        bits = row.view(np.uint32)
+        if kind == F32:
+            for j in range(k):  # (a slice assignment here was miscompiled inside prange)
+                bits[j] = w[r, j]
+        elif kind == F16:
+            for j in range(k):
+                row[j] = f16[w[r, j]]
+        else:  # BF16: the top half of a float32
+            for j in range(k):
+                bits[j] = np.uint32(w[r, j]) << np.uint32(16)
+        for t in range(n):
+            s = np.float32(0)
+            for j in range(k):
+                s += row[j] * x[t, j]
+            out[t, r] = s

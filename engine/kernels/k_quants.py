@@ -1,79 +1,127 @@
-"""Block decoders for llama.cpp's K-quants: Q4_K, Q5_K, Q6_K (256 values per block).
+"""llama.cpp's K-quants: Q4_K, Q5_K, Q6_K (256-value super-blocks) — repacking and products.
 
-Each reads block `b` of row `r` of the raw GGUF bytes `w`, writes the integer quants to `q`
-(int32[256]), the integer scale and min of each 16 values to `sc` and `mn` (int32[16]) and returns
-the float32 (d, dmin) such that value_j = d * sc[j // 16] * q_j - dmin * mn[j // 16].
-Q4_K and Q5_K scale 32 values at a time: both halves of a 32 get the same sc and mn.
+GGUF blocks (values in sub-blocks of 32 for Q4_K/Q5_K, of 16 for Q6_K):
+- Q4_K, 144 bytes: fp16 d, fp16 dmin, 12 bytes of 6-bit scales sc and mins m, 128 bytes of
+  nibbles (byte l of each 32 holds value 64c + l low, 64c + 32 + l high); value = d sc q - dmin m.
+- Q5_K, 176 bytes: as Q4_K with 32 bytes of fifth bits before the nibbles (bit 2c of byte l tops
+  value 64c + l, bit 2c + 1 tops 64c + 32 + l).
+- Q6_K, 210 bytes: 128 bytes of low nibbles, 64 of 2-bit tops, 16 int8 scales, fp16 d;
+  value = d sc (q - 32).
+Repacked, every 32 values are nibbles as in Q4_0 (layout.py) and the top bits of each 32 follow
+as one vector (Q5_K: bit s of byte j tops value 4s + j, bit 4 + s value 16 + 4s + j) or two (Q6_K:
+bits 2s..2s+1 of byte j of the first top value 4s + j, of the second 16 + 4s + j).
 """
+from __future__ import annotations
+
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from .legacy_quants import f16_at
-
-
-@njit(inline="always")
-def _scales_6bit(w, r, o, sc, mn):
-    """Q4_K/Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes at offset o."""
-    for j in range(8):
-        if j < 4:
-            s = np.int32(w[r, o + j]) & 63
-            m = np.int32(w[r, o + j + 4]) & 63
-        else:
-            s = (np.int32(w[r, o + j + 4]) & 15) | ((np.int32(w[r, o + j - 4]) >> 6) << 4)
-            m = (np.int32(w[r, o + j + 4]) >> 4) | ((np.int32(w[r, o + j]) >> 6) << 4)
-        sc[2 * j] = s
-        sc[2 * j + 1] = s
-        mn[2 * j] = m
-        mn[2 * j + 1] = m
+from .layout import accumulate, dot16, dot32, interleave, interleave_scales, nibbles, pack_nibbles, write_rows
+from .simd import load_bytes, load_f16, load_i8, splat_f32, splat_i32, to_f32
 
 
-@njit(inline="always")
-def decode_q4_k(w, r, b, f16, q, sc, mn):
-    """144 bytes: fp16 d, fp16 dmin, 12 bytes of scales/mins, 128 bytes of nibbles: byte l of
-    each 32-byte group c holds value 64c+l (low nibble) and 64c+32+l (high nibble)."""
-    o = b * 144
-    _scales_6bit(w, r, o + 4, sc, mn)
-    for c in range(4):
-        for l in range(32):
-            byte = np.int32(w[r, o + 16 + 32 * c + l])
-            q[64 * c + l] = byte & 15
-            q[64 * c + 32 + l] = byte >> 4
-    return f16_at(w, r, o, f16), f16_at(w, r, o + 2, f16)
+def _f16(blocks: np.ndarray, offset: int) -> np.ndarray:
+    return interleave_scales(np.ascontiguousarray(blocks[:, :, offset:offset + 2]).view(np.uint16)[..., 0])
 
 
-@njit(inline="always")
-def decode_q5_k(w, r, b, f16, q, sc, mn):
-    """176 bytes: as Q4_K with 32 bytes of fifth bits (qh) before the nibbles: bit 2c of qh[l]
-    tops value 64c+l, bit 2c+1 tops value 64c+32+l."""
-    o = b * 176
-    _scales_6bit(w, r, o + 4, sc, mn)
-    for c in range(4):
-        for l in range(32):
-            byte = np.int32(w[r, o + 48 + 32 * c + l])
-            high = np.int32(w[r, o + 16 + l])
-            q[64 * c + l] = (byte & 15) | (((high >> (2 * c)) & 1) << 4)
-            q[64 * c + 32 + l] = (byte >> 4) | (((high >> (2 * c + 1)) & 1) << 4)
-    return f16_at(w, r, o, f16), f16_at(w, r, o + 2, f16)
+def _scales_and_mins(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_K/Q5_K's twelve bytes at offset 4 -> 8 six-bit scales and 8 mins per block."""
+    s = blocks[:, :, 4:16]
+    sc = np.concatenate([s[..., 0:4] & 63, (s[..., 8:12] & 15) | ((s[..., 0:4] >> 6) << 4)], axis=-1)
+    mn = np.concatenate([s[..., 4:8] & 63, (s[..., 8:12] >> 4) | ((s[..., 4:8] >> 6) << 4)], axis=-1)
+    rows = blocks.shape[0]
+    return interleave_scales(sc.reshape(rows, -1)), interleave_scales(mn.reshape(rows, -1))
 
 
-@njit(inline="always")
-def decode_q6_k(w, r, b, f16, q, sc, mn):
-    """210 bytes: 128 bytes of low nibbles (ql), 64 bytes of 2-bit high parts (qh), 16 int8 scales,
-    fp16 d. In each half h (128 values), for l < 32: ql[64h+l] and ql[64h+l+32] give the low
-    nibbles of values l, l+32 (low) and l+64, l+96 (high); qh[32h+l] bits 0-1, 2-3, 4-5, 6-7 top
-    values l, l+32, l+64, l+96. value = d * scale[j // 16] * (q - 32)."""
-    o = b * 210
-    for h in range(2):
-        for l in range(32):
-            lo = np.int32(w[r, o + 64 * h + l])
-            hi = np.int32(w[r, o + 64 * h + l + 32])
-            top = np.int32(w[r, o + 128 + 32 * h + l])
-            q[128 * h + l] = ((lo & 15) | ((top & 3) << 4)) - 32
-            q[128 * h + l + 32] = ((hi & 15) | (((top >> 2) & 3) << 4)) - 32
-            q[128 * h + l + 64] = ((lo >> 4) | (((top >> 4) & 3) << 4)) - 32
-            q[128 * h + l + 96] = ((hi >> 4) | (((top >> 6) & 3) << 4)) - 32
-    for j in range(16):
-        s = np.int32(w[r, o + 192 + j])
-        sc[j] = s - 256 if s > 127 else s
-        mn[j] = 0
-    return f16_at(w, r, o + 208, f16), np.float32(0)
+def _tops(values: np.ndarray, bits: int) -> np.ndarray:
+    """(rows, k) values -> per 32, the bits above the nibble packed as the kernels read them."""
+    rows, k = values.shape
+    top = (values >> 4).reshape(rows, k // 32, 2, 4, 4).astype(np.uint8)  # half, s, j
+    if bits == 1:
+        shifts = (np.arange(2)[:, None] * 4 + np.arange(4)[None, :]).astype(np.uint8)
+        return np.bitwise_or.reduce(top << shifts[:, :, None], axis=(2, 3))  # (rows, k/32, 4)
+    shifts = (2 * np.arange(4)).astype(np.uint8)
+    return np.bitwise_or.reduce(top << shifts[:, None], axis=3).reshape(rows, k // 32, 8)
+
+
+def _q4_k_values(blocks: np.ndarray, qs_offset: int) -> np.ndarray:
+    qs = blocks[:, :, qs_offset:qs_offset + 128].reshape(*blocks.shape[:2], 4, 1, 32)
+    return np.concatenate([qs & 15, qs >> 4], axis=3).reshape(blocks.shape[0], -1)
+
+
+def pack_q4_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
+    blocks = raw.reshape(raw.shape[0], -1, 144)
+    sc, mn = _scales_and_mins(blocks)
+    values = _q4_k_values(blocks, 16)
+    return interleave(pack_nibbles(values)), sc, mn, _f16(blocks, 0), _f16(blocks, 2)
+
+
+def pack_q5_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
+    blocks = raw.reshape(raw.shape[0], -1, 176)
+    sc, mn = _scales_and_mins(blocks)
+    fifth = blocks[:, :, 16:48].reshape(*blocks.shape[:2], 1, 1, 32)
+    shifts = (2 * np.arange(4)[:, None] + np.arange(2)[None, :]).astype(np.uint8)[..., None]
+    values = _q4_k_values(blocks, 48) | (((fifth >> shifts) & 1) << 4).reshape(blocks.shape[0], -1)
+    return (interleave(pack_nibbles(values & 15)), interleave(_tops(values, 1)), sc, mn,
+            _f16(blocks, 0), _f16(blocks, 2))
+
+
+def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
+    rows = raw.shape[0]
+    blocks = raw.reshape(rows, -1, 210)
+    low = blocks[:, :, :128].reshape(rows, -1, 2, 2, 1, 32)      # half, which 32 bytes
+    top = blocks[:, :, 128:192].reshape(rows, -1, 2, 1, 32)      # half
+    quarters = [((low[:, :, :, i % 2, 0] & 15) if i < 2 else (low[:, :, :, i % 2, 0] >> 4))
+                | (((top[:, :, :, 0] >> (2 * i)) & 3) << 4) for i in range(4)]
+    values = np.stack(quarters, axis=3).reshape(rows, -1)      # value 128 h + 32 i + l
+    scales = interleave_scales(np.ascontiguousarray(blocks[:, :, 192:208]).view(np.int8).reshape(rows, -1))
+    return interleave(pack_nibbles(values & 15)), interleave(_tops(values, 2)), scales, _f16(blocks, 208)
+
+
+@njit(parallel=True, cache=True)
+def q4_k_product(quants, tops, sc, mn, d, dmin, hi, lo, scale, sums32, out):
+    """Q4_K, or Q5_K when `tops` holds the fifth bits (an empty array for Q4_K)."""
+    n = hi.shape[0]
+    one_bits = splat_i32(0x01010101)
+    for g in prange(quants.shape[0]):
+        acc = np.zeros((n, 16), np.float32)
+        for c in range(scale.shape[1]):  # sub-blocks of 32
+            v = nibbles(quants[g], 256 * c)
+            if tops.shape[1] > 0:
+                h = load_bytes(tops[g], 64 * c)
+                v = (v[0] | (((h >> 0) & one_bits) << 4), v[1] | (((h >> 1) & one_bits) << 4),
+                     v[2] | (((h >> 2) & one_bits) << 4), v[3] | (((h >> 3) & one_bits) << 4),
+                     v[4] | (((h >> 4) & one_bits) << 4), v[5] | (((h >> 5) & one_bits) << 4),
+                     v[6] | (((h >> 6) & one_bits) << 4), v[7] | (((h >> 7) & one_bits) << 4))
+            row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
+            row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
+            for t in range(n):
+                s = to_f32(dot32(v, hi, lo, t, 8 * c)) * (row_scale * splat_f32(scale[t, c]))
+                accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
+        write_rows(acc, g, out)
+
+
+@njit(parallel=True, cache=True)
+def q6_k_product(quants, tops, sc, d, hi, lo, scale, sums16, out):
+    n = hi.shape[0]
+    two_bits = splat_i32(0x03030303)
+    for g in prange(quants.shape[0]):
+        acc = np.zeros((n, 16), np.float32)
+        for c in range(scale.shape[1]):  # 32 values: sub-blocks 2c and 2c + 1
+            v = nibbles(quants[g], 256 * c)
+            h0, h1 = load_bytes(tops[g], 128 * c), load_bytes(tops[g], 128 * c + 64)
+            first = (v[0] | ((h0 & two_bits) << 4), v[1] | (((h0 >> 2) & two_bits) << 4),
+                     v[2] | (((h0 >> 4) & two_bits) << 4), v[3] | (((h0 >> 6) & two_bits) << 4))
+            second = (v[4] | ((h1 & two_bits) << 4), v[5] | (((h1 >> 2) & two_bits) << 4),
+                      v[6] | (((h1 >> 4) & two_bits) << 4), v[7] | (((h1 >> 6) & two_bits) << 4))
+            row_d = load_f16(d[g], 16 * (c // 8))
+            scale_first = row_d * load_i8(sc[g], 32 * c)
+            scale_second = row_d * load_i8(sc[g], 32 * c + 16)
+            for t in range(n):
+                s1 = dot16(first[0], first[1], first[2], first[3], hi, lo, t, 8 * c)
+                s2 = dot16(second[0], second[1], second[2], second[3], hi, lo, t, 8 * c + 4)
+                s1 = s1 - splat_i32(32 * sums16[t, 2 * c])
+                s2 = s2 - splat_i32(32 * sums16[t, 2 * c + 1])
+                f = to_f32(s1) * scale_first + to_f32(s2) * scale_second
+                accumulate(acc, t, f * splat_f32(scale[t, c]))
+        write_rows(acc, g, out)

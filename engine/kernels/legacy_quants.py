@@ -1,46 +1,85 @@
-"""Block decoders for llama.cpp's 32-value quant types: Q4_0, Q4_1, Q8_0.
+"""llama.cpp's 32-value quant types: Q4_0, Q4_1, Q8_0 — repacking and products.
 
-Each reads block `b` of row `r` of the raw GGUF bytes `w` (rows, n_blocks * block_bytes), writes
-the block's integer quants to `q` (int32[32]) and returns the float32 (scale, offset) such that
-value_j = scale * q_j + offset. fp16 fields are widened through `f16`, a 65536-entry table.
+GGUF blocks: Q4_0 is fp16 d + 16 bytes of nibbles, value = d * (q - 8); Q4_1 is fp16 d, fp16 m
++ nibbles, value = d * q + m; Q8_0 is fp16 d + 32 int8, value = d * q. Repacked (see layout.py),
+Q8_0's int8 values are stored offset by 128 (the byte dot product multiplies unsigned weights).
+
+Per block, a row's product with a token is d * scale * (dot32 - zero * sums) [+ m * sum(x)]:
+an exact integer dot, then float arithmetic in the same order for every batch size.
 """
+from __future__ import annotations
+
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+from .layout import accumulate, dot32, interleave, interleave_scales, nibbles, write_rows
+from .simd import load_bytes, load_f16, splat_f32, splat_i32, to_f32
 
 
-@njit(inline="always")
-def f16_at(w, r, o, f16):
-    return f16[np.int32(w[r, o]) | (np.int32(w[r, o + 1]) << 8)]
+def _blocks(raw: np.ndarray, nbytes: int) -> np.ndarray:
+    return raw.reshape(raw.shape[0], -1, nbytes)
 
 
-@njit(inline="always")
-def decode_q4_0(w, r, b, f16, q):
-    """18 bytes: fp16 d, then 16 bytes whose low nibbles are values 0-15 and high nibbles 16-31;
-    value = d * (nibble - 8)."""
-    o = b * 18
-    for j in range(16):
-        byte = np.int32(w[r, o + 2 + j])
-        q[j] = (byte & 15) - 8
-        q[j + 16] = (byte >> 4) - 8
-    return f16_at(w, r, o, f16), np.float32(0)
+def _f16_field(blocks: np.ndarray, offset: int) -> np.ndarray:
+    return interleave_scales(np.ascontiguousarray(blocks[:, :, offset:offset + 2]).view(np.uint16)[..., 0])
 
 
-@njit(inline="always")
-def decode_q4_1(w, r, b, f16, q):
-    """20 bytes: fp16 d, fp16 m, then nibbles as in Q4_0; value = d * nibble + m."""
-    o = b * 20
-    for j in range(16):
-        byte = np.int32(w[r, o + 4 + j])
-        q[j] = byte & 15
-        q[j + 16] = byte >> 4
-    return f16_at(w, r, o, f16), f16_at(w, r, o + 2, f16)
+def pack_q4_0(raw: np.ndarray) -> tuple[np.ndarray, ...]:
+    blocks = _blocks(raw, 18)
+    return interleave(blocks[:, :, 2:]), _f16_field(blocks, 0)
 
 
-@njit(inline="always")
-def decode_q8_0(w, r, b, f16, q):
-    """34 bytes: fp16 d, then 32 int8; value = d * q."""
-    o = b * 34
-    for j in range(32):
-        byte = np.int32(w[r, o + 2 + j])
-        q[j] = byte - 256 if byte > 127 else byte
-    return f16_at(w, r, o, f16), np.float32(0)
+def pack_q4_1(raw: np.ndarray) -> tuple[np.ndarray, ...]:
+    blocks = _blocks(raw, 20)
+    return interleave(blocks[:, :, 4:]), _f16_field(blocks, 0), _f16_field(blocks, 2)
+
+
+def pack_q8_0(raw: np.ndarray) -> tuple[np.ndarray, ...]:
+    blocks = _blocks(raw, 34)
+    return interleave(blocks[:, :, 2:] ^ np.uint8(0x80)), _f16_field(blocks, 0)
+
+
+@njit(parallel=True, cache=True)
+def q4_0_product(quants, d, hi, lo, scale, sums16, out):
+    n = hi.shape[0]
+    for g in prange(quants.shape[0]):
+        acc = np.zeros((n, 16), np.float32)
+        for b in range(scale.shape[1]):
+            v = nibbles(quants[g], 256 * b)
+            row_scale = load_f16(d[g], 16 * b)
+            for t in range(n):
+                s = dot32(v, hi, lo, t, 8 * b) - splat_i32(8 * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
+                accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
+        write_rows(acc, g, out)
+
+
+@njit(parallel=True, cache=True)
+def q4_1_product(quants, d, m, hi, lo, scale, sums32, out):
+    n = hi.shape[0]
+    for g in prange(quants.shape[0]):
+        acc = np.zeros((n, 16), np.float32)
+        for b in range(scale.shape[1]):
+            v = nibbles(quants[g], 256 * b)
+            row_scale, row_min = load_f16(d[g], 16 * b), load_f16(m[g], 16 * b)
+            for t in range(n):
+                s = to_f32(dot32(v, hi, lo, t, 8 * b)) * (row_scale * splat_f32(scale[t, b]))
+                accumulate(acc, t, s + row_min * splat_f32(sums32[t, b]))
+        write_rows(acc, g, out)
+
+
+@njit(parallel=True, cache=True)
+def q8_0_product(quants, d, hi, lo, scale, sums16, out):
+    n = hi.shape[0]
+    for g in prange(quants.shape[0]):
+        acc = np.zeros((n, 16), np.float32)
+        for b in range(scale.shape[1]):
+            o = 512 * b
+            v = (load_bytes(quants[g], o), load_bytes(quants[g], o + 64),
+                 load_bytes(quants[g], o + 128), load_bytes(quants[g], o + 192),
+                 load_bytes(quants[g], o + 256), load_bytes(quants[g], o + 320),
+                 load_bytes(quants[g], o + 384), load_bytes(quants[g], o + 448))
+            row_scale = load_f16(d[g], 16 * b)
+            for t in range(n):
+                s = dot32(v, hi, lo, t, 8 * b) - splat_i32(128 * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
+                accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
+        write_rows(acc, g, out)

@@ -1,0 +1,88 @@
+"""The layout every quantized kernel reads, and the steps its products share.
+
+Weights are repacked once (see `engine/packed.py`) so that a SIMD lane is an output row: rows go
+in groups of 16, and for each block of a group the bytes come as 64-byte vectors whose lane r
+holds 4 consecutive bytes of row r. A byte dot product of such a vector with 4 activations
+broadcast to every lane advances 16 rows at once, and no lane ever needs its neighbours (no
+horizontal sums). Per-row block scales are stored the same way: 16 rows' scales side by side.
+
+Within a 32-value block, 4-bit values sit as in GGUF's Q4_0: byte j holds value j (low nibble)
+and value 16 + j (high nibble).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .simd import dpbusd, load_bytes, load_f32, splat_i32, store_f32
+
+GROUP = 16  # rows per group: one 512-bit vector of int32 or float32 lanes
+
+
+def interleave(per_row: np.ndarray) -> np.ndarray:
+    """(rows, blocks, nbytes) bytes -> (rows / 16, blocks * nbytes * 16): for each group of 16
+    rows and each block, nbytes / 4 vectors whose lane r holds 4 bytes of row r."""
+    rows, blocks, nbytes = per_row.shape
+    v = per_row.reshape(rows // GROUP, GROUP, blocks, nbytes // 4, 4).transpose(0, 2, 3, 1, 4)
+    return np.ascontiguousarray(v).reshape(rows // GROUP, -1)
+
+
+def interleave_scales(per_row: np.ndarray) -> np.ndarray:
+    """(rows, blocks) scales -> (rows / 16, blocks * 16): the 16 rows' scales of each block together."""
+    rows = per_row.shape[0]
+    v = per_row.reshape(rows // GROUP, GROUP, -1).transpose(0, 2, 1)
+    return np.ascontiguousarray(v).reshape(rows // GROUP, -1)
+
+
+def pack_nibbles(values: np.ndarray) -> np.ndarray:
+    """(rows, k) values < 16 -> (rows, k / 32, 16) bytes: value j of each 32 in the low nibble of
+    byte j, value 16 + j in its high nibble."""
+    rows, k = values.shape
+    v = values.reshape(rows, k // 32, 2, 16).astype(np.uint8)
+    return v[:, :, 0] | (v[:, :, 1] << 4)
+
+
+@njit(inline="always")
+def nibbles(q, o):
+    """The 4 vectors at q[o:o + 256] as 8 vectors of 4-bit values (32 values per row): values
+    0-15 of the block, then 16-31."""
+    mask = splat_i32(0x0F0F0F0F)
+    w0, w1 = load_bytes(q, o), load_bytes(q, o + 64)
+    w2, w3 = load_bytes(q, o + 128), load_bytes(q, o + 192)
+    return (w0 & mask, w1 & mask, w2 & mask, w3 & mask,
+            (w0 >> 4) & mask, (w1 >> 4) & mask, (w2 >> 4) & mask, (w3 >> 4) & mask)
+
+
+@njit(inline="always")
+def dot16(v0, v1, v2, v3, hi, lo, t, p):
+    """Per row: sum over 16 values of weight * (256 hi + lo), the activations of token t from
+    int32 index p (4 values each). Exact: at most 16 * 255 * 127 * 257 < 2^31."""
+    s = dpbusd(splat_i32(0), v0, hi[t, p])
+    s = dpbusd(s, v1, hi[t, p + 1])
+    s = dpbusd(s, v2, hi[t, p + 2])
+    s = dpbusd(s, v3, hi[t, p + 3])
+    s = s << 8
+    s = dpbusd(s, v0, lo[t, p])
+    s = dpbusd(s, v1, lo[t, p + 1])
+    s = dpbusd(s, v2, lo[t, p + 2])
+    return dpbusd(s, v3, lo[t, p + 3])
+
+
+@njit(inline="always")
+def dot32(v, hi, lo, t, p):
+    """dot16 over a block of 32 held in 8 vectors (values 0-15, then 16-31)."""
+    return dot16(v[0], v[1], v[2], v[3], hi, lo, t, p) + dot16(v[4], v[5], v[6], v[7], hi, lo, t, p + 4)
+
+
+@njit(inline="always")
+def write_rows(acc, g, out):
+    """Scatter a group's per-token accumulators acc (n, 16) to out[:, 16 g : 16 g + 16]."""
+    for t in range(acc.shape[0]):
+        for r in range(GROUP):
+            out[t, GROUP * g + r] = acc[t, r]
+
+
+@njit(inline="always")
+def accumulate(acc, t, value):
+    """acc[t, :] += value (a F32x16)."""
+    store_f32(acc[t], 0, load_f32(acc[t], 0) + value)
