@@ -12,6 +12,7 @@ then the tensor data, aligned to `general.alignment` (default 32).
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,7 @@ class Tensor:
     type: GGMLQuantizationType
     shape: tuple[int, ...]  # numpy order: (rows, cols) for a matrix
     data: np.ndarray
+    offset: int = 0         # of the data in the file
 
 
 class GGUFFile:
@@ -75,9 +77,13 @@ class GGUFFile:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
-            with open(self.path, "rb") as f:
-                self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self._fd = os.open(self.path, os.O_RDONLY)
+        except OSError as e:
+            raise GGUFError(f"{self.path}: cannot open file: {e}") from None
+        try:
+            self._mmap = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError) as e:  # ValueError: empty file cannot be mapped
+            os.close(self._fd)
             raise GGUFError(f"{self.path}: cannot map file: {e}") from None
         self._buf = memoryview(self._mmap)
         self._pos = 0
@@ -86,6 +92,14 @@ class GGUFFile:
         self._parse()
 
     # --- low-level cursor -------------------------------------------------------------------
+    def read_rows(self, tensor: Tensor, rows) -> np.ndarray:
+        """Some rows of a tensor, read from the file rather than through the map: touching a
+        few rows of a large table through the map brings whole large folios (megabytes per
+        row) into resident memory."""
+        stride = tensor.data.strides[0]
+        data = b"".join(os.pread(self._fd, stride, tensor.offset + int(r) * stride) for r in rows)
+        return np.frombuffer(data, tensor.data.dtype).reshape(len(rows), *tensor.data.shape[1:])
+
     def release(self) -> None:
         """Drop this process's resident pages of the map (they stay valid: touching one again
         reads it back from the page cache). Used after repacking has read every weight once."""
@@ -200,7 +214,7 @@ class GGUFFile:
             data = raw.view(_ELEMENT_DTYPES.get(ttype, np.uint8)).reshape(shape)
         else:
             data = raw.reshape(*shape[:-1], row_bytes)
-        return Tensor(name, ttype, shape, data)
+        return Tensor(name, ttype, shape, data, start)
 
 
 # BF16 has no numpy dtype: it stays as raw uint16 and the kernels widen it.

@@ -112,9 +112,9 @@ class KVCache:
         self.v = np.zeros_like(self.k)
 
 
-def embed(token_embd: Tensor, tokens: np.ndarray) -> np.ndarray:
+def embed(f: GGUFFile, token_embd: Tensor, tokens: np.ndarray) -> np.ndarray:
     """Rows of the embedding table, dequantized: (n, dim) float32."""
-    rows = token_embd.data[tokens]
+    rows = f.read_rows(token_embd, tokens)
     if token_embd.type == T.F32:
         return rows.astype(np.float32)
     raw = rows.view(np.uint8) if token_embd.type in (T.F16, T.BF16) else rows
@@ -139,7 +139,7 @@ class Llama:
         if start + n > cache.n_ctx:
             raise ValueError(f"context overflow: {start + n} tokens do not fit in {cache.n_ctx}")
         cos, sin = ops.rope_tables(np.arange(start, start + n), c.head_dim, c.rope_base, w.rope_freqs)
-        x = embed(w.token_embd, tokens)  # (n, dim)
+        x = embed(self.file, w.token_embd, tokens)  # (n, dim)
         for i, layer in enumerate(w.layers):
             # attention, with its input normed and quantized once for Q, K and V
             h = Activations(ops.rmsnorm(x, layer.attn_norm, c.rms_eps))

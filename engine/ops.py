@@ -36,7 +36,7 @@ def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def attention(q, k_cache, v_cache, start, out):
     """Causal grouped-query attention of n new tokens at positions start..start+n-1.
     q: (n, heads, head_dim); k_cache, v_cache: (ctx, kv_heads, head_dim), already holding the new

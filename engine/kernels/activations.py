@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def quantize_rows(x, hi, lo, scale, sums16, sums32):
     """x (n, k) float32 -> hi, lo (n, k) int8; scale (n, k/32) float32 such that a value is
     scale * (256 hi + lo); sums16 (n, k/16) int32: sum of 256 hi + lo over each 16 values (the

@@ -13,7 +13,7 @@ F32, F16 = int(T.F32), int(T.F16)
 F16_TABLE = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def float_product(kind, w, x, f16, out):
     n, k = x.shape
     for r in prange(w.shape[0]):

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .layout import accumulate, dot16, dot32, interleave, interleave_scales, nibbles, pack_nibbles, write_rows
+from .layout import (accumulate, chunks, dot16, dot32, groups_of, interleave, interleave_scales, nibbles,
+                     pack_nibbles, write_rows)
 from .simd import load_bytes, load_f16, load_i8, splat_f32, splat_i32, to_f32
 
 
@@ -78,50 +79,54 @@ def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
     return interleave(pack_nibbles(values & 15)), interleave(_tops(values, 2)), scales, _f16(blocks, 208)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def q4_k_product(quants, tops, sc, mn, d, dmin, hi, lo, scale, sums32, out):
     """Q4_K, or Q5_K when `tops` holds the fifth bits (an empty array for Q4_K)."""
     n = hi.shape[0]
     one_bits = splat_i32(0x01010101)
-    for g in prange(quants.shape[0]):
-        acc = np.zeros((n, 16), np.float32)
-        for c in range(scale.shape[1]):  # sub-blocks of 32
-            v = nibbles(quants[g], 256 * c)
-            if tops.shape[1] > 0:
-                h = load_bytes(tops[g], 64 * c)
-                v = (v[0] | (((h >> 0) & one_bits) << 4), v[1] | (((h >> 1) & one_bits) << 4),
-                     v[2] | (((h >> 2) & one_bits) << 4), v[3] | (((h >> 3) & one_bits) << 4),
-                     v[4] | (((h >> 4) & one_bits) << 4), v[5] | (((h >> 5) & one_bits) << 4),
-                     v[6] | (((h >> 6) & one_bits) << 4), v[7] | (((h >> 7) & one_bits) << 4))
-            row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
-            row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
-            for t in range(n):
-                s = to_f32(dot32(v, hi, lo, t, 8 * c)) * (row_scale * splat_f32(scale[t, c]))
-                accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
-        write_rows(acc, g, out)
+    for chunk in prange(chunks(quants)):
+        acc = np.empty((n, 16), np.float32)
+        for g in groups_of(chunk, quants):
+            acc[:] = 0
+            for c in range(scale.shape[1]):  # sub-blocks of 32
+                v = nibbles(quants[g], 256 * c)
+                if tops.shape[1] > 0:
+                    h = load_bytes(tops[g], 64 * c)
+                    v = (v[0] | (((h >> 0) & one_bits) << 4), v[1] | (((h >> 1) & one_bits) << 4),
+                         v[2] | (((h >> 2) & one_bits) << 4), v[3] | (((h >> 3) & one_bits) << 4),
+                         v[4] | (((h >> 4) & one_bits) << 4), v[5] | (((h >> 5) & one_bits) << 4),
+                         v[6] | (((h >> 6) & one_bits) << 4), v[7] | (((h >> 7) & one_bits) << 4))
+                row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
+                row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
+                for t in range(n):
+                    s = to_f32(dot32(v, hi, lo, t, 8 * c)) * (row_scale * splat_f32(scale[t, c]))
+                    accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
+            write_rows(acc, g, out)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def q6_k_product(quants, tops, sc, d, hi, lo, scale, sums16, out):
     n = hi.shape[0]
     two_bits = splat_i32(0x03030303)
-    for g in prange(quants.shape[0]):
-        acc = np.zeros((n, 16), np.float32)
-        for c in range(scale.shape[1]):  # 32 values: sub-blocks 2c and 2c + 1
-            v = nibbles(quants[g], 256 * c)
-            h0, h1 = load_bytes(tops[g], 128 * c), load_bytes(tops[g], 128 * c + 64)
-            first = (v[0] | ((h0 & two_bits) << 4), v[1] | (((h0 >> 2) & two_bits) << 4),
-                     v[2] | (((h0 >> 4) & two_bits) << 4), v[3] | (((h0 >> 6) & two_bits) << 4))
-            second = (v[4] | ((h1 & two_bits) << 4), v[5] | (((h1 >> 2) & two_bits) << 4),
-                      v[6] | (((h1 >> 4) & two_bits) << 4), v[7] | (((h1 >> 6) & two_bits) << 4))
-            row_d = load_f16(d[g], 16 * (c // 8))
-            scale_first = row_d * load_i8(sc[g], 32 * c)
-            scale_second = row_d * load_i8(sc[g], 32 * c + 16)
-            for t in range(n):
-                s1 = dot16(first[0], first[1], first[2], first[3], hi, lo, t, 8 * c)
-                s2 = dot16(second[0], second[1], second[2], second[3], hi, lo, t, 8 * c + 4)
-                s1 = s1 - splat_i32(32 * sums16[t, 2 * c])
-                s2 = s2 - splat_i32(32 * sums16[t, 2 * c + 1])
-                f = to_f32(s1) * scale_first + to_f32(s2) * scale_second
-                accumulate(acc, t, f * splat_f32(scale[t, c]))
-        write_rows(acc, g, out)
+    for chunk in prange(chunks(quants)):
+        acc = np.empty((n, 16), np.float32)
+        for g in groups_of(chunk, quants):
+            acc[:] = 0
+            for c in range(scale.shape[1]):  # 32 values: sub-blocks 2c and 2c + 1
+                v = nibbles(quants[g], 256 * c)
+                h0, h1 = load_bytes(tops[g], 128 * c), load_bytes(tops[g], 128 * c + 64)
+                first = (v[0] | ((h0 & two_bits) << 4), v[1] | (((h0 >> 2) & two_bits) << 4),
+                         v[2] | (((h0 >> 4) & two_bits) << 4), v[3] | (((h0 >> 6) & two_bits) << 4))
+                second = (v[4] | ((h1 & two_bits) << 4), v[5] | (((h1 >> 2) & two_bits) << 4),
+                          v[6] | (((h1 >> 4) & two_bits) << 4), v[7] | (((h1 >> 6) & two_bits) << 4))
+                row_d = load_f16(d[g], 16 * (c // 8))
+                scale_first = row_d * load_i8(sc[g], 32 * c)
+                scale_second = row_d * load_i8(sc[g], 32 * c + 16)
+                for t in range(n):
+                    s1 = dot16(first[0], first[1], first[2], first[3], hi, lo, t, 8 * c)
+                    s2 = dot16(second[0], second[1], second[2], second[3], hi, lo, t, 8 * c + 4)
+                    s1 = s1 - splat_i32(32 * sums16[t, 2 * c])
+                    s2 = s2 - splat_i32(32 * sums16[t, 2 * c + 1])
+                    f = to_f32(s1) * scale_first + to_f32(s2) * scale_second
+                    accumulate(acc, t, f * splat_f32(scale[t, c]))
+            write_rows(acc, g, out)

@@ -74,6 +74,20 @@ def dot32(v, hi, lo, t, p):
     return dot16(v[0], v[1], v[2], v[3], hi, lo, t, p) + dot16(v[4], v[5], v[6], v[7], hi, lo, t, p + 4)
 
 
+CHUNK = 8  # groups per parallel task: one scratch accumulator each
+
+
+@njit(inline="always")
+def chunks(quants):
+    """Parallel tasks over a weight's row groups (quants: one row per group)."""
+    return (quants.shape[0] + CHUNK - 1) // CHUNK
+
+
+@njit(inline="always")
+def groups_of(chunk, quants):
+    return range(CHUNK * chunk, min(CHUNK * chunk + CHUNK, quants.shape[0]))
+
+
 @njit(inline="always")
 def write_rows(acc, g, out):
     """Scatter a group's per-token accumulators acc (n, 16) to out[:, 16 g : 16 g + 16]."""

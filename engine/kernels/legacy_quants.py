@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .layout import accumulate, dot32, interleave, interleave_scales, nibbles, write_rows
+from .layout import accumulate, chunks, dot32, groups_of, interleave, interleave_scales, nibbles, write_rows
 from .simd import load_bytes, load_f16, splat_f32, splat_i32, to_f32
 
 
@@ -39,47 +39,53 @@ def pack_q8_0(raw: np.ndarray) -> tuple[np.ndarray, ...]:
     return interleave(blocks[:, :, 2:] ^ np.uint8(0x80)), _f16_field(blocks, 0)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def q4_0_product(quants, d, hi, lo, scale, sums16, out):
     n = hi.shape[0]
-    for g in prange(quants.shape[0]):
-        acc = np.zeros((n, 16), np.float32)
-        for b in range(scale.shape[1]):
-            v = nibbles(quants[g], 256 * b)
-            row_scale = load_f16(d[g], 16 * b)
-            for t in range(n):
-                s = dot32(v, hi, lo, t, 8 * b) - splat_i32(8 * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
-                accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
-        write_rows(acc, g, out)
+    for chunk in prange(chunks(quants)):
+        acc = np.empty((n, 16), np.float32)
+        for g in groups_of(chunk, quants):
+            acc[:] = 0
+            for b in range(scale.shape[1]):
+                v = nibbles(quants[g], 256 * b)
+                row_scale = load_f16(d[g], 16 * b)
+                for t in range(n):
+                    s = dot32(v, hi, lo, t, 8 * b) - splat_i32(8 * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
+                    accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
+            write_rows(acc, g, out)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def q4_1_product(quants, d, m, hi, lo, scale, sums32, out):
     n = hi.shape[0]
-    for g in prange(quants.shape[0]):
-        acc = np.zeros((n, 16), np.float32)
-        for b in range(scale.shape[1]):
-            v = nibbles(quants[g], 256 * b)
-            row_scale, row_min = load_f16(d[g], 16 * b), load_f16(m[g], 16 * b)
-            for t in range(n):
-                s = to_f32(dot32(v, hi, lo, t, 8 * b)) * (row_scale * splat_f32(scale[t, b]))
-                accumulate(acc, t, s + row_min * splat_f32(sums32[t, b]))
-        write_rows(acc, g, out)
+    for chunk in prange(chunks(quants)):
+        acc = np.empty((n, 16), np.float32)
+        for g in groups_of(chunk, quants):
+            acc[:] = 0
+            for b in range(scale.shape[1]):
+                v = nibbles(quants[g], 256 * b)
+                row_scale, row_min = load_f16(d[g], 16 * b), load_f16(m[g], 16 * b)
+                for t in range(n):
+                    s = to_f32(dot32(v, hi, lo, t, 8 * b)) * (row_scale * splat_f32(scale[t, b]))
+                    accumulate(acc, t, s + row_min * splat_f32(sums32[t, b]))
+            write_rows(acc, g, out)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def q8_0_product(quants, d, hi, lo, scale, sums16, out):
     n = hi.shape[0]
-    for g in prange(quants.shape[0]):
-        acc = np.zeros((n, 16), np.float32)
-        for b in range(scale.shape[1]):
-            o = 512 * b
-            v = (load_bytes(quants[g], o), load_bytes(quants[g], o + 64),
-                 load_bytes(quants[g], o + 128), load_bytes(quants[g], o + 192),
-                 load_bytes(quants[g], o + 256), load_bytes(quants[g], o + 320),
-                 load_bytes(quants[g], o + 384), load_bytes(quants[g], o + 448))
-            row_scale = load_f16(d[g], 16 * b)
-            for t in range(n):
-                s = dot32(v, hi, lo, t, 8 * b) - splat_i32(128 * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
-                accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
-        write_rows(acc, g, out)
+    for chunk in prange(chunks(quants)):
+        acc = np.empty((n, 16), np.float32)
+        for g in groups_of(chunk, quants):
+            acc[:] = 0
+            for b in range(scale.shape[1]):
+                o = 512 * b
+                v = (load_bytes(quants[g], o), load_bytes(quants[g], o + 64),
+                     load_bytes(quants[g], o + 128), load_bytes(quants[g], o + 192),
+                     load_bytes(quants[g], o + 256), load_bytes(quants[g], o + 320),
+                     load_bytes(quants[g], o + 384), load_bytes(quants[g], o + 448))
+                row_scale = load_f16(d[g], 16 * b)
+                for t in range(n):
+                    s = dot32(v, hi, lo, t, 8 * b) - splat_i32(128 * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
+                    accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
+            write_rows(acc, g, out)
