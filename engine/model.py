@@ -77,10 +77,11 @@ class Weights:
         for i in range(c.n_layers):
             n = {role: name.format(i=i) for role, name in GGUF_NAMES.items()}
             plan.append(dict(
-                attn_norm=norm(n["attn_norm"]), ffn_norm=norm(n["ffn_norm"]),
+                attn_norm=norm(n["attn_norm"]),
                 wqkv=projection(f"blk.{i}.attn_qkv", [tensor(n["wq"], (c.dim, c.dim)),
                                 tensor(n["wk"], (c.kv_dim, c.dim)), tensor(n["wv"], (c.kv_dim, c.dim))]),
                 wo=projection(n["wo"], [tensor(n["wo"], (c.dim, c.dim))]),
+                ffn_norm=norm(n["ffn_norm"]),
                 w13=projection(f"blk.{i}.ffn_gate_up", [tensor(n["w1"], (c.ffn_dim, c.dim)),
                                tensor(n["w3"], (c.ffn_dim, c.dim))]),
                 w2=projection(n["w2"], [tensor(n["w2"], (c.dim, c.ffn_dim))])))

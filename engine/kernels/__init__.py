@@ -23,7 +23,7 @@ FLOAT_TYPES = (T.F32, T.F16, T.BF16)
 SUPPORTED_TYPES = tuple(PACKERS) + FLOAT_TYPES
 _NO_TOPS = np.empty((0, 0), np.uint8)
 
-__all__ = ["Activations", "Weight", "pack", "matmul", "matvec", "SUPPORTED_TYPES", "PACKERS"]
+__all__ = ["Activations", "Weight", "pack", "matmul", "matvec", "SUPPORTED_TYPES", "FLOAT_TYPES", "PACKERS"]
 
 
 @dataclass
