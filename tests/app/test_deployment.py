@@ -53,7 +53,7 @@ http {{
     try:
         time.sleep(0.5)
         assert proc.poll() is None, proc.stderr.read()
-        body = ('{"model": "smollm2-135m-instruct", "stream": true, "max_tokens": 40, "temperature": 0,'
+        body = ('{"model": "smollm2-135m-instruct", "stream": true, "max_tokens": 100, "temperature": 0,'
                 ' "ignore_eos": true, "messages": [{"role": "user", "content": "Count from 1 to 20."}]}')
         curl = subprocess.Popen(["curl", "-sN", f"http://127.0.0.1:{port}/v1/chat/completions",
                                  "-H", "Content-Type: application/json", "-H", f"Authorization: Bearer {API_KEY}",
