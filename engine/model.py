@@ -144,18 +144,21 @@ class Llama:
         for i, layer in enumerate(w.layers):
             # attention, with its input normed and quantized once for Q, K and V
             h = Activations(ops.rmsnorm(x, layer.attn_norm, c.rms_eps))
-            q, k, v = np.split(project(layer.wqkv, h), [c.dim, c.dim + c.kv_dim], axis=1)
-            q = ops.apply_rope(q.reshape(n, c.n_heads, c.head_dim), cos, sin)
-            k = ops.apply_rope(k.reshape(n, c.n_kv_heads, c.head_dim), cos, sin)
+            qkv = project(layer.wqkv, h)
+            q = qkv[:, :c.dim].reshape(n, c.n_heads, c.head_dim)
+            k = qkv[:, c.dim:c.dim + c.kv_dim].reshape(n, c.n_kv_heads, c.head_dim)
+            v = qkv[:, c.dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim)
+            q, k = np.ascontiguousarray(q), np.ascontiguousarray(k)
+            ops.apply_rope(q, cos, sin)
+            ops.apply_rope(k, cos, sin)
             cache.k[i, start:start + n] = k
-            cache.v[i, start:start + n] = v.reshape(n, c.n_kv_heads, c.head_dim)
+            cache.v[i, start:start + n] = v
             attn = np.empty_like(q)
             ops.attention(q, cache.k[i], cache.v[i], start, attn)
             x = x + matmul(layer.wo, attn.reshape(n, c.dim))  # residual
             # feed-forward (SwiGLU)
             h = Activations(ops.rmsnorm(x, layer.ffn_norm, c.rms_eps))
-            gate, up = np.split(project(layer.w13, h), 2, axis=1)
-            x = x + matmul(layer.w2, ops.swiglu(gate, up))
+            x = x + matmul(layer.w2, ops.swiglu(project(layer.w13, h)))
         x = ops.rmsnorm(x if all_logits else x[-1:], w.output_norm, c.rms_eps)
         logits = matmul(w.output, x)
         return logits if all_logits else logits[0]

@@ -8,10 +8,19 @@ import numpy as np
 from numba import njit, prange
 
 
-def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def rmsnorm(x, weight, eps):
     """x (n, dim) / sqrt(mean(x^2) + eps) * weight; the sum of squares in float64, as ggml."""
-    mean_square = np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True)
-    return (x * (1.0 / np.sqrt(mean_square + eps)).astype(np.float32)) * weight
+    n, dim = x.shape
+    out = np.empty_like(x)
+    for t in range(n):
+        squares = 0.0
+        for j in range(dim):
+            squares += np.float64(x[t, j]) * np.float64(x[t, j])
+        scale = np.float32(1.0 / np.sqrt(squares / dim + eps))
+        for j in range(dim):
+            out[t, j] = (x[t, j] * scale) * weight[j]
+    return out
 
 
 def rope_tables(positions: np.ndarray, head_dim: int, base: float,
@@ -25,15 +34,17 @@ def rope_tables(positions: np.ndarray, head_dim: int, base: float,
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """Rotate adjacent pairs (x[2i], x[2i+1]) of each head: x (n, heads, head_dim). GGUF's Llama
-    weights are permuted at conversion so that this pairing is the model's own."""
-    even, odd = x[..., 0::2], x[..., 1::2]
-    c, s = cos[:, None, :], sin[:, None, :]
-    out = np.empty_like(x)
-    out[..., 0::2] = even * c - odd * s
-    out[..., 1::2] = even * s + odd * c
-    return out
+@njit(cache=True, nogil=True)
+def apply_rope(x, cos, sin):
+    """Rotate adjacent pairs (x[2i], x[2i+1]) of each head, in place: x (n, heads, head_dim).
+    GGUF's Llama weights are permuted at conversion so that this pairing is the model's own."""
+    n, heads, head_dim = x.shape
+    for t in range(n):
+        for h in range(heads):
+            for i in range(head_dim // 2):
+                even, odd = x[t, h, 2 * i], x[t, h, 2 * i + 1]
+                x[t, h, 2 * i] = even * cos[t, i] - odd * sin[t, i]
+                x[t, h, 2 * i + 1] = even * sin[t, i] + odd * cos[t, i]
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -68,6 +79,14 @@ def attention(q, k_cache, v_cache, start, out):
                 out[t, h, i] += weight * v_cache[p, kv, i]
 
 
-def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """silu(gate) * up."""
-    return gate / (1.0 + np.exp(-gate)) * up
+@njit(cache=True, nogil=True)
+def swiglu(gate_up):
+    """silu(gate) * up, for gate_up (n, 2 ffn_dim) holding gate and up side by side."""
+    n, width = gate_up.shape
+    ffn = width // 2
+    out = np.empty((n, ffn), np.float32)
+    for t in range(n):
+        for j in range(ffn):
+            g = gate_up[t, j]
+            out[t, j] = g / (np.float32(1) + np.exp(-g)) * gate_up[t, ffn + j]
+    return out
