@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-PROMPT = [(7919 * i) % 120000 + 1000 for i in range(128)]  # fixed, ordinary token ids
+PROMPT = [(7919 * i) % 39000 + 1000 for i in range(128)]  # fixed ids, inside any Llama vocabulary
 N_CTX = 1024
 
 

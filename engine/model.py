@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
@@ -137,6 +138,8 @@ class Llama:
         c, w = self.config, self.weights
         tokens = np.asarray(tokens, dtype=np.int64)
         n = len(tokens)
+        if n and (tokens.min() < 0 or tokens.max() >= c.vocab_size):
+            raise ValueError(f"token ids must be in [0, {c.vocab_size}), got {tokens.min()}..{tokens.max()}")
         if start + n > cache.n_ctx:
             raise ValueError(f"context overflow: {start + n} tokens do not fit in {cache.n_ctx}")
         cos, sin = ops.rope_tables(np.arange(start, start + n), c.head_dim, c.rope_base, w.rope_freqs)
