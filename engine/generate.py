@@ -45,21 +45,30 @@ class StopStrings:
         return out
 
 
-def generate(model: Llama, tokenizer: Tokenizer, prompt_ids: list[int], params: SamplingParams,
-             cache: KVCache) -> Iterator[TokenEvent]:
-    if not prompt_ids:
-        raise ValueError("the prompt is empty")
-    room = cache.n_ctx - len(prompt_ids)
-    if room <= 0:
-        raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room in a context of {cache.n_ctx}")
-    max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
-    sampler, decoder, stops = Sampler(params), StreamDecoder(tokenizer), StopStrings(params.stop)
-    context, generated = list(prompt_ids), []
-    logits = model.forward(prompt_ids, 0, cache)
-    while True:
-        token = sampler(logits, context, generated)
-        context.append(token)
-        generated.append(token)
+class Sequence:
+    """One request's generation state: given the logits after its latest token, it samples the
+    next one and says what to stream (text, logprobs) and whether it is done. The caller runs
+    the model: alone (`generate`) or batched with other sequences (the scheduler)."""
+
+    def __init__(self, tokenizer: Tokenizer, prompt_ids: list[int], params: SamplingParams, n_ctx: int):
+        if not prompt_ids:
+            raise ValueError("the prompt is empty")
+        room = n_ctx - len(prompt_ids)
+        if room <= 0:
+            raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room in a context of {n_ctx}")
+        self.tokenizer, self.params = tokenizer, params
+        self.max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
+        self.sampler, self.decoder, self.stops = Sampler(params), StreamDecoder(tokenizer), StopStrings(params.stop)
+        self.prompt_ids = list(prompt_ids)
+        self.context, self.generated = list(prompt_ids), []
+
+    def accept(self, logits: np.ndarray) -> TokenEvent:
+        """Sample the next token from `logits` and describe it; the event's finish_reason is set
+        when this is the last one."""
+        params, tokenizer = self.params, self.tokenizer
+        token = self.sampler(logits, self.context, self.generated)
+        self.context.append(token)
+        self.generated.append(token)
         event = TokenEvent(token, "")
         if params.logprobs is not None:
             lp = log_softmax(logits)
@@ -67,17 +76,27 @@ def generate(model: Llama, tokenizer: Tokenizer, prompt_ids: list[int], params: 
             top = np.argsort(-lp, kind="stable")[:params.logprobs]
             event.top_logprobs = [(int(i), float(lp[i])) for i in top]
         if token in tokenizer.stop_ids and not params.ignore_eos:
-            event.text, event.finish_reason = stops.flush() + decoder.flush(), "stop"
-            yield event
-            return
-        text, stopped = stops.push(decoder.push(token))
+            event.text, event.finish_reason = self.stops.flush() + self.decoder.flush(), "stop"
+            return event
+        text, stopped = self.stops.push(self.decoder.push(token))
         if stopped:
             event.text, event.finish_reason = text, "stop"
-        elif len(generated) >= max_tokens:
-            event.text, event.finish_reason = text + stops.push(decoder.flush())[0] + stops.flush(), "length"
+        elif len(self.generated) >= self.max_tokens:
+            event.text = text + self.stops.push(self.decoder.flush())[0] + self.stops.flush()
+            event.finish_reason = "length"
         else:
             event.text = text
+        return event
+
+
+def generate(model: Llama, tokenizer: Tokenizer, prompt_ids: list[int], params: SamplingParams,
+             cache: KVCache) -> Iterator[TokenEvent]:
+    """One sequence alone: prefill the prompt as one batch, then decode a token at a time."""
+    seq = Sequence(tokenizer, prompt_ids, params, cache.n_ctx)
+    logits = model.forward(prompt_ids, 0, cache)
+    while True:
+        event = seq.accept(logits)
         yield event
         if event.finish_reason:
             return
-        logits = model.forward([token], len(context) - 1, cache)
+        logits = model.forward([event.token_id], len(seq.context) - 1, cache)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
@@ -106,12 +105,21 @@ def project(projection: Projection, x: Activations) -> np.ndarray:
 
 
 class KVCache:
-    """Keys and values of one sequence, for every layer: (n_layers, n_ctx, kv_heads, head_dim)."""
+    """Keys and values of `n_seqs` sequences (slots), for every layer:
+    (n_layers, n_seqs, n_ctx, kv_heads, head_dim). Pages are allocated as positions are used."""
 
-    def __init__(self, c: LlamaConfig, n_ctx: int):
-        self.n_ctx = n_ctx
-        self.k = np.zeros((c.n_layers, n_ctx, c.n_kv_heads, c.head_dim), np.float32)
+    def __init__(self, c: LlamaConfig, n_ctx: int, n_seqs: int = 1):
+        self.n_ctx, self.n_seqs = n_ctx, n_seqs
+        self.k = np.zeros((c.n_layers, n_seqs, n_ctx, c.n_kv_heads, c.head_dim), np.float32)
         self.v = np.zeros_like(self.k)
+
+
+@dataclass
+class Chunk:
+    """Tokens of one sequence for a step: ids at positions start, start + 1, ... of slot `seq`."""
+    seq: int
+    start: int
+    tokens: list[int]
 
 
 def embed(f: GGUFFile, token_embd: Tensor, tokens: np.ndarray) -> np.ndarray:
@@ -129,39 +137,49 @@ class Llama:
         self.config = LlamaConfig.from_gguf(self.file)
         self.weights = Weights.from_gguf(self.file, self.config)
 
-    def new_cache(self, n_ctx: int) -> KVCache:
-        return KVCache(self.config, min(n_ctx, self.config.context_length))
+    def new_cache(self, n_ctx: int, n_seqs: int = 1) -> KVCache:
+        return KVCache(self.config, min(n_ctx, self.config.context_length), n_seqs)
 
     def forward(self, tokens, start: int, cache: KVCache, all_logits: bool = False) -> np.ndarray:
-        """Run tokens (n,) at positions start..start+n-1, appending their keys and values to
-        `cache`. Returns logits (n, vocab) if `all_logits`, else those of the last token (vocab,)."""
+        """One sequence (slot 0): tokens (n,) at positions start..start+n-1. Returns logits
+        (n, vocab) if `all_logits`, else those of the last token (vocab,)."""
+        logits = self.step([Chunk(0, start, list(tokens))], cache, all_logits)
+        return logits if all_logits else logits[0]
+
+    def step(self, chunks: list[Chunk], cache: KVCache, all_logits: bool = False) -> np.ndarray:
+        """Run chunks of several sequences as one batch: every weight is read once for all of
+        them, and each token's result is the same as if it ran alone. Appends their keys and
+        values to `cache`. Returns the logits of each chunk's last token (len(chunks), vocab),
+        or of every token (n, vocab) if `all_logits`."""
         c, w = self.config, self.weights
-        tokens = np.asarray(tokens, dtype=np.int64)
+        tokens = np.concatenate([np.asarray(ch.tokens, dtype=np.int64) for ch in chunks])
+        positions = np.concatenate([np.arange(ch.start, ch.start + len(ch.tokens)) for ch in chunks])
+        seqs = np.concatenate([np.full(len(ch.tokens), ch.seq) for ch in chunks])
         n = len(tokens)
-        if n and (tokens.min() < 0 or tokens.max() >= c.vocab_size):
+        if n == 0 or any(not ch.tokens for ch in chunks):
+            raise ValueError("every chunk needs at least one token")
+        if tokens.min() < 0 or tokens.max() >= c.vocab_size:
             raise ValueError(f"token ids must be in [0, {c.vocab_size}), got {tokens.min()}..{tokens.max()}")
-        if start + n > cache.n_ctx:
-            raise ValueError(f"context overflow: {start + n} tokens do not fit in {cache.n_ctx}")
-        cos, sin = ops.rope_tables(np.arange(start, start + n), c.head_dim, c.rope_base, w.rope_freqs)
+        if positions.max() >= cache.n_ctx:
+            raise ValueError(f"context overflow: {positions.max() + 1} tokens do not fit in {cache.n_ctx}")
+        cos, sin = ops.rope_tables(positions, c.head_dim, c.rope_base, w.rope_freqs)
         x = embed(self.file, w.token_embd, tokens)  # (n, dim)
         for i, layer in enumerate(w.layers):
             # attention, with its input normed and quantized once for Q, K and V
             h = Activations(ops.rmsnorm(x, layer.attn_norm, c.rms_eps))
             qkv = project(layer.wqkv, h)
-            q = qkv[:, :c.dim].reshape(n, c.n_heads, c.head_dim)
-            k = qkv[:, c.dim:c.dim + c.kv_dim].reshape(n, c.n_kv_heads, c.head_dim)
-            v = qkv[:, c.dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim)
-            q, k = np.ascontiguousarray(q), np.ascontiguousarray(k)
+            q = np.ascontiguousarray(qkv[:, :c.dim]).reshape(n, c.n_heads, c.head_dim)
+            k = np.ascontiguousarray(qkv[:, c.dim:c.dim + c.kv_dim]).reshape(n, c.n_kv_heads, c.head_dim)
             ops.apply_rope(q, cos, sin)
             ops.apply_rope(k, cos, sin)
-            cache.k[i, start:start + n] = k
-            cache.v[i, start:start + n] = v
+            cache.k[i, seqs, positions] = k
+            cache.v[i, seqs, positions] = qkv[:, c.dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim)
             attn = np.empty_like(q)
-            ops.attention(q, cache.k[i], cache.v[i], start, attn)
+            ops.attention(q, cache.k[i], cache.v[i], seqs, positions, attn)
             x = x + matmul(layer.wo, attn.reshape(n, c.dim))  # residual
             # feed-forward (SwiGLU)
             h = Activations(ops.rmsnorm(x, layer.ffn_norm, c.rms_eps))
             x = x + matmul(layer.w2, ops.swiglu(project(layer.w13, h)))
-        x = ops.rmsnorm(x if all_logits else x[-1:], w.output_norm, c.rms_eps)
-        logits = matmul(w.output, x)
-        return logits if all_logits else logits[0]
+        if not all_logits:
+            x = x[np.cumsum([len(ch.tokens) for ch in chunks]) - 1]
+        return matmul(w.output, ops.rmsnorm(x, w.output_norm, c.rms_eps))

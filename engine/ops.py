@@ -47,36 +47,39 @@ def apply_rope(x, cos, sin):
                 x[t, h, 2 * i + 1] = even * sin[t, i] + odd * cos[t, i]
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def attention(q, k_cache, v_cache, start, out):
-    """Causal grouped-query attention of n new tokens at positions start..start+n-1.
-    q: (n, heads, head_dim); k_cache, v_cache: (ctx, kv_heads, head_dim), already holding the new
-    tokens' keys and values; out: (n, heads, head_dim)."""
+# The sums over head_dim may be reordered (and so vectorized): the order is fixed when the
+# kernel is compiled, the same for every token and batch.
+@njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def attention(q, k_cache, v_cache, seqs, positions, out):
+    """Causal grouped-query attention of n tokens, token t at position positions[t] of
+    sequence seqs[t]. q: (n, heads, head_dim); k_cache, v_cache: (n_seqs, ctx, kv_heads,
+    head_dim), already holding the new tokens' keys and values; out: (n, heads, head_dim)."""
     n, n_heads, head_dim = q.shape
-    n_rep = n_heads // k_cache.shape[1]
+    n_rep = n_heads // k_cache.shape[2]
     scale = np.float32(1.0 / np.sqrt(head_dim))
     for job in prange(n * n_heads):
         t, h = job // n_heads, job % n_heads
-        kv = h // n_rep
-        length = start + t + 1
+        s, kv, length = seqs[t], h // n_rep, positions[t] + 1
+        query = q[t, h]
         scores = np.empty(length, np.float32)
-        top = np.float32(-np.inf)
         for p in range(length):
-            s = np.float32(0)
+            key = k_cache[s, p, kv]
+            dot = np.float32(0)
             for i in range(head_dim):
-                s += q[t, h, i] * k_cache[p, kv, i]
-            scores[p] = s * scale
-            top = max(top, scores[p])
+                dot += query[i] * key[i]
+            scores[p] = dot * scale
+        top = scores.max()
         total = np.float32(0)
         for p in range(length):
             scores[p] = np.exp(scores[p] - top)
             total += scores[p]
-        for i in range(head_dim):
-            out[t, h, i] = 0
+        mixed = np.zeros(head_dim, np.float32)
         for p in range(length):
             weight = scores[p] / total
+            value = v_cache[s, p, kv]
             for i in range(head_dim):
-                out[t, h, i] += weight * v_cache[p, kv, i]
+                mixed[i] += weight * value[i]
+        out[t, h] = mixed
 
 
 @njit(cache=True, nogil=True)

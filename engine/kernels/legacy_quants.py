@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .layout import accumulate, chunks, dot32, groups_of, interleave, interleave_scales, nibbles, write_rows
+from .layout import (accumulate, chunks, dot32, groups_of, interleave, interleave_scales, nibbles, prefetch_ahead,
+                     write_rows)
 from .simd import load_bytes, load_f16, splat_f32, splat_i32, to_f32
 
 
@@ -47,6 +48,8 @@ def q4_0_product(quants, d, hi, lo, scale, sums16, out):
         for g in groups_of(chunk, quants):
             acc[:] = 0
             for b in range(scale.shape[1]):
+                prefetch_ahead(quants[g], 256 * b, 256)
+                prefetch_ahead(d[g], 16 * b, 32)
                 v = nibbles(quants[g], 256 * b)
                 row_scale = load_f16(d[g], 16 * b)
                 for t in range(n):
@@ -63,6 +66,9 @@ def q4_1_product(quants, d, m, hi, lo, scale, sums32, out):
         for g in groups_of(chunk, quants):
             acc[:] = 0
             for b in range(scale.shape[1]):
+                prefetch_ahead(quants[g], 256 * b, 256)
+                prefetch_ahead(d[g], 16 * b, 32)
+                prefetch_ahead(m[g], 16 * b, 32)
                 v = nibbles(quants[g], 256 * b)
                 row_scale, row_min = load_f16(d[g], 16 * b), load_f16(m[g], 16 * b)
                 for t in range(n):
@@ -80,6 +86,8 @@ def q8_0_product(quants, d, hi, lo, scale, sums16, out):
             acc[:] = 0
             for b in range(scale.shape[1]):
                 o = 512 * b
+                prefetch_ahead(quants[g], o, 512)
+                prefetch_ahead(d[g], 16 * b, 32)
                 v = (load_bytes(quants[g], o), load_bytes(quants[g], o + 64),
                      load_bytes(quants[g], o + 128), load_bytes(quants[g], o + 192),
                      load_bytes(quants[g], o + 256), load_bytes(quants[g], o + 320),
