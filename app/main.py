@@ -15,6 +15,7 @@ from engine.loader import LoadedModel, set_threads
 from engine.scheduler import ModelRunner
 
 from . import errors
+from .metrics import Metrics
 from .routes import router
 from .settings import ModelSettings, Settings
 
@@ -25,17 +26,20 @@ log = logging.getLogger("llamba")
 class ServerState:
     settings: Settings
     runners: dict[str, ModelRunner] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
     ready: bool = False
     created: int = field(default_factory=lambda: int(time.time()))
 
 
-def load_runners(settings: Settings) -> dict[str, ModelRunner]:
+def load_runners(settings: Settings, metrics: Metrics) -> dict[str, ModelRunner]:
     set_threads(settings.threads)
     runners = {}
     for m in settings.models:
         loaded = LoadedModel.load(m.path)
         n_ctx = min(settings.context_length, loaded.model.config.context_length)
-        runners[m.id] = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout)
+        runners[m.id] = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout,
+                                    parallel=settings.parallel, step_tokens=settings.step_tokens,
+                                    cache_slots=settings.cache_slots, observer=metrics.observer(m.id))
         log.info("model %s loaded from %s (context %d)", m.id, loaded.path, n_ctx)
     return runners
 
@@ -46,7 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async def load():
-            st.runners = await asyncio.to_thread(load_runners, settings)
+            st.runners = await asyncio.to_thread(load_runners, settings, st.metrics)
             st.ready = True
         task = asyncio.create_task(load())  # /health answers 503 until the models are in
         yield
@@ -66,7 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 def serve(args) -> None:
     overrides = dict(host=args.host, port=args.port, threads=args.threads, context_length=args.ctx,
-                     queue_size=args.queue_size, api_keys=args.api_keys)
+                     queue_size=args.queue_size, parallel=args.parallel, api_keys=args.api_keys)
     if args.model:
         overrides["models"] = [ModelSettings(id=args.model_id or "default", path=args.model)]
     settings = Settings.load(args.config, **overrides)

@@ -5,7 +5,8 @@ import asyncio
 import json
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sse_starlette.sse import EventSourceResponse
 
 from engine.chat_template import TemplateError
@@ -47,6 +48,12 @@ def runner_for(request: Request, model: str | None) -> ModelRunner:
 async def health(request: Request):
     ready = state(request).ready
     return JSONResponse({"status": "ok" if ready else "loading"}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request):
+    """Prometheus exposition: requests running and waiting, tokens, prefix-cache hits, latencies."""
+    return Response(state(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/models", dependencies=[Depends(authorize)])
@@ -130,9 +137,10 @@ def chat_logprobs(tok, events, as_ids: bool) -> s.ChoiceLogprobs:
         for e in events])
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> s.Usage:
+def usage(prompt_tokens: int, completion_tokens: int, jobs: list[Job]) -> s.Usage:
     return s.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                   total_tokens=prompt_tokens + completion_tokens)
+                   total_tokens=prompt_tokens + completion_tokens,
+                   prompt_tokens_details=s.PromptTokensDetails(cached_tokens=sum(j.cached_tokens for j in jobs)))
 
 
 @router.post("/v1/chat/completions", dependencies=[Depends(authorize)])
@@ -155,7 +163,7 @@ async def chat_completions(request: Request, body: s.ChatCompletionRequest):
             choices=[s.Choice(index=0, message=s.ChatCompletionMessage(content="".join(e.text for e in events)),
                               logprobs=chat_logprobs(lm.tokenizer, events, body.return_tokens_as_token_ids) if want_logprobs else None,
                               finish_reason=events[-1].finish_reason if events else "stop")],
-            usage=usage(len(prompt_ids), len(events)))
+            usage=usage(len(prompt_ids), len(events), [job]))
 
     def chunk(delta: s.ChoiceDelta, events=(), finish=None) -> dict:
         lp = chat_logprobs(lm.tokenizer, events, body.return_tokens_as_token_ids) if want_logprobs and events else None
@@ -170,7 +178,7 @@ async def chat_completions(request: Request, body: s.ChatCompletionRequest):
             yield chunk(s.ChoiceDelta(content=event.text), [event], event.finish_reason)
         if body.stream_options and body.stream_options.include_usage:
             yield {"data": s.ChatCompletionChunk(id=rid, created=created, model=body.model, choices=[],
-                                                 usage=usage(len(prompt_ids), n)).model_dump_json()}
+                                                 usage=usage(len(prompt_ids), n, [job])).model_dump_json()}
         yield {"data": "[DONE]"}
 
     return EventSourceResponse(stream(), ping=3600)
@@ -209,9 +217,10 @@ async def completions(request: Request, body: s.CompletionRequest):
     as_ids, want_logprobs = body.return_tokens_as_token_ids, body.logprobs is not None
 
     if not body.stream:
-        choices, completion_tokens = [], 0
+        choices, completion_tokens, jobs = [], 0, []
         for index, ids in enumerate(prompts):
-            events = await collect(runner, start_job(runner, ids, body), request)
+            jobs.append(start_job(runner, ids, body))
+            events = await collect(runner, jobs[-1], request)
             completion_tokens += len(events)
             echo = tok.decode(ids) if body.echo else ""
             choices.append(s.CompletionChoice(
@@ -219,14 +228,15 @@ async def completions(request: Request, body: s.CompletionRequest):
                 logprobs=completion_logprobs(tok, events, as_ids, len(echo)) if want_logprobs else None,
                 finish_reason=events[-1].finish_reason if events else "stop"))
         return s.Completion(id=rid, created=created, model=body.model, choices=choices,
-                            usage=usage(sum(map(len, prompts)), completion_tokens))
+                            usage=usage(sum(map(len, prompts)), completion_tokens, jobs))
 
     first_job = start_job(runner, prompts[0], body)  # errors (context, queue) before the stream starts
 
     async def stream():
-        completion_tokens = 0
+        completion_tokens, jobs = 0, []
         for index, ids in enumerate(prompts):
             job = first_job if index == 0 else start_job(runner, ids, body)
+            jobs.append(job)
             async for e in runner.stream(job):
                 completion_tokens += 1
                 choice = s.CompletionChoice(index=index, text=e.text, finish_reason=e.finish_reason,
@@ -234,7 +244,7 @@ async def completions(request: Request, body: s.CompletionRequest):
                 yield {"data": s.Completion(id=rid, created=created, model=body.model, choices=[choice]).model_dump_json()}
         if body.stream_options and body.stream_options.include_usage:
             yield {"data": json.dumps({"id": rid, "object": "text_completion", "created": created, "model": body.model,
-                                       "choices": [], "usage": usage(sum(map(len, prompts)), completion_tokens).model_dump()})}
+                                       "choices": [], "usage": usage(sum(map(len, prompts)), completion_tokens, jobs).model_dump()})}
         yield {"data": "[DONE]"}
 
     return EventSourceResponse(stream(), ping=3600)

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     threads: int | None = None
     context_length: int = 4096
     queue_size: int = 16
+    parallel: int = 8
+    step_tokens: int = 256
+    cache_slots: int = 4
     request_timeout: float | None = 600
     api_keys: list[str] = []
     cors_origins: list[str] = []

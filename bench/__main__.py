@@ -64,10 +64,10 @@ def chart(results: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    figs = [f for f in FIGURES if all(f in r["llamba"] for r in results.values())]
+    figs = [f for f in FIGURES if any(f in r["llamba"] for r in results.values())]
     fig, axes = plt.subplots(1, len(figs), figsize=(3.2 * len(figs), 3.6))
     for ax, f in zip(axes, figs):
-        keys = list(results)
+        keys = [k for k in results if f in results[k]["llamba"]]
         xs = range(len(keys))
         for i, engine in enumerate(ENGINES):
             ax.bar([x + 0.4 * i for x in xs], [results[k][engine][f] for k in keys], 0.4, label=engine)

@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", "-t", type=int)
     p.add_argument("--ctx", "-c", type=int)
     p.add_argument("--queue-size", type=int)
+    p.add_argument("--parallel", type=int, help="requests generated together (continuous batching)")
     p.add_argument("--api-key", action="append", dest="api_keys")
     p.set_defaults(func=cmd_serve)
     return parser

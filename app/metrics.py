@@ -1,0 +1,56 @@
+"""Prometheus metrics for /metrics: what each model runner reports, on a registry per app."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from engine.scheduler import Job, Observer
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = r = CollectorRegistry()
+        labels = ["model"]
+        self.running = Gauge("llamba_requests_running", "Requests being generated", labels, registry=r)
+        self.waiting = Gauge("llamba_requests_waiting", "Requests queued for a model", labels, registry=r)
+        self.requests = Counter("llamba_requests", "Requests admitted to a model", labels, registry=r)
+        self.rejected = Counter("llamba_requests_rejected", "Requests refused with 429 (queue full)", labels, registry=r)
+        self.prompt_tokens = Counter("llamba_prompt_tokens", "Prompt tokens of admitted requests", labels, registry=r)
+        self.cached_tokens = Counter("llamba_prompt_tokens_cached", "Prompt tokens served from the prefix cache",
+                                     labels, registry=r)
+        self.cache_hits = Counter("llamba_prefix_cache_hits", "Requests that reused a cached prefix", labels, registry=r)
+        self.generated = Counter("llamba_generated_tokens", "Tokens generated", labels, registry=r)
+        self.ttft = Histogram("llamba_time_to_first_token_seconds", "From submission to the first token",
+                              labels, buckets=LATENCY_BUCKETS, registry=r)
+        self.per_token = Histogram("llamba_time_per_output_token_seconds", "Between consecutive tokens",
+                                   labels, buckets=LATENCY_BUCKETS, registry=r)
+
+    def observer(self, model: str) -> Observer:
+        return _ModelObserver(self, model)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _ModelObserver(Observer):
+    def __init__(self, m: Metrics, model: str):
+        self.m, self.model = m, model
+
+    def queue(self, running: int, waiting: int) -> None:
+        self.m.running.labels(self.model).set(running)
+        self.m.waiting.labels(self.model).set(waiting)
+
+    def admitted(self, job: Job) -> None:
+        self.m.requests.labels(self.model).inc()
+        self.m.prompt_tokens.labels(self.model).inc(len(job.prompt_ids))
+        if job.cached_tokens:
+            self.m.cached_tokens.labels(self.model).inc(job.cached_tokens)
+            self.m.cache_hits.labels(self.model).inc()
+
+    def token(self, job: Job, seconds: float, first: bool) -> None:
+        self.m.generated.labels(self.model).inc()
+        (self.m.ttft if first else self.m.per_token).labels(self.model).observe(seconds)
+
+    def rejected(self) -> None:
+        self.m.rejected.labels(self.model).inc()

@@ -1,0 +1,116 @@
+"""Continuous batching, prefix caching and /metrics, through a real server generating 8 requests
+at a time: a request's tokens do not depend on what runs beside it, cancelled streams free their
+places, a chat's second turn reuses the first's keys and values, and the counters add up."""
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from serving import running_server
+from support import GPL_TEXT
+
+MODEL = "smollm2-135m-instruct"
+PROMPTS = [f"Question {i}: name three things that are {c}." for i, c in
+           enumerate(["red", "blue", "green", "cold", "hot", "small", "loud", "soft"])]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server("--parallel", "8", "--queue-size", "16", "--ctx", "2048") as base:
+        yield base
+
+
+def complete(base: str, prompt: str, **extra) -> dict:
+    body = {"model": MODEL, "prompt": prompt, "max_tokens": 24, "logprobs": 1,
+            "return_tokens_as_token_ids": True, **extra}
+    r = httpx.post(f"{base}/v1/completions", json=body, timeout=300)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def tokens_and_logprobs(answer: dict) -> tuple[list, list]:
+    lp = answer["choices"][0]["logprobs"]
+    return lp["tokens"], lp["token_logprobs"]
+
+
+def metrics(base: str) -> dict[str, float]:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+@pytest.mark.parametrize("sampling", [dict(temperature=0), dict(temperature=0.8, seed=1234)], ids=["greedy", "seeded"])
+def test_a_request_gets_the_same_tokens_alone_or_among_seven_others(server, sampling):
+    alone = [tokens_and_logprobs(complete(server, p, **sampling)) for p in PROMPTS]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda p: tokens_and_logprobs(complete(server, p, **sampling)), PROMPTS))
+    for (tokens_alone, lp_alone), (tokens, lp) in zip(alone, together):
+        assert tokens == tokens_alone
+        assert lp == lp_alone  # bit for bit: a token's maths does not depend on its batch
+
+
+def test_cancelling_four_of_eight_streams_leaves_the_others_right_and_frees_their_slots(server):
+    story = {"max_tokens": 120, "ignore_eos": True, "temperature": 0}
+    expected = {p: complete(server, p, **story)["choices"][0]["text"] for p in PROMPTS[:4]}
+    results, clients = {}, []
+
+    def stream(prompt: str, cancel: bool):
+        client = httpx.Client(timeout=300)
+        clients.append(client)
+        body = {"model": MODEL, "prompt": prompt, "stream": True, **story}
+        with client.stream("POST", f"{server}/v1/completions", json=body) as r:
+            text, n = "", 0
+            for line in r.iter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    text += json.loads(line[6:])["choices"][0]["text"]
+                    n += 1
+                    if cancel and n == 10:
+                        return  # hang up midway
+            results[prompt] = text
+
+    threads = [threading.Thread(target=stream, args=(p, i >= 4)) for i, p in enumerate(PROMPTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    for c in clients:
+        c.close()
+    assert {p: results.get(p) for p in PROMPTS[:4]} == expected
+    deadline = time.monotonic() + 10
+    while metrics(server)["llamba_requests_running"] != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert metrics(server)["llamba_requests_running"] == 0  # the hung-up streams left too
+    with ThreadPoolExecutor(8) as pool:  # and all 8 places serve again
+        assert all(a["choices"][0]["text"] for a in pool.map(lambda p: complete(server, p), PROMPTS))
+
+
+def test_second_chat_turn_reuses_the_first_turns_cache(server):
+    chat = lambda messages: httpx.post(f"{server}/v1/chat/completions", timeout=300, json={  # noqa: E731
+        "model": MODEL, "messages": messages, "max_tokens": 16, "temperature": 0}).json()
+    first_messages = [{"role": "user", "content": "Summarise this licence text:\n" + GPL_TEXT.read_text()[:3000]}]
+    first = chat(first_messages)
+    assert first["usage"]["prompt_tokens_details"]["cached_tokens"] < 10
+    second_messages = first_messages + [first["choices"][0]["message"],
+                                        {"role": "user", "content": "Now in one sentence."}]
+    second = chat(second_messages)
+    cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+    # everything up to the end of the first answer is reused; only the new turn is computed
+    assert cached >= first["usage"]["prompt_tokens"] + first["usage"]["completion_tokens"] - 2
+    assert cached < second["usage"]["prompt_tokens"]
+
+
+def test_metrics_count_what_was_sent(server):
+    before = metrics(server)
+    answers = [complete(server, p) for p in PROMPTS[:3]]
+    after = metrics(server)
+    delta = lambda name: after.get(name, 0) - before.get(name, 0)  # noqa: E731
+    assert delta("llamba_requests_total") == 3
+    assert delta("llamba_prompt_tokens_total") == sum(a["usage"]["prompt_tokens"] for a in answers)
+    assert delta("llamba_generated_tokens_total") == sum(a["usage"]["completion_tokens"] for a in answers)
+    assert delta("llamba_time_to_first_token_seconds_count") == 3
+    assert delta("llamba_time_per_output_token_seconds_count") == sum(
+        a["usage"]["completion_tokens"] - 1 for a in answers)
+    assert after["llamba_requests_running"] == 0 and after["llamba_requests_waiting"] == 0
