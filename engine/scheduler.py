@@ -117,7 +117,7 @@ class ModelRunner:
                 self.observer.rejected()
                 raise QueueFull(f"{len(self._waiting)} requests are already waiting for this model")
             self._waiting.append(job)
-            self.observer.queue(len(self.running), len(self._waiting))
+            self._report()
             self._wake.notify()
         return job
 
@@ -148,7 +148,7 @@ class ModelRunner:
                     return
                 while self._waiting and len(self.running) < self.parallel:
                     self._admit(self._waiting.popleft())
-                self.observer.queue(len(self.running), len(self._waiting))
+                self._report()
             try:
                 self._step()
             except Exception as e:  # reported to every request in the step; the model keeps serving
@@ -179,6 +179,10 @@ class ModelRunner:
         r.slot.busy, r.slot.last_used = False, time.monotonic()
         self.running.remove(r)
         r.job._emit(_DONE)
+        self._report()
+
+    def _report(self) -> None:
+        self.observer.queue(len(self.running), len(self._waiting))
 
     def _step(self) -> None:
         for r in [r for r in self.running if r.job.cancelled.is_set()]:

@@ -84,7 +84,8 @@ def test_cancelling_four_of_eight_streams_leaves_the_others_right_and_frees_thei
         time.sleep(0.1)
     assert metrics(server)["llamba_requests_running"] == 0  # the hung-up streams left too
     with ThreadPoolExecutor(8) as pool:  # and all 8 places serve again
-        assert all(a["choices"][0]["text"] for a in pool.map(lambda p: complete(server, p), PROMPTS))
+        answers = list(pool.map(lambda p: complete(server, p, temperature=0), PROMPTS))
+    assert all(a["usage"]["completion_tokens"] >= 1 for a in answers)
 
 
 def test_second_chat_turn_reuses_the_first_turns_cache(server):
