@@ -1,0 +1,151 @@
+"""Many users at once: aggregate streamed tokens/s of 8 concurrent chat clients against 1, and the
+prefix cache on a chat's second turn — llamba against llama.cpp's own server in the same run.
+
+    python -m bench.concurrency [--models q4_0 smollm2] [--repeats 3]
+
+Servers, 2 threads each: `llamba serve --parallel 8`; llama-server (llama.cpp, built from the
+llama-cpp-python source by bench/llama_server.py) with 8 slots (-np 8) and with 1 (-np 1, one
+request at a time like llama-cpp-python's own server). Every request streams a chat completion
+of 64 tokens (ignore_eos) to a fresh prompt, so prompt processing is always included.
+Writes bench/results/concurrency.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from .http import first_answer, free_port
+from .llama_server import llama_server_binary
+from .synth_model import ROOT, bench_model
+
+TOKENS, CLIENTS, THREADS, CTX = 64, 8, 2, 2048
+TOPICS = ["a lighthouse", "a lost key", "the first snow", "a market town", "a night train",
+          "an old violin", "a river crossing", "a garden wall"]
+
+
+def model_file(name: str) -> Path:
+    if name == "smollm2":
+        from engine.loader import default_model_path
+        return default_model_path()
+    return bench_model(name)
+
+
+def start(server: str, model: Path, port: int, log) -> subprocess.Popen:
+    if server == "llamba":
+        cmd = [sys.executable, "-m", "engine.cli", "serve", "--model", str(model), "--threads", str(THREADS),
+               "--port", str(port), "--ctx", str(CTX), "--parallel", str(CLIENTS)]
+    else:  # llama-server -np N: the context is shared by the slots
+        slots = int(server.split("np")[1])
+        cmd = [str(llama_server_binary()), "-m", str(model), "-t", str(THREADS), "-tb", str(THREADS),
+               "--port", str(port), "-np", str(slots), "-c", str(CTX * slots)]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
+
+
+def stream_chat(base: str, model_id: str, messages: list[dict], max_tokens: int = TOKENS) -> dict:
+    """Streams one chat completion: tokens, time to first token, end time, cached prompt tokens."""
+    body = {"model": model_id, "messages": messages, "max_tokens": max_tokens, "temperature": 0,
+            "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
+    start_t, first, tokens, cached, text = time.perf_counter(), None, 0, None, ""
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=600) as r:
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            data = json.loads(line[6:])
+            for choice in data.get("choices") or []:
+                if choice.get("delta", {}).get("content"):
+                    text += choice["delta"]["content"]
+                    tokens += 1
+                    first = first or time.perf_counter()
+            usage = data.get("usage") or {}
+            if usage:
+                tokens = usage.get("completion_tokens", tokens)
+                cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    return dict(start=start_t, ttft=(first or time.perf_counter()) - start_t, end=time.perf_counter(),
+                tokens=tokens, cached=cached, text=text)
+
+
+def story(run: int, client: int) -> list[dict]:
+    """A fresh prompt (nothing to reuse from earlier requests but the chat template's start)."""
+    return [{"role": "user", "content": f"Request {run}-{client}. Write a long story about {TOPICS[client]}."}]
+
+
+def aggregate(base: str, model_id: str, clients: int, run: int) -> float:
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(lambda c: stream_chat(base, model_id, story(run, c)), range(clients)))
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    return sum(r["tokens"] for r in results) / wall
+
+
+def second_turn(base: str, model_id: str, run: int) -> dict:
+    """A first turn of ~1000 tokens, then the second turn repeating it with the model's answer:
+    TTFT of each, and the prompt tokens the server reports as cached."""
+    text = (ROOT.parent / "shared" / "texts" / "GPL-2.txt").read_text()
+    first_messages = [{"role": "user", "content": f"Conversation {run}. Read this:\n{text[:4400]}\nWhat is it?"}]
+    first = stream_chat(base, model_id, first_messages, 16)
+    second = stream_chat(base, model_id, first_messages + [{"role": "assistant", "content": first["text"]},
+                                                           {"role": "user", "content": "Who publishes it?"}], 16)
+    return dict(first_ttft=first["ttft"], second_ttft=second["ttft"], cached=second["cached"])
+
+
+def measure(server: str, model: Path, repeats: int) -> dict:
+    port, log = free_port(), tempfile.TemporaryFile("w+")
+    proc = start(server, model, port, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        model_id = first_answer(base, proc)
+        single, many, turns = [], [], []
+        for run in range(repeats):
+            single.append(aggregate(base, model_id, 1, 1000 * run))
+            many.append(aggregate(base, model_id, CLIENTS, 1000 * run + 1))
+            turns.append(second_turn(base, model_id, run))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    out = dict(single_tps=statistics.median(single), concurrent_tps=statistics.median(many),
+               first_turn_ttft_s=statistics.median(t["first_ttft"] for t in turns),
+               second_turn_ttft_s=statistics.median(t["second_ttft"] for t in turns),
+               second_turn_cached_tokens=turns[-1]["cached"])
+    out["speedup"] = out["concurrent_tps"] / out["single_tps"]
+    out["second_turn_ttft_ratio"] = out["second_turn_ttft_s"] / out["first_turn_ttft_s"]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["q4_0", "smollm2"])
+    p.add_argument("--servers", nargs="+", default=["llamba", "llama-server-np8", "llama-server-np1"])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = p.parse_args()
+    results = {}
+    for name in args.models:
+        model = model_file(name)
+        for server in args.servers:
+            results[f"{name}/{server}"] = r = measure(server, model, args.repeats)
+            print(f"  {name} {server}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                                   for k, v in r.items()), flush=True)
+    print("| model | server | 1 client tok/s | 8 clients tok/s | 8 / 1 | 2nd turn TTFT / 1st | cached |")
+    print("|---|---|---|---|---|---|---|")
+    for key, r in results.items():
+        name, server = key.split("/")
+        print(f"| {name} | {server} | {r['single_tps']:.1f} | {r['concurrent_tps']:.1f} | {r['speedup']:.2f} | "
+              f"{r['second_turn_ttft_ratio']:.2f} | {r['second_turn_cached_tokens']} |")
+    for name in args.models:
+        ours, ref = results.get(f"{name}/llamba"), results.get(f"{name}/llama-server-np8")
+        if ours and ref:
+            print(f"{name}: llamba 8 clients / llama-server -np 8: {ours['concurrent_tps'] / ref['concurrent_tps']:.2f}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "concurrency.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

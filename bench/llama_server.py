@@ -1,0 +1,46 @@
+"""llama.cpp's own server (llama-server), built once from the llama.cpp source that the installed
+llama-cpp-python release vendors, for the concurrency benchmark. Cached in ~/.cache/llamba.
+
+    python -m bench.llama_server   # prints the binary's path, building it if needed (~10 min)
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from .synth_model import CACHE
+
+
+def llama_server_binary() -> Path:
+    found = os.environ.get("LLAMA_SERVER") or shutil.which("llama-server")
+    if found:
+        return Path(found)
+    version = importlib.metadata.version("llama-cpp-python")
+    binary = CACHE / f"llama-server-{version}"
+    if binary.exists():
+        return binary
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        f"llama-cpp-python=={version}", "-d", tmp], check=True)
+        with tarfile.open(next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))) as tar:
+            tar.extractall(tmp, filter="data")
+        source = next(Path(tmp).glob("llama_cpp_python-*/vendor/llama.cpp"))
+        build = Path(tmp) / "build"
+        subprocess.run(["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                        "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF",
+                        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"], check=True)
+        subprocess.run(["cmake", "--build", str(build), "--target", "llama-server", "-j", str(os.cpu_count())],
+                       check=True)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(build / "bin" / "llama-server", binary)
+    return binary
+
+
+if __name__ == "__main__":
+    print(llama_server_binary())
