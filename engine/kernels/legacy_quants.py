@@ -40,20 +40,30 @@ def pack_q8_0(raw: np.ndarray) -> tuple[np.ndarray, ...]:
     return interleave(blocks[:, :, 2:] ^ np.uint8(0x80)), _f16_field(blocks, 0)
 
 
+@njit(inline="always")
+def _bytes(q, o):
+    """The 8 vectors of a repacked Q8_0 block at q[o:o + 512]: values 0-15, then 16-31."""
+    return (load_bytes(q, o), load_bytes(q, o + 64), load_bytes(q, o + 128), load_bytes(q, o + 192),
+            load_bytes(q, o + 256), load_bytes(q, o + 320), load_bytes(q, o + 384), load_bytes(q, o + 448))
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def q4_0_product(quants, d, hi, lo, scale, sums16, out):
+def q4_0_q8_0_product(zero, quants, d, hi, lo, scale, sums16, out):
+    """Q4_0 (zero = 8: nibbles) and Q8_0 (zero = 128: bytes): d * (q - zero) per value."""
     n = hi.shape[0]
+    block_bytes = 512 if zero == 128 else 256
     for chunk in prange(chunks(quants)):
         acc = np.empty((n, 16), np.float32)
         for g in groups_of(chunk, quants):
             acc[:] = 0
             for b in range(scale.shape[1]):
-                prefetch_ahead(quants[g], 256 * b, 256)
+                o = block_bytes * b
+                prefetch_ahead(quants[g], o, block_bytes)
                 prefetch_ahead(d[g], 16 * b, 32)
-                v = nibbles(quants[g], 256 * b)
+                v = _bytes(quants[g], o) if zero == 128 else nibbles(quants[g], o)
                 row_scale = load_f16(d[g], 16 * b)
                 for t in range(n):
-                    s = dot32(v, hi, lo, t, 8 * b) - splat_i32(8 * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
+                    s = dot32(v, hi, lo, t, 8 * b) - splat_i32(zero * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
                     accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
             write_rows(acc, g, out)
 
@@ -74,26 +84,4 @@ def q4_1_product(quants, d, m, hi, lo, scale, sums32, out):
                 for t in range(n):
                     s = to_f32(dot32(v, hi, lo, t, 8 * b)) * (row_scale * splat_f32(scale[t, b]))
                     accumulate(acc, t, s + row_min * splat_f32(sums32[t, b]))
-            write_rows(acc, g, out)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def q8_0_product(quants, d, hi, lo, scale, sums16, out):
-    n = hi.shape[0]
-    for chunk in prange(chunks(quants)):
-        acc = np.empty((n, 16), np.float32)
-        for g in groups_of(chunk, quants):
-            acc[:] = 0
-            for b in range(scale.shape[1]):
-                o = 512 * b
-                prefetch_ahead(quants[g], o, 512)
-                prefetch_ahead(d[g], 16 * b, 32)
-                v = (load_bytes(quants[g], o), load_bytes(quants[g], o + 64),
-                     load_bytes(quants[g], o + 128), load_bytes(quants[g], o + 192),
-                     load_bytes(quants[g], o + 256), load_bytes(quants[g], o + 320),
-                     load_bytes(quants[g], o + 384), load_bytes(quants[g], o + 448))
-                row_scale = load_f16(d[g], 16 * b)
-                for t in range(n):
-                    s = dot32(v, hi, lo, t, 8 * b) - splat_i32(128 * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
-                    accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
             write_rows(acc, g, out)
