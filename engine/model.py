@@ -111,7 +111,7 @@ class KVCache:
     def __init__(self, c: LlamaConfig, n_ctx: int, n_seqs: int = 1):
         self.n_ctx, self.n_seqs = n_ctx, n_seqs
         self.k = np.zeros((c.n_layers, n_seqs, n_ctx, c.n_kv_heads, c.head_dim), np.float32)
-        self.v = np.zeros_like(self.k)
+        self.v = np.zeros(self.k.shape, np.float32)  # (zeros_like would write every page)
 
 
 @dataclass

@@ -16,13 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .layout import (accumulate, chunks, dot16, dot32, groups_of, interleave, interleave_scales, nibbles,
-                     pack_nibbles, prefetch_ahead, write_rows)
+from .layout import (accumulate, chunks, dot16, dot32, groups_of, interleave, interleave_f16, interleave_scales,
+                     nibbles, pack_nibbles, prefetch_ahead, write_rows)
 from .simd import load_bytes, load_f16, load_i8, splat_f32, splat_i32, to_f32
-
-
-def _f16(blocks: np.ndarray, offset: int) -> np.ndarray:
-    return interleave_scales(np.ascontiguousarray(blocks[:, :, offset:offset + 2]).view(np.uint16)[..., 0])
 
 
 def _scales_and_mins(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +50,7 @@ def pack_q4_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
     blocks = raw.reshape(raw.shape[0], -1, 144)
     sc, mn = _scales_and_mins(blocks)
     values = _q4_k_values(blocks, 16)
-    return interleave(pack_nibbles(values)), sc, mn, _f16(blocks, 0), _f16(blocks, 2)
+    return interleave(pack_nibbles(values)), sc, mn, interleave_f16(blocks, 0), interleave_f16(blocks, 2)
 
 
 def pack_q5_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -64,7 +60,7 @@ def pack_q5_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
     shifts = (2 * np.arange(4)[:, None] + np.arange(2)[None, :]).astype(np.uint8)[..., None]
     values = _q4_k_values(blocks, 48) | (((fifth >> shifts) & 1) << 4).reshape(blocks.shape[0], -1)
     return (interleave(pack_nibbles(values & 15)), interleave(_tops(values, 1)), sc, mn,
-            _f16(blocks, 0), _f16(blocks, 2))
+            interleave_f16(blocks, 0), interleave_f16(blocks, 2))
 
 
 def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -76,7 +72,7 @@ def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
                 | (((top[:, :, :, 0] >> (2 * i)) & 3) << 4) for i in range(4)]
     values = np.stack(quarters, axis=3).reshape(rows, -1)      # value 128 h + 32 i + l
     scales = interleave_scales(np.ascontiguousarray(blocks[:, :, 192:208]).view(np.int8).reshape(rows, -1))
-    return interleave(pack_nibbles(values & 15)), interleave(_tops(values, 2)), scales, _f16(blocks, 208)
+    return interleave(pack_nibbles(values & 15)), interleave(_tops(values, 2)), scales, interleave_f16(blocks, 208)
 
 
 @njit(parallel=True, cache=True, nogil=True)

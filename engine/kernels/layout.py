@@ -34,6 +34,11 @@ def interleave_scales(per_row: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(v).reshape(rows // GROUP, -1)
 
 
+def interleave_f16(blocks: np.ndarray, offset: int) -> np.ndarray:
+    """The fp16 field at byte `offset` of each block (rows, blocks, bytes), interleaved as scales."""
+    return interleave_scales(np.ascontiguousarray(blocks[:, :, offset:offset + 2]).view(np.uint16)[..., 0])
+
+
 def pack_nibbles(values: np.ndarray) -> np.ndarray:
     """(rows, k) values < 16 -> (rows, k / 32, 16) bytes: value j of each 32 in the low nibble of
     byte j, value 16 + j in its high nibble."""

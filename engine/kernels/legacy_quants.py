@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .layout import (accumulate, chunks, dot32, groups_of, interleave, interleave_scales, nibbles, prefetch_ahead,
+from .layout import (accumulate, chunks, dot32, groups_of, interleave, interleave_f16, nibbles, prefetch_ahead,
                      write_rows)
 from .simd import load_bytes, load_f16, splat_f32, splat_i32, to_f32
 
@@ -21,23 +21,19 @@ def _blocks(raw: np.ndarray, nbytes: int) -> np.ndarray:
     return raw.reshape(raw.shape[0], -1, nbytes)
 
 
-def _f16_field(blocks: np.ndarray, offset: int) -> np.ndarray:
-    return interleave_scales(np.ascontiguousarray(blocks[:, :, offset:offset + 2]).view(np.uint16)[..., 0])
-
-
 def pack_q4_0(raw: np.ndarray) -> tuple[np.ndarray, ...]:
     blocks = _blocks(raw, 18)
-    return interleave(blocks[:, :, 2:]), _f16_field(blocks, 0)
+    return interleave(blocks[:, :, 2:]), interleave_f16(blocks, 0)
 
 
 def pack_q4_1(raw: np.ndarray) -> tuple[np.ndarray, ...]:
     blocks = _blocks(raw, 20)
-    return interleave(blocks[:, :, 4:]), _f16_field(blocks, 0), _f16_field(blocks, 2)
+    return interleave(blocks[:, :, 4:]), interleave_f16(blocks, 0), interleave_f16(blocks, 2)
 
 
 def pack_q8_0(raw: np.ndarray) -> tuple[np.ndarray, ...]:
     blocks = _blocks(raw, 34)
-    return interleave(blocks[:, :, 2:] ^ np.uint8(0x80)), _f16_field(blocks, 0)
+    return interleave(blocks[:, :, 2:] ^ np.uint8(0x80)), interleave_f16(blocks, 0)
 
 
 @njit(inline="always")

@@ -6,7 +6,8 @@ These few intrinsics let a kernel hold vectors in registers and say exactly what
 LLVM lowers them to whatever the CPU has. `dpbusd` is the one CPU-specific operation: the VNNI
 instruction where the CPU has it (checked when the kernel is compiled, and numba's cache is per
 CPU), otherwise the same sums in portable vector code. Setting LLAMBA_PORTABLE_KERNELS=1 forces
-the portable path (the tests run both).
+the portable path (the tests run both); give it its own NUMBA_CACHE_DIR, as numba's cache does not
+know about the switch.
 """
 from __future__ import annotations
 

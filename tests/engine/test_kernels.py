@@ -77,3 +77,13 @@ def test_portable_kernels_match_too(tmp_path):
                           "-k", "not portable"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:]
     assert "passed" in run.stdout
+
+
+def test_kernels_use_the_byte_dot_product_instruction_where_the_cpu_has_it():
+    """On AVX-512 VNNI the products compile to `vpdpbusd`; the portable path must not need it."""
+    from engine.kernels import simd
+    from engine.kernels.legacy_quants import q4_0_q8_0_product
+    weight, _ = random_weight(T.Q4_0, 16, 64, np.random.default_rng(1))
+    matmul(weight, np.ones((1, 64), np.float32))
+    asm = "".join(q4_0_q8_0_product.inspect_asm().values())
+    assert ("vpdpbusd" in asm) == simd.HAS_VNNI
