@@ -79,11 +79,25 @@ def test_portable_kernels_match_too(tmp_path):
     assert "passed" in run.stdout
 
 
-def test_kernels_use_the_byte_dot_product_instruction_where_the_cpu_has_it():
-    """On AVX-512 VNNI the products compile to `vpdpbusd`; the portable path must not need it."""
-    from engine.kernels import simd
-    from engine.kernels.legacy_quants import q4_0_q8_0_product
-    weight, _ = random_weight(T.Q4_0, 16, 64, np.random.default_rng(1))
-    matmul(weight, np.ones((1, 64), np.float32))
-    asm = "".join(q4_0_q8_0_product.inspect_asm().values())
-    assert ("vpdpbusd" in asm) == simd.HAS_VNNI
+ASM_PROBE = """
+import numpy as np
+from engine.kernels import Activations, simd
+from engine.kernels.legacy_quants import q4_0_q8_0_product
+a = Activations(np.ones((1, 32), np.float32))
+q4_0_q8_0_product(8, np.zeros((1, 256), np.uint8), np.zeros((1, 16), np.uint16), a.hi, a.lo, a.scale,
+                  a.sums16, np.empty((1, 16), np.float32))
+print(simd.HAS_VNNI, "vpdpbusd" in "".join(q4_0_q8_0_product.inspect_asm().values()))
+"""
+
+
+@pytest.mark.parametrize("portable", ["0", "1"])
+def test_kernels_use_the_byte_dot_product_instruction_only_where_the_cpu_has_it(tmp_path, portable):
+    """On AVX-512 VNNI the products compile to `vpdpbusd`; the portable path never needs it.
+    (A fresh numba cache: numba cannot show the assembly of cached code.)"""
+    env = {**os.environ, "LLAMBA_PORTABLE_KERNELS": portable, "NUMBA_CACHE_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", ASM_PROBE], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    has_vnni, uses_it = run.stdout.split()
+    assert uses_it == has_vnni
+    if portable == "1":
+        assert has_vnni == "False"
