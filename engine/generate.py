@@ -59,7 +59,6 @@ class Sequence:
         self.tokenizer, self.params = tokenizer, params
         self.max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
         self.sampler, self.decoder, self.stops = Sampler(params), StreamDecoder(tokenizer), StopStrings(params.stop)
-        self.prompt_ids = list(prompt_ids)
         self.context, self.generated = list(prompt_ids), []
 
     def accept(self, logits: np.ndarray) -> TokenEvent:

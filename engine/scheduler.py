@@ -166,10 +166,10 @@ class ModelRunner:
             job._emit(e)
             job._emit(_DONE)
             return
-        free = [s for s in self.slots if not s.busy]
-        slot = max(free, key=lambda s: (common_prefix(s.tokens, job.prompt_ids), -s.last_used))
+        shared, slot = max(((common_prefix(s.tokens, job.prompt_ids), s) for s in self.slots if not s.busy),
+                           key=lambda pair: (pair[0], -pair[1].last_used))
         # reuse at most all but the last prompt token: its logits start the generation
-        job.cached_tokens = min(common_prefix(slot.tokens, job.prompt_ids), len(job.prompt_ids) - 1)
+        job.cached_tokens = min(shared, len(job.prompt_ids) - 1)
         del slot.tokens[job.cached_tokens:]
         slot.busy = True
         self.running.append(Running(job, slot, seq, last_event=job.submitted))

@@ -86,9 +86,9 @@ def q4_k_product(quants, tops, sc, mn, d, dmin, hi, lo, scale, sums32, out):
             acc[:] = 0
             for c in range(scale.shape[1]):  # sub-blocks of 32
                 prefetch_ahead(quants[g], 256 * c, 256)
-                prefetch_ahead(tops[g], 64 * c, 64)
                 v = nibbles(quants[g], 256 * c)
                 if tops.shape[1] > 0:
+                    prefetch_ahead(tops[g], 64 * c, 64)
                     h = load_bytes(tops[g], 64 * c)
                     v = (v[0] | (((h >> 0) & one_bits) << 4), v[1] | (((h >> 1) & one_bits) << 4),
                          v[2] | (((h >> 2) & one_bits) << 4), v[3] | (((h >> 3) & one_bits) << 4),
