@@ -39,7 +39,8 @@ def load_runners(settings: Settings, metrics: Metrics) -> dict[str, ModelRunner]
         n_ctx = min(settings.context_length, loaded.model.config.context_length)
         runners[m.id] = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout,
                                     parallel=settings.parallel, step_tokens=settings.step_tokens,
-                                    cache_slots=settings.cache_slots, observer=metrics.observer(m.id))
+                                    cache_slots=settings.cache_slots, observer=metrics.observer(m.id),
+                                    threads=settings.threads)
         log.info("model %s loaded from %s (context %d)", m.id, loaded.path, n_ctx)
     return runners
 

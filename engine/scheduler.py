@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from .generate import Sequence, TokenEvent
-from .loader import LoadedModel
+from .loader import LoadedModel, set_threads
 from .model import Chunk
 from .sampling import SamplingParams
 
@@ -95,8 +95,10 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 class ModelRunner:
     def __init__(self, loaded: LoadedModel, n_ctx: int, queue_size: int = 16, timeout: float | None = None,
-                 parallel: int = 4, step_tokens: int = 256, cache_slots: int = 4, observer: Observer | None = None):
+                 parallel: int = 4, step_tokens: int = 256, cache_slots: int = 4, observer: Observer | None = None,
+                 threads: int | None = None):
         self.loaded, self.n_ctx, self.queue_size, self.timeout = loaded, n_ctx, queue_size, timeout
+        self.threads = threads
         self.parallel, self.step_tokens = parallel, max(step_tokens, parallel)
         self.observer = observer or Observer()
         self.cache = loaded.model.new_cache(n_ctx, parallel + cache_slots)
@@ -140,6 +142,7 @@ class ModelRunner:
             self._wake.notify()
 
     def _run(self) -> None:
+        set_threads(self.threads)  # numba's thread count belongs to the thread that calls the kernels
         while True:
             with self._wake:
                 while not self._waiting and not self.running and not self._stopping:

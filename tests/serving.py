@@ -24,6 +24,13 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(*flags: str, env: dict | None = None):
+    with server_process(*flags, env=env) as (base, _):
+        yield base
+
+
+@contextmanager
+def server_process(*flags: str, env: dict | None = None):
+    """A real `llamba serve` on a free port: yields its base URL and its process."""
     model_path(SMOLLM2)  # skips with the reason when the default model is absent
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port), *flags],
@@ -43,7 +50,7 @@ def running_server(*flags: str, env: dict | None = None):
             time.sleep(0.2)
         else:
             raise RuntimeError("server did not become ready")
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:

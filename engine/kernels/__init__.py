@@ -6,6 +6,8 @@ bits (activations.py); plain float types multiply in float32.
 """
 from __future__ import annotations
 
+from . import isa  # first: it chooses the CPU numba compiles for, before any kernel is compiled
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +17,7 @@ from .activations import Activations
 from .float_types import F16_TABLE, float_product
 from .k_quants import pack_q4_k, pack_q5_k, pack_q6_k, q4_k_product, q6_k_product
 from .layout import GROUP
-from .legacy_quants import pack_q4_0, pack_q4_1, pack_q8_0, q4_0_q8_0_product, q4_1_product
+from .legacy_quants import pack_q4_0, pack_q4_1, pack_q8_0, q4_0_product, q4_1_product, q8_0_product
 
 PACKERS = {T.Q4_0: pack_q4_0, T.Q4_1: pack_q4_1, T.Q8_0: pack_q8_0,
            T.Q4_K: pack_q4_k, T.Q5_K: pack_q5_k, T.Q6_K: pack_q6_k}
@@ -56,7 +58,7 @@ def matmul(weight: Weight, x: np.ndarray | Activations) -> np.ndarray:
     out = np.empty((n, weight.shape[0]), np.float32)
     w, t = weight.arrays, weight.type
     if t in (T.Q4_0, T.Q8_0):
-        q4_0_q8_0_product(8 if t == T.Q4_0 else 128, *w, a.hi, a.lo, a.scale, a.sums16, out)
+        (q4_0_product if t == T.Q4_0 else q8_0_product)(*w, a.hi, a.lo, a.scale, a.sums16, out)
     elif t == T.Q4_1:
         q4_1_product(*w, a.hi, a.lo, a.scale, a.sums32, out)
     elif t in (T.Q4_K, T.Q5_K):

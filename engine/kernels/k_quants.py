@@ -97,7 +97,7 @@ def q4_k_product(quants, tops, sc, mn, d, dmin, hi, lo, scale, sums32, out):
                 row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
                 row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
                 for t in range(n):
-                    s = to_f32(dot32(v, hi, lo, t, 8 * c)) * (row_scale * splat_f32(scale[t, c]))
+                    s = to_f32(dot32(v, hi, lo, t, 8 * c, 5)) * (row_scale * splat_f32(scale[t, c]))
                     accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
             write_rows(acc, g, out)
 
@@ -124,8 +124,8 @@ def q6_k_product(quants, tops, sc, d, hi, lo, scale, sums16, out):
                 scale_first = row_d * load_i8(sc[g], 32 * c)
                 scale_second = row_d * load_i8(sc[g], 32 * c + 16)
                 for t in range(n):
-                    s1 = dot16(first[0], first[1], first[2], first[3], hi, lo, t, 8 * c)
-                    s2 = dot16(second[0], second[1], second[2], second[3], hi, lo, t, 8 * c + 4)
+                    s1 = dot16(first[0], first[1], first[2], first[3], hi, lo, t, 8 * c, 6)
+                    s2 = dot16(second[0], second[1], second[2], second[3], hi, lo, t, 8 * c + 4, 6)
                     s1 = s1 - splat_i32(32 * sums16[t, 2 * c])
                     s2 = s2 - splat_i32(32 * sums16[t, 2 * c + 1])
                     f = to_f32(s1) * scale_first + to_f32(s2) * scale_second

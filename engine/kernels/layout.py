@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .simd import dpbusd, load_bytes, load_f32, prefetch, splat_i32, store_f32
+from .dot import dot16 as byte_dot16
+from .simd import load_bytes, load_f32, prefetch, splat_i32, store_f32
 
 GROUP = 16  # rows per group: one 512-bit vector of int32 or float32 lanes
 
@@ -59,24 +60,18 @@ def nibbles(q, o):
 
 
 @njit(inline="always")
-def dot16(v0, v1, v2, v3, hi, lo, t, p):
+def dot16(v0, v1, v2, v3, hi, lo, t, p, bits):
     """Per row: sum over 16 values of weight * (256 hi + lo), the activations of token t from
-    int32 index p (4 values each). Exact: at most 16 * 255 * 127 * 257 < 2^31."""
-    s = dpbusd(splat_i32(0), v0, hi[t, p])
-    s = dpbusd(s, v1, hi[t, p + 1])
-    s = dpbusd(s, v2, hi[t, p + 2])
-    s = dpbusd(s, v3, hi[t, p + 3])
-    s = s << 8
-    s = dpbusd(s, v0, lo[t, p])
-    s = dpbusd(s, v1, lo[t, p + 1])
-    s = dpbusd(s, v2, lo[t, p + 2])
-    return dpbusd(s, v3, lo[t, p + 3])
+    int32 index p (4 values each); weights below 2^bits. Exact: < 16 * 255 * 32639 < 2^31."""
+    return byte_dot16(v0, v1, v2, v3, hi[t, p], hi[t, p + 1], hi[t, p + 2], hi[t, p + 3],
+                      lo[t, p], lo[t, p + 1], lo[t, p + 2], lo[t, p + 3], bits)
 
 
 @njit(inline="always")
-def dot32(v, hi, lo, t, p):
+def dot32(v, hi, lo, t, p, bits):
     """dot16 over a block of 32 held in 8 vectors (values 0-15, then 16-31)."""
-    return dot16(v[0], v[1], v[2], v[3], hi, lo, t, p) + dot16(v[4], v[5], v[6], v[7], hi, lo, t, p + 4)
+    return (dot16(v[0], v[1], v[2], v[3], hi, lo, t, p, bits)
+            + dot16(v[4], v[5], v[6], v[7], hi, lo, t, p + 4, bits))
 
 
 CHUNK = 8  # groups per parallel task: one scratch accumulator each

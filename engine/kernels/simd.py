@@ -1,28 +1,24 @@
 """Sixteen-lane vectors for numba kernels: `I32x16` (<16 x i32>) and `F32x16` (<16 x float>).
 
-numba vectorizes loops on its own, but not the one instruction quantized products live on: the
-byte dot product (x86 `vpdpbusd`: 16 lanes, each summing four u8 x s8 products into an int32).
-These few intrinsics let a kernel hold vectors in registers and say exactly what each lane does;
-LLVM lowers them to whatever the CPU has. `dpbusd` is the one CPU-specific operation: the VNNI
-instruction where the CPU has it (checked when the kernel is compiled, and numba's cache is per
-CPU), otherwise the same sums in portable vector code. Setting LLAMBA_PORTABLE_KERNELS=1 forces
-the portable path (the tests run both); give it its own NUMBA_CACHE_DIR, as numba's cache does not
-know about the switch.
+numba vectorizes loops on its own, but not the instructions quantized products live on (byte dot
+products, dot.py). These few intrinsics let a kernel hold vectors in registers and say exactly
+what each lane does; they are plain LLVM vector IR, which LLVM lowers for any CPU (a 16-lane
+vector is one AVX-512 register, two AVX2 ones, four NEON ones).
 """
 from __future__ import annotations
 
 import operator
-import os
+import platform
 
-import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
-HAS_VNNI = (llvm.get_host_cpu_features().get("avx512vnni", False)
-            and os.environ.get("LLAMBA_PORTABLE_KERNELS", "0") in ("", "0"))
+from .isa import target_features
 
+# x86 converts halves with F16C, aarch64 always can; elsewhere load_f16 converts in integer code
+HARDWARE_F16 = bool(target_features().get("f16c")) or platform.machine().lower() in ("aarch64", "arm64")
 
 class Vec(types.Type):
     def __init__(self, lane: str):
@@ -70,9 +66,25 @@ def load_bytes(typingctx, array, index):
 def load_f16(typingctx, array, index):
     """16 half floats (a uint16 array of their bits), widened."""
     def codegen(context, builder, sig, args):
-        ptr = _address(context, builder, sig.args[0], args[0], args[1], _vector(ir.HalfType()))
-        return builder.fpext(builder.load(ptr, align=1), _vector(_F32))
+        if HARDWARE_F16:
+            ptr = _address(context, builder, sig.args[0], args[0], args[1], _vector(ir.HalfType()))
+            return builder.fpext(builder.load(ptr, align=1), _vector(_F32))
+        ptr = _address(context, builder, sig.args[0], args[0], args[1], _vector(ir.IntType(16)))
+        return _f16_bits_to_f32(builder, builder.zext(builder.load(ptr, align=1), _vector(_I32)))
     return F32x16(array, index), codegen
+
+
+def _f16_bits_to_f32(builder, h):
+    """Exact half -> float on 32-bit lanes holding half bits, for CPUs without a conversion
+    instruction (LLVM would call a runtime function numba does not link): exponent and mantissa
+    shifted into place and scaled by 2^112 (which also normalizes subnormals); inf and NaN kept."""
+    def c(v):
+        return ir.Constant(_vector(_I32), [v] * 16)
+    magnitude = builder.shl(builder.and_(h, c(0x7FFF)), c(13))
+    scaled = builder.fmul(builder.bitcast(magnitude, _vector(_F32)), ir.Constant(_vector(_F32), [2.0 ** 112] * 16))
+    special = builder.icmp_unsigned(">=", builder.and_(h, c(0x7C00)), c(0x7C00))
+    bits = builder.select(special, builder.or_(magnitude, c(0x7F800000)), builder.bitcast(scaled, _vector(_I32)))
+    return builder.bitcast(builder.or_(bits, builder.shl(builder.and_(h, c(0x8000)), c(16))), _vector(_F32))
 
 
 @intrinsic
@@ -135,35 +147,6 @@ def to_f32(typingctx, vec):
     def codegen(context, builder, sig, args):
         return builder.sitofp(args[0], _vector(_F32))
     return F32x16(vec), codegen
-
-
-# --- the byte dot product ---
-
-def _dpbusd_portable(builder, acc, u8, s8):
-    """acc[i] + sum_j u8[4i + j] * s8[4i + j], in generic vector IR."""
-    wide = _vector(_I32, 64)
-    products = builder.mul(builder.zext(builder.bitcast(u8, _vector(_I8, 64)), wide),
-                           builder.sext(builder.bitcast(s8, _vector(_I8, 64)), wide))
-    for j in range(4):
-        lanes = ir.Constant(_vector(_I32), [4 * i + j for i in range(16)])
-        acc = builder.add(acc, builder.shuffle_vector(products, products, lanes))
-    return acc
-
-
-@intrinsic
-def dpbusd(typingctx, acc, u8, s8x4):
-    """acc + per lane: the 4 unsigned bytes of `u8` times the 4 signed bytes of the int32
-    `s8x4` (the same 4 for every lane), summed. Exact integer arithmetic."""
-    def codegen(context, builder, sig, args):
-        acc_v, u8_v = args[0], args[1]
-        s8_v = _splat(builder, context.cast(builder, args[2], sig.args[2], types.int32), _I32)
-        if not HAS_VNNI:
-            return _dpbusd_portable(builder, acc_v, u8_v, s8_v)
-        vec = _vector(_I32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-                                            "llvm.x86.avx512.vpdpbusd.512")
-        return builder.call(fn, [acc_v, u8_v, s8_v])
-    return I32x16(acc, u8, s8x4), codegen
 
 
 # --- arithmetic: + - * between vectors of one kind, & | between int vectors, shifts by an int ---
