@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import isa  # first: it chooses the CPU numba compiles for, before any kernel is compiled
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
@@ -25,7 +26,7 @@ FLOAT_TYPES = (T.F32, T.F16, T.BF16)
 SUPPORTED_TYPES = tuple(PACKERS) + FLOAT_TYPES
 _NO_TOPS = np.empty((0, 0), np.uint8)
 
-__all__ = ["Activations", "Weight", "pack", "matmul", "matvec", "SUPPORTED_TYPES", "FLOAT_TYPES", "PACKERS"]
+__all__ = ["Activations", "Weight", "isa", "pack", "matmul", "matvec", "product", "SUPPORTED_TYPES", "FLOAT_TYPES", "PACKERS"]
 
 
 @dataclass
@@ -56,19 +57,26 @@ def matmul(weight: Weight, x: np.ndarray | Activations) -> np.ndarray:
     if weight.shape[1] != k:
         raise ValueError(f"{weight.name}: expects inputs of width {weight.shape[1]}, got {k}")
     out = np.empty((n, weight.shape[0]), np.float32)
-    w, t = weight.arrays, weight.type
-    if t in (T.Q4_0, T.Q8_0):
-        (q4_0_product if t == T.Q4_0 else q8_0_product)(*w, a.hi, a.lo, a.scale, a.sums16, out)
-    elif t == T.Q4_1:
-        q4_1_product(*w, a.hi, a.lo, a.scale, a.sums32, out)
-    elif t in (T.Q4_K, T.Q5_K):
-        quants, tops, sc, mn, d, dmin = w if t == T.Q5_K else (w[0], _NO_TOPS, *w[1:])
-        q4_k_product(quants, tops, sc, mn, d, dmin, a.hi, a.lo, a.scale, a.sums32, out)
-    elif t == T.Q6_K:
-        q6_k_product(*w, a.hi, a.lo, a.scale, a.sums16, out)
-    else:
-        float_product(int(t), w[0], a.x, F16_TABLE, out)
+    kernel, args = product(weight, a, out)
+    kernel(*args)
     return out
+
+
+def product(weight: Weight, a: Activations, out: np.ndarray) -> tuple[Callable, tuple]:
+    """The kernel that multiplies `weight` by `a` into `out`, and its arguments."""
+    w, t = weight.arrays, weight.type
+    if t == T.Q4_0:
+        return q4_0_product, (*w, a.hi, a.lo, a.scale, a.sums16, out)
+    if t == T.Q8_0:
+        return q8_0_product, (*w, a.hi, a.lo, a.scale, a.sums16, out)
+    if t == T.Q4_1:
+        return q4_1_product, (*w, a.hi, a.lo, a.scale, a.sums32, out)
+    if t in (T.Q4_K, T.Q5_K):
+        quants, tops, sc, mn, d, dmin = w if t == T.Q5_K else (w[0], _NO_TOPS, *w[1:])
+        return q4_k_product, (quants, tops, sc, mn, d, dmin, a.hi, a.lo, a.scale, a.sums32, out)
+    if t == T.Q6_K:
+        return q6_k_product, (*w, a.hi, a.lo, a.scale, a.sums16, out)
+    return float_product, (int(t), w[0], a.x, F16_TABLE, out)
 
 
 def matvec(weight: Weight, x: np.ndarray) -> np.ndarray:

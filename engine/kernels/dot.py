@@ -1,11 +1,11 @@
 """The byte dot product every quantized kernel is built on: one implementation per instruction-set
 path (isa.py), all computing the same exact integer sums.
 
-    dot16(v0, v1, v2, v3, h0, h1, h2, h3, l0, l1, l2, l3, bits) -> I32x16
+    dot16(v0, v1, v2, v3, hi0, hi1, hi2, hi3, lo0, lo1, lo2, lo3, bits) -> I32x16
 
-Each v_i holds, per lane (an output row), 4 unsigned weight bytes; h_i and l_i are int32 scalars
+Each v_i holds, per lane (an output row), 4 unsigned weight bytes; hi_i and lo_i are int32 scalars
 holding the 4 signed high and low bytes of the activations those weights multiply (an activation
-is 256 h + l, see activations.py). Per lane the result is sum_i sum_j v_i[j] * (256 h_i[j] + l_i[j]).
+is 256 hi + lo, see activations.py). Per lane the result is sum_i sum_j v_i[j] (256 hi_i[j] + lo_i[j]).
 `bits` (a literal) bounds the weights, below 2^bits (4, 5, 6 or 8): the 16-bit partial sums of
 `vpmaddubsw` must not saturate, and signed-byte products (`sdot`) need weights below 128.
 
@@ -77,8 +77,8 @@ def _shl(builder, x, n):
 
 # --- paths with an accumulating dot instruction: vpdpbusd (x86 VNNI), sdot (aarch64) ---
 
-def _accumulating(builder, w, h, l, bits, dot):
-    """sum_i w_i . (256 h_i + l_i) with dot(acc, weights, activations) = acc + 4-byte dots."""
+def _accumulating(builder, w, hi, lo, bits, dot):
+    """sum_i w_i . (256 hi_i + lo_i) with dot(acc, weights, activations) = acc + 4-byte dots."""
     def sums(weights, acts):
         acc = _const(_I32, weights[0].type.count, 0)
         for wi, ai in zip(weights, acts):
@@ -86,11 +86,11 @@ def _accumulating(builder, w, h, l, bits, dot):
         return acc
     if bits == 8 and dot is _sdot:  # sdot multiplies signed bytes: split weights into nibbles
         split = [_nibbles(builder, wi) for wi in w]
-        high, low = [s[0] for s in split], [s[1] for s in split]
-        scaled_h = builder.add(_shl(builder, sums(high, h), 4), sums(low, h))
-        scaled_l = builder.add(_shl(builder, sums(high, l), 4), sums(low, l))
-        return builder.add(_shl(builder, scaled_h, 8), scaled_l)
-    return builder.add(_shl(builder, sums(w, h), 8), sums(w, l))
+        w_high, w_low = [s[0] for s in split], [s[1] for s in split]
+        scaled_hi = builder.add(_shl(builder, sums(w_high, hi), 4), sums(w_low, hi))
+        scaled_lo = builder.add(_shl(builder, sums(w_high, lo), 4), sums(w_low, lo))
+        return builder.add(_shl(builder, scaled_hi, 8), scaled_lo)
+    return builder.add(_shl(builder, sums(w, hi), 8), sums(w, lo))
 
 
 def _vpdpbusd(builder, acc, w, a):
@@ -105,7 +105,7 @@ def _sdot(builder, acc, w, a):
 
 # --- paths with vpmaddubsw (u8 x s8 pairs to saturating i16) and vpmaddwd (i16 pairs to i32) ---
 
-def _maddubs_path(builder, w, h, l, bits):
+def _maddubs_path(builder, w, hi, lo, bits):
     n = w[0].type.count
     width = 32 * n
     maddubs_name = "llvm.x86.avx512.pmaddubs.w.512" if width == 512 else "llvm.x86.avx2.pmadd.ub.sw"
@@ -124,16 +124,16 @@ def _maddubs_path(builder, w, h, l, bits):
 
     if bits == 8:  # u8 x s8 pairs can reach 2 * 255 * 127, past i16: multiply nibbles instead
         split = [_nibbles(builder, wi) for wi in w]
-        high, low = [s[0] for s in split], [s[1] for s in split]
-        terms = [madd(maddubs_sum(high, h), 4096), madd(maddubs_sum(low, h), 256),
-                 madd(maddubs_sum(high, l), 16), madd(maddubs_sum(low, l), 1)]
+        w_high, w_low = [s[0] for s in split], [s[1] for s in split]
+        terms = [madd(maddubs_sum(w_high, hi), 4096), madd(maddubs_sum(w_low, hi), 256),
+                 madd(maddubs_sum(w_high, lo), 16), madd(maddubs_sum(w_low, lo), 1)]
     else:
         # 2 * group products of (2^bits - 1) * 127 each must stay below 2^15
         group = 4 if bits <= 5 else 2
         terms = []
         for k in range(0, 4, group):
-            terms += [madd(maddubs_sum(w[k:k + group], h[k:k + group]), 256),
-                      madd(maddubs_sum(w[k:k + group], l[k:k + group]), 1)]
+            terms += [madd(maddubs_sum(w[k:k + group], hi[k:k + group]), 256),
+                      madd(maddubs_sum(w[k:k + group], lo[k:k + group]), 1)]
     total = terms[0]
     for t in terms[1:]:
         total = builder.add(total, t)
@@ -142,15 +142,15 @@ def _maddubs_path(builder, w, h, l, bits):
 
 # --- the generic path: 16-bit activations, products summed in pairs (pmaddwd's pattern) ---
 
-def _generic_path(builder, w, h, l, bits):
-    """Each activation 256 h + l is exact in 16 bits; weight x activation pairs summed in 32."""
+def _generic_path(builder, w, hi, lo, bits):
+    """Each activation 256 hi + lo is exact in 16 bits; weight x activation pairs summed in 32."""
     wide = _vec(_I32, 32)
     even = ir.Constant(_vec(_I32, 32), list(range(0, 64, 2)))
     odd = ir.Constant(_vec(_I32, 32), list(range(1, 64, 2)))
     total = None
-    for wi, hi, li in zip(w, h, l):
-        a16 = builder.add(builder.shl(builder.sext(_as(builder, hi, _I8), _vec(_I16, 64)), _const(_I16, 64, 8)),
-                          builder.sext(_as(builder, li, _I8), _vec(_I16, 64)))
+    for wi, high, low in zip(w, hi, lo):
+        a16 = builder.add(builder.shl(builder.sext(_as(builder, high, _I8), _vec(_I16, 64)), _const(_I16, 64, 8)),
+                          builder.sext(_as(builder, low, _I8), _vec(_I16, 64)))
         w16 = builder.zext(_as(builder, wi, _I8), _vec(_I16, 64))
         pairs = [builder.mul(builder.sext(builder.shuffle_vector(w16, w16, sel), wide),
                              builder.sext(builder.shuffle_vector(a16, a16, sel), wide)) for sel in (even, odd)]
@@ -164,31 +164,31 @@ def _generic_path(builder, w, h, l, bits):
 LANES = {"avx512vnni": 16, "avx512bw": 16, "avxvnni": 8, "avx2": 8, "neon": 4, "generic": 16}
 
 
-def dot16_ir(builder, path, w, h, l, bits):
-    """The IR of dot16 for `path`: w four <16 x i32>, h and l four i32 scalars."""
+def dot16_ir(builder, path, w, hi, lo, bits):
+    """The IR of dot16 for `path`: w four <16 x i32>, hi and lo four i32 scalars each."""
     lanes = LANES[path]
     w_pieces = [_pieces(builder, wi, lanes) if lanes < 16 else [wi] for wi in w]
-    hs, ls = [_splat(builder, x, lanes) for x in h], [_splat(builder, x, lanes) for x in l]
+    his, los = [_splat(builder, x, lanes) for x in hi], [_splat(builder, x, lanes) for x in lo]
     out = []
     for k in range(16 // lanes):
         wk = [p[k] for p in w_pieces]
         if path in ("avx512vnni", "avxvnni"):
-            out.append(_accumulating(builder, wk, hs, ls, bits, _vpdpbusd))
+            out.append(_accumulating(builder, wk, his, los, bits, _vpdpbusd))
         elif path == "neon":
-            out.append(_accumulating(builder, wk, hs, ls, bits, _sdot))
+            out.append(_accumulating(builder, wk, his, los, bits, _sdot))
         elif path in ("avx512bw", "avx2"):
-            out.append(_maddubs_path(builder, wk, hs, ls, bits))
+            out.append(_maddubs_path(builder, wk, his, los, bits))
         else:
-            out.append(_generic_path(builder, wk, hs, ls, bits))
+            out.append(_generic_path(builder, wk, his, los, bits))
     return _join(builder, out)
 
 
 @intrinsic(prefer_literal=True)
-def dot16(typingctx, v0, v1, v2, v3, h0, h1, h2, h3, l0, l1, l2, l3, bits):
+def dot16(typingctx, v0, v1, v2, v3, hi0, hi1, hi2, hi3, lo0, lo1, lo2, lo3, bits):
     if not isinstance(bits, types.IntegerLiteral) or bits.literal_value not in (4, 5, 6, 8):
         raise TypeError(f"dot16: bits must be a literal 4, 5, 6 or 8, not {bits}")
 
     def codegen(context, builder, sig, args):
         scalars = [context.cast(builder, a, t, types.int32) for a, t in zip(args[4:12], sig.args[4:12])]
         return dot16_ir(builder, PATH, list(args[:4]), scalars[:4], scalars[4:], bits.literal_value)
-    return I32x16(v0, v1, v2, v3, h0, h1, h2, h3, l0, l1, l2, l3, bits), codegen
+    return I32x16(v0, v1, v2, v3, hi0, hi1, hi2, hi3, lo0, lo1, lo2, lo3, bits), codegen

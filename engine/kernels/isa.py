@@ -31,7 +31,7 @@ NEEDS = {
     "avx512bw": {"avx512f", "avx512bw"},
     "avxvnni": {"avx2", "avxvnni"},
     "avx2": {"avx2"},
-    "neon": {"neon", "dotprod"},
+    "neon": {"dotprod"},  # on aarch64, where NEON itself is always there
     "generic": set(),
 }
 
@@ -72,24 +72,26 @@ def _is_aarch64() -> bool:
 
 def best_path(features: dict[str, bool]) -> str:
     have = {name for name, on in features.items() if on}
-    for path in PATHS:
-        if path in X86_PATHS and _is_aarch64() or path == "neon" and not _is_aarch64():
-            continue
-        if NEEDS[path] <= have or path == "neon" and "dotprod" in have:  # aarch64 always has neon
-            return path
-    return "generic"
+    arch_paths = ("neon",) if _is_aarch64() else X86_PATHS
+    return next(p for p in PATHS if p == "generic" or p in arch_paths and NEEDS[p] <= have)
+
+
+def runnable_paths() -> list[str]:
+    """The paths this CPU can execute, best first (on x86 these include every lesser x86 path)."""
+    host = {name for name, on in llvm.get_host_cpu_features().items() if on}
+    arch_paths = ("neon",) if _is_aarch64() else X86_PATHS
+    return [p for p in PATHS if p == "generic" or p in arch_paths and (
+        NEEDS[p] <= host or p == "avxvnni" and {"avx512vnni", "avx512vl"} <= host)]
 
 
 def _force(path: str) -> None:
     """Point numba at the CPU class of `path`, before it compiles anything."""
     if path not in PATHS:
         raise KernelPathError(f"LLAMBA_KERNELS={path!r}: not a kernel path (one of {', '.join(PATHS)})")
-    host = {name for name, on in llvm.get_host_cpu_features().items() if on}
-    runnable = (path == "generic" or NEEDS[path] <= host and (path in X86_PATHS) != _is_aarch64()
-                or path == "avxvnni" and {"avx512vnni", "avx512vl"} <= host)
-    if not runnable:
+    if path not in runnable_paths():
         raise KernelPathError(f"LLAMBA_KERNELS={path}: this CPU ({llvm.get_host_cpu_name()}) cannot run "
-                              f"the {path} kernels (its best: {best_path(dict.fromkeys(host, True))})")
+                              f"the {path} kernels (it can run: {', '.join(runnable_paths())})")
+    host = {name for name, on in llvm.get_host_cpu_features().items() if on}
     from numba.core import config
     from numba.core.registry import cpu_target
     if "_toplevel_target_context" in cpu_target.__dict__:

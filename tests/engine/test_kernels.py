@@ -1,11 +1,7 @@
 """Every kernel against a numpy reference: `gguf.quants.dequantize` of the same bytes, then a
 float64 product. Weight blocks are random bytes (every bit pattern is a valid quant) with sane
-fp16 scales, so each bit of each layout is exercised. The portable kernels (no VNNI) are checked
-too, in a subprocess that forces them."""
-import os
-import subprocess
-import sys
-
+fp16 scales, so each bit of each layout is exercised. These run on the path this CPU gets;
+test_kernel_paths.py runs them again on every other path it can execute."""
 import gguf
 import numpy as np
 import pytest
@@ -13,7 +9,6 @@ from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as T
 
 from engine.kernels import FLOAT_TYPES, SUPPORTED_TYPES, Weight, matmul, matvec, pack
-from support import ROOT
 
 # byte offsets of the fp16 scale fields inside each block
 SCALE_OFFSETS = {T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q8_0: (0,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,)}
@@ -67,37 +62,3 @@ def test_width_mismatch_is_an_error():
     weight, _ = random_weight(T.Q4_0, 16, 64, np.random.default_rng(0))
     with pytest.raises(ValueError, match="width 64"):
         matmul(weight, np.zeros((1, 32), np.float32))
-
-
-def test_portable_kernels_match_too(tmp_path):
-    """The same checks with the CPU-specific instruction (VNNI) replaced by portable vector code;
-    a fresh numba cache, since numba's cache does not know about the switch."""
-    env = {**os.environ, "LLAMBA_PORTABLE_KERNELS": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-                          "-k", "not portable"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stdout[-3000:]
-    assert "passed" in run.stdout
-
-
-ASM_PROBE = """
-import numpy as np
-from engine.kernels import Activations, simd
-from engine.kernels.legacy_quants import q4_0_q8_0_product
-a = Activations(np.ones((1, 32), np.float32))
-q4_0_q8_0_product(8, np.zeros((1, 256), np.uint8), np.zeros((1, 16), np.uint16), a.hi, a.lo, a.scale,
-                  a.sums16, np.empty((1, 16), np.float32))
-print(simd.HAS_VNNI, "vpdpbusd" in "".join(q4_0_q8_0_product.inspect_asm().values()))
-"""
-
-
-@pytest.mark.parametrize("portable", ["0", "1"])
-def test_kernels_use_the_byte_dot_product_instruction_only_where_the_cpu_has_it(tmp_path, portable):
-    """On AVX-512 VNNI the products compile to `vpdpbusd`; the portable path never needs it.
-    (A fresh numba cache: numba cannot show the assembly of cached code.)"""
-    env = {**os.environ, "LLAMBA_PORTABLE_KERNELS": portable, "NUMBA_CACHE_DIR": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-c", ASM_PROBE], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=600)
-    has_vnni, uses_it = run.stdout.split()
-    assert uses_it == has_vnni
-    if portable == "1":
-        assert has_vnni == "False"

@@ -1,0 +1,117 @@
+"""Every instruction-set path of the kernels (engine/kernels/isa.py).
+
+Paths this CPU can run (an AVX-512 VNNI machine runs all four x86 paths and the generic one) are
+run: the kernel tests and the engine's greedy and perplexity checks pass on each, and every path
+gives the same products bit for bit. Paths it cannot run (AVX-512 on an AVX2 machine, AVX-VNNI on
+AMD, NEON on x86) are compiled for a CPU of their class and their assembly searched for the
+instruction they are built on; for NEON, whose kernels numba can only compile on aarch64, the byte
+dot product's own IR is compiled for aarch64 with llvmlite."""
+import json
+import os
+import subprocess
+import sys
+
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+from llvmlite import ir
+
+from engine.kernels import isa
+from engine.kernels.dot import dot16_ir
+from support import ROOT
+
+HERE = ROOT / "tests" / "engine"
+OTHER_PATHS = [p for p in isa.runnable_paths() if p != isa.PATH]
+
+# CPUs of each x86 class, as numba is told to compile for them (NUMBA_CPU_NAME, NUMBA_CPU_FEATURES)
+X86_CPUS = {
+    "avx512vnni": ("icelake-server", "+avx2,+fma,+f16c,+avx512f,+avx512bw,+avx512vl,+avx512vnni"),
+    "avx512bw": ("skylake-avx512", "+avx2,+fma,+f16c,+avx512f,+avx512bw,+avx512vl,-avx512vnni"),
+    "avxvnni": ("alderlake", "+avx2,+fma,+f16c,+avxvnni,-avx512f"),
+    "avx2": ("znver3", "+avx2,+fma,+f16c,-avx512f"),
+    "generic": ("generic", ""),
+}
+DOT_INSTRUCTION = {"avx512vnni": "vpdpbusd", "avx512bw": "vpmaddubsw", "avxvnni": "vpdpbusd",
+                   "avx2": "vpmaddubsw", "generic": "pmaddwd"}
+WIDEST_REGISTER = {"avx512vnni": "zmm", "avx512bw": "zmm", "avxvnni": "ymm", "avx2": "ymm", "generic": "xmm"}
+
+
+def run(args: list[str], env: dict, timeout: int = 1500) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("path", OTHER_PATHS)
+def test_engine_checks_pass_on_every_path_this_cpu_runs(path):
+    """The kernel tests and the engine's greedy and perplexity checks, with the path forced."""
+    tests = [str(HERE / f) for f in ("test_kernels.py", "test_greedy.py", "test_perplexity.py")]
+    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+                 {"LLAMBA_KERNELS": path})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout
+
+
+def test_every_path_gives_the_same_products_bit_for_bit(tmp_path):
+    outputs = {}
+    for path in isa.runnable_paths():
+        result = run([sys.executable, str(HERE / "kernel_probe.py"), "outputs", str(tmp_path / f"{path}.npz")],
+                     {"LLAMBA_KERNELS": path})
+        assert result.returncode == 0, result.stderr[-2000:]
+        outputs[path] = np.load(tmp_path / f"{path}.npz")
+    reference = outputs[isa.PATH]
+    for path, out in outputs.items():
+        for key in reference.files:
+            assert np.array_equal(out[key], reference[key]), f"{path} differs from {isa.PATH} on {key}"
+
+
+@pytest.mark.parametrize("path", list(X86_CPUS))
+def test_x86_kernels_compile_to_their_paths_instructions(path, tmp_path):
+    """Compiled (never run) for a CPU of the path's class: the path is the one chosen, its dot
+    instruction is in every kernel, and no register is wider than the class has."""
+    cpu, features = X86_CPUS[path]
+    result = run([sys.executable, str(HERE / "kernel_probe.py"), "asm"],
+                 {"NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": features, "NUMBA_CACHE_DIR": str(tmp_path),
+                  "LLAMBA_KERNELS": "auto"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    probe = json.loads(result.stdout.splitlines()[-1])
+    assert probe["path"] == path
+    widths = ["xmm", "ymm", "zmm"]
+    for name, kernel in probe["kernels"].items():
+        assert kernel["instructions"].get(DOT_INSTRUCTION[path], 0) >= 8, (name, kernel)
+        assert set(kernel["instructions"]) <= {DOT_INSTRUCTION[path], "vpmaddwd", "pmaddwd"}, (name, kernel)
+        widest = max(kernel["registers"], key=widths.index)
+        assert widest == WIDEST_REGISTER[path], (name, kernel["registers"])
+
+
+def aarch64_assembly(path: str, features: str) -> str:
+    """dot16 for each weight width, as IR built by dot.py, compiled for aarch64."""
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    module = ir.Module("dot16")
+    i32, vec = ir.IntType(32), ir.VectorType(ir.IntType(32), 16)
+    for bits in (4, 5, 6, 8):
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [vec.as_pointer(), i32.as_pointer(),
+                                                                  vec.as_pointer()]), f"dot16_{bits}")
+        builder = ir.IRBuilder(fn.append_basic_block())
+        w_ptr, act_ptr, out_ptr = fn.args
+        w = [builder.load(builder.gep(w_ptr, [i32(i)])) for i in range(4)]
+        acts = [builder.load(builder.gep(act_ptr, [i32(i)])) for i in range(8)]
+        builder.store(dot16_ir(builder, path, w, acts[:4], acts[4:], bits), out_ptr)
+        builder.ret_void()
+    triple = "aarch64-unknown-linux-gnu"
+    module.triple = triple
+    parsed = llvm.parse_assembly(str(module))
+    machine = llvm.Target.from_triple(triple).create_target_machine(cpu="neoverse-n1", features=features, opt=3)
+    return machine.emit_assembly(parsed)
+
+
+def test_neon_dot_product_compiles_to_sdot_for_aarch64():
+    asm = aarch64_assembly("neon", "+neon,+dotprod")
+    for bits in (4, 5, 6, 8):
+        body = asm.split(f"dot16_{bits}:")[1].split(".Lfunc_end")[0]
+        assert body.count("sdot\tv") >= 8, body
+
+
+def test_generic_dot_product_compiles_for_aarch64_without_dot_instructions():
+    asm = aarch64_assembly("generic", "+neon,-dotprod")
+    assert "sdot" not in asm and ("smull" in asm or "smlal" in asm or "mul\tv" in asm)
