@@ -1,21 +1,28 @@
-"""llamba against llama.cpp (llama-cpp-python) on the same 1B-shaped files, in one run.
+"""llamba against llama.cpp (llama-cpp-python) on the same model files, in one run.
 
-    python -m bench [--repeats 3] [--threads 1 2] [--quants q4_0 q8_0] [--out bench/results]
+    python -m bench [--models q4_0 q8_0 smollm2 q4_k_m] [--threads 1 2] [--repeats 3]
+                    [--kernels auto|avx2|...] [--out bench/results]
 
 For each file and thread count the two engines alternate, each run in a fresh process
-(bench/engines.py), then each behind its HTTP server (bench/http.py). Prints medians and the ratio
-llamba / llama.cpp for every figure, and writes perf.json and perf.png to --out.
+(bench/engines.py), then each behind its HTTP server (bench/http.py). Prints the machine (CPU,
+SIMD features, the kernel path llamba chose and llama.cpp's build), medians and the ratio
+llamba / llama.cpp for every figure, and writes perf-<cpu>-<kernels>.json and .png to --out.
+
+--kernels forces llamba's kernel path (LLAMBA_KERNELS). A path below AVX-512 on an AVX-512
+machine is compared with llama.cpp built for AVX2 only (bench/llama_cpp_avx2.py), so that both
+engines run the instructions an AVX2 machine has.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from .synth_model import ROOT, bench_model
+from .synth_model import BENCH_MODELS, ROOT, bench_file
 
 ENGINES = ("llamba", "llama.cpp")
 # figure -> (label, True if higher is better)
@@ -27,24 +34,36 @@ FIGURES = {"tg64_tps": ("decode tg64, tokens/s", True), "pp128_tps": ("prefill p
            "http_stream_tps": ("HTTP streamed tokens/s", True)}
 
 
-def run(module: str, engine: str, model: Path, threads: int) -> dict:
+def engine_env(engine: str, kernels: str) -> dict:
+    """The environment of an engine's process: llamba's kernel path, or which llama.cpp build."""
+    env = dict(os.environ)
+    if engine == "llamba":
+        env["LLAMBA_KERNELS"] = kernels
+    elif kernels not in ("auto", "avx512vnni", "avx512bw"):
+        from .llama_cpp_avx2 import avx2_build
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(avx2_build()), env.get("PYTHONPATH")]))
+    return env
+
+
+def run(module: str, engine: str, model: Path, threads: int, kernels: str) -> dict:
     out = subprocess.run([sys.executable, "-m", module, engine, str(model), str(threads)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=1800)
+                         capture_output=True, text=True, timeout=1800, env=engine_env(engine, kernels))
     if out.returncode:
         raise RuntimeError(f"{module} {engine} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(quant: str, threads: int, repeats: int, http: bool) -> dict:
-    model = bench_model(quant)
+def measure(model: str, threads: int, repeats: int, http: bool, kernels: str, systems: dict) -> dict:
+    path = bench_file(model)
     runs = {e: [] for e in ENGINES}
     for _ in range(repeats):
         for engine in ENGINES:  # alternate, so drifts in machine load hit both engines alike
-            figures = run("bench.engines", engine, model, threads)
+            figures = run("bench.engines", engine, path, threads, kernels)
+            systems[engine] = figures.pop("system")
             if http:
-                figures |= run("bench.http", engine, model, threads)
+                figures |= run("bench.http", engine, path, threads, kernels)
             runs[engine].append(figures)
-            print(f"  {quant} {threads}T {engine}: " + ", ".join(f"{k}={v:.3g}" for k, v in figures.items()),
+            print(f"  {model} {threads}T {engine}: " + ", ".join(f"{k}={v:.3g}" for k, v in figures.items()),
                   flush=True)
     return {e: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for e, rs in runs.items()}
 
@@ -52,20 +71,20 @@ def measure(quant: str, threads: int, repeats: int, http: bool) -> dict:
 def table(results: dict) -> str:
     lines = ["| model | threads | figure | llamba | llama.cpp | ratio |", "|---|---|---|---|---|---|"]
     for key, by_engine in results.items():
-        quant, threads = key.split("/")
+        model, threads = key.split("/")
         for fig, (label, _) in FIGURES.items():
             if fig in by_engine["llamba"]:
                 ours, ref = by_engine["llamba"][fig], by_engine["llama.cpp"][fig]
-                lines.append(f"| {quant} | {threads} | {label} | {ours:.3g} | {ref:.3g} | {ours / ref:.2f} |")
+                lines.append(f"| {BENCH_MODELS[model]} | {threads} | {label} | {ours:.3g} | {ref:.3g} | {ours / ref:.2f} |")
     return "\n".join(lines)
 
 
-def chart(results: dict, path: Path) -> None:
+def chart(results: dict, title: str, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     figs = [f for f in FIGURES if any(f in r["llamba"] for r in results.values())]
-    fig, axes = plt.subplots(1, len(figs), figsize=(3.2 * len(figs), 3.6))
+    fig, axes = plt.subplots(1, len(figs), figsize=(3.2 * len(figs), 3.8))
     for ax, f in zip(axes, figs):
         keys = [k for k in results if f in results[k]["llamba"]]
         xs = range(len(keys))
@@ -74,6 +93,7 @@ def chart(results: dict, path: Path) -> None:
         ax.set_xticks([x + 0.2 for x in xs], [k.replace("/", "\n") + "T" for k in keys], fontsize=7)
         ax.set_title(FIGURES[f][0], fontsize=8)
     axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -82,19 +102,26 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--quants", nargs="+", default=["q4_0", "q8_0"])
+    p.add_argument("--models", nargs="+", default=list(BENCH_MODELS), choices=list(BENCH_MODELS))
+    p.add_argument("--kernels", default="auto", help="llamba's kernel path (LLAMBA_KERNELS), default: the CPU's best")
     p.add_argument("--http-threads", type=int, nargs="*", default=[2], help="thread counts measured over HTTP too")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args()
-    results = {}
-    for quant in args.quants:
+    results, systems = {}, {}
+    for model in args.models:
         for threads in args.threads:
-            results[f"{quant}/{threads}"] = measure(quant, threads, args.repeats, threads in args.http_threads)
+            http = threads in args.http_threads and model in ("q4_0", "q8_0", "smollm2")
+            results[f"{model}/{threads}"] = measure(model, threads, args.repeats, http, args.kernels, systems)
+    machine = dict(systems, repeats=args.repeats)
+    print("\n".join(f"{k}: {v}" for k, v in machine.items()))
     print(table(results))
+    stem = f"perf-{systems['llamba']['cpu_name']}-{systems['llamba']['kernels']}"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "perf.json").write_text(json.dumps(results, indent=1))
-    chart(results, args.out / "perf.png")
-    print(f"wrote {args.out / 'perf.json'} and {args.out / 'perf.png'}")
+    (args.out / f"{stem}.json").write_text(json.dumps(dict(machine=machine, results=results), indent=1))
+    ours = systems["llamba"]
+    chart(results, f"{ours['cpu']}, llamba kernels {ours['kernels']}; llama.cpp {systems['llama.cpp']['build']}",
+          args.out / f"{stem}.png")
+    print(f"wrote {args.out / stem}.json and .png")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,12 @@ def rss_mb() -> float:
 
 class Llamba:
     def __init__(self, model: str, threads: int):
+        from engine.kernels import isa
         from engine.loader import set_threads
         from engine.model import Llama
         set_threads(threads)
         self.model = Llama(model)
+        self.system = isa.describe()
 
     def reset(self) -> None:
         self.cache, self.pos = self.model.new_cache(N_CTX), 0
@@ -40,9 +42,10 @@ class Llamba:
 
 class LlamaCpp:
     def __init__(self, model: str, threads: int):
-        from llama_cpp import Llama
+        from llama_cpp import Llama, llama_print_system_info
         self.llm = Llama(model, n_ctx=N_CTX, n_batch=512, n_threads=threads, n_threads_batch=threads,
                          verbose=False)
+        self.system = {"build": llama_print_system_info().decode().strip()}
 
     def reset(self) -> None:
         self.llm.reset()
@@ -75,7 +78,7 @@ def measure(engine_name: str, model: str, threads: int) -> dict:
     for i in range(511):
         engine.eval([PROMPT[i % 128]])
     return dict(load_to_first_token_s=load_to_first_token, pp128_tps=pp128, tg64_tps=tg64,
-                rss_after_512_mb=rss_mb())
+                rss_after_512_mb=rss_mb(), system=engine.system)
 
 
 if __name__ == "__main__":

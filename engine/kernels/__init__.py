@@ -7,6 +7,7 @@ bits (activations.py); plain float types multiply in float32.
 from __future__ import annotations
 
 from . import isa  # first: it chooses the CPU numba compiles for, before any kernel is compiled
+from . import numba_cache  # noqa: F401  (before any kernel is defined)
 
 from dataclasses import dataclass
 from typing import Callable
@@ -66,16 +67,16 @@ def product(weight: Weight, a: Activations, out: np.ndarray) -> tuple[Callable, 
     """The kernel that multiplies `weight` by `a` into `out`, and its arguments."""
     w, t = weight.arrays, weight.type
     if t == T.Q4_0:
-        return q4_0_product, (*w, a.hi, a.lo, a.scale, a.sums16, out)
+        return q4_0_product, (*w, a.quantized, a.scale, a.sums16, out)
     if t == T.Q8_0:
-        return q8_0_product, (*w, a.hi, a.lo, a.scale, a.sums16, out)
+        return q8_0_product, (*w, a.quantized, a.scale, a.sums16, out)
     if t == T.Q4_1:
-        return q4_1_product, (*w, a.hi, a.lo, a.scale, a.sums32, out)
+        return q4_1_product, (*w, a.quantized, a.scale, a.sums32, out)
     if t in (T.Q4_K, T.Q5_K):
         quants, tops, sc, mn, d, dmin = w if t == T.Q5_K else (w[0], _NO_TOPS, *w[1:])
-        return q4_k_product, (quants, tops, sc, mn, d, dmin, a.hi, a.lo, a.scale, a.sums32, out)
+        return q4_k_product, (quants, tops, sc, mn, d, dmin, a.quantized, a.scale, a.sums32, out)
     if t == T.Q6_K:
-        return q6_k_product, (*w, a.hi, a.lo, a.scale, a.sums16, out)
+        return q6_k_product, (*w, a.quantized, a.scale, a.sums16, out)
     return float_product, (int(t), w[0], a.x, F16_TABLE, out)
 
 

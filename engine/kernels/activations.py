@@ -14,10 +14,12 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def quantize_rows(x, hi, lo, scale, sums16, sums32):
+def quantize_rows(x, hi, lo, even, odd, scale, sums16, sums32):
     """x (n, k) float32 -> hi, lo (n, k) int8; scale (n, k/32) float32 such that a value is
-    scale * (256 hi + lo); sums16 (n, k/16) int32: sum of 256 hi + lo over each 16 values (the
-    kernels' zero-point terms); sums32 (n, k/32) float32: the exact sum of x over each 32."""
+    scale * (256 hi + lo); even, odd (n, k/2) int16: 256 hi + lo of values 4i, 4i + 2 and of
+    4i + 1, 4i + 3 (for 16-bit products, dot.py); sums16 (n, k/16) int32: sum of 256 hi + lo over
+    each 16 values (the kernels' zero-point terms); sums32 (n, k/32) float32: the exact sum of x
+    over each 32."""
     n, k = x.shape
     for t in range(n):
         for b in range(k // 32):
@@ -36,26 +38,32 @@ def quantize_rows(x, hi, lo, scale, sums16, sums32):
                     h = np.rint(v)
                     low = min(max(np.rint((v - h) * np.float32(256)), np.float32(-127)), np.float32(127))
                     hi[t, j], lo[t, j] = np.int8(h), np.int8(low)
-                    s += np.int32(256) * np.int32(h) + np.int32(low)
+                    a16 = np.int32(256) * np.int32(h) + np.int32(low)
+                    pair = 2 * (j // 4) + (j % 4) // 2
+                    if j % 2 == 0:
+                        even[t, pair] = np.int16(a16)
+                    else:
+                        odd[t, pair] = np.int16(a16)
+                    s += a16
                 sums16[t, 2 * b + half] = s
 
 
 class Activations:
     """A batch of activations (n, k), quantized once and shared by every weight that reads it.
-    The int8 halves are passed to the kernels as int32 (4 values each), the unit of a byte dot
-    product."""
+    `quantized` holds hi, lo, even and odd as the kernels take them: as int32 (4 bytes or 2 int16
+    each), the unit of a byte dot product."""
 
     def __init__(self, x: np.ndarray):
         self.x = np.ascontiguousarray(x, dtype=np.float32)
         n, k = self.x.shape
-        self.hi = np.empty((n, k), np.int8)
-        self.lo = np.empty((n, k), np.int8)
+        hi, lo = np.empty((n, k), np.int8), np.empty((n, k), np.int8)
+        even, odd = np.empty((n, k // 2), np.int16), np.empty((n, k // 2), np.int16)
         self.scale = np.empty((n, k // 32), np.float32)
         self.sums16 = np.empty((n, k // 16), np.int32)
         self.sums32 = np.empty((n, k // 32), np.float32)
         if k % 32 == 0:
-            quantize_rows(self.x, self.hi, self.lo, self.scale, self.sums16, self.sums32)
-        self.hi, self.lo = self.hi.view(np.int32), self.lo.view(np.int32)
+            quantize_rows(self.x, hi, lo, even, odd, self.scale, self.sums16, self.sums32)
+        self.quantized = tuple(a.view(np.int32) for a in (hi, lo, even, odd))
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -1,17 +1,23 @@
 """The byte dot product every quantized kernel is built on: one implementation per instruction-set
 path (isa.py), all computing the same exact integer sums.
 
-    dot16(v0, v1, v2, v3, hi0, hi1, hi2, hi3, lo0, lo1, lo2, lo3, bits) -> I32x16
+    dot16(v0, v1, v2, v3, hi0..hi3, lo0..lo3, even0..even3, odd0..odd3, bits) -> I32x16
 
-Each v_i holds, per lane (an output row), 4 unsigned weight bytes; hi_i and lo_i are int32 scalars
-holding the 4 signed high and low bytes of the activations those weights multiply (an activation
-is 256 hi + lo, see activations.py). Per lane the result is sum_i sum_j v_i[j] (256 hi_i[j] + lo_i[j]).
-`bits` (a literal) bounds the weights, below 2^bits (4, 5, 6 or 8): the 16-bit partial sums of
-`vpmaddubsw` must not saturate, and signed-byte products (`sdot`) need weights below 128.
+Each v_i holds, per lane (an output row), 4 unsigned weight bytes, below 2^bits (`bits` is a
+literal 4, 5, 6 or 8). The int32 scalars describe the 4 activations those bytes multiply, each
+activation a = 256 hi + lo (activations.py): hi_i and lo_i hold the 4 signed bytes hi and lo;
+even_i and odd_i hold a of values 0 and 2, and of values 1 and 3, as two int16. Per lane the
+result is sum_i sum_j v_i[j] a_i[j], exact in int32.
 
-The paths differ in how many lanes one instruction covers (16 on AVX-512, 8 on AVX2, 4 on NEON):
-a 16-lane vector is cut into that many pieces, each multiplied alone, and joined again; LLVM keeps
-the pieces in separate registers, so the cutting costs nothing.
+How each path multiplies:
+- avx512vnni, avxvnni: `vpdpbusd` (u8 x s8, 4 products summed into an i32 lane), on hi then lo.
+- avx2, avx512bw: `vpmaddubsw` (u8 x s8 pairs into saturating i16) summed in i16 while no sum can
+  saturate, then `vpmaddwd` into i32. Bytes (Q8_0) would saturate: they take `vpmaddwd` on 16-bit
+  activations instead (`_sixteen_bit`), as does the generic path for every width.
+- neon: `sdot` (s8 x s8): weights below 128 as they are, bytes as two nibbles.
+A 16-lane vector is cut into the lanes one instruction covers (16 on AVX-512, 8 on AVX2, 4 on
+NEON), each piece multiplied alone and the pieces joined: LLVM keeps pieces in separate registers,
+so the cutting costs nothing.
 """
 from __future__ import annotations
 
@@ -24,20 +30,21 @@ from .isa import PATH
 from .simd import I32x16
 
 _I8, _I16, _I32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
+LANES = {"avx512vnni": 16, "avx512bw": 16, "avxvnni": 8, "avx2": 8, "neon": 4, "generic": 16}
 
 
 def _vec(lane, n):
     return ir.VectorType(lane, n)
 
 
+def _const(lane, n, value):
+    return ir.Constant(_vec(lane, n), [value] * n)
+
+
 def _splat(builder, value, n):
     """An i32 scalar in each of n lanes."""
     vec = builder.insert_element(ir.Constant(_vec(_I32, n), ir.Undefined), value, _I32(0))
     return builder.shuffle_vector(vec, vec, ir.Constant(_vec(_I32, n), [0] * n))
-
-
-def _const(lane, n, value):
-    return ir.Constant(_vec(lane, n), [value] * n)
 
 
 def _pieces(builder, vec, lanes):
@@ -65,37 +72,21 @@ def _as(builder, vec, lane):
     return builder.bitcast(vec, _vec(lane, bits // lane.width))
 
 
-def _nibbles(builder, w):
-    """Weights of 8 bits as their high and low nibbles (each then below 2^4)."""
-    mask = _const(_I32, w.type.count, 0x0F0F0F0F)
-    return builder.and_(builder.lshr(w, _const(_I32, w.type.count, 4)), mask), builder.and_(w, mask)
+def _sum(builder, values):
+    total = values[0]
+    for v in values[1:]:
+        total = builder.add(total, v)
+    return total
 
 
 def _shl(builder, x, n):
     return builder.shl(x, _const(_I32, x.type.count, n))
 
 
-# --- paths with an accumulating dot instruction: vpdpbusd (x86 VNNI), sdot (aarch64) ---
-
-def _accumulating(builder, w, hi, lo, bits, dot):
-    """sum_i w_i . (256 hi_i + lo_i) with dot(acc, weights, activations) = acc + 4-byte dots."""
-    def sums(weights, acts):
-        acc = _const(_I32, weights[0].type.count, 0)
-        for wi, ai in zip(weights, acts):
-            acc = dot(builder, acc, wi, ai)
-        return acc
-    if bits == 8 and dot is _sdot:  # sdot multiplies signed bytes: split weights into nibbles
-        split = [_nibbles(builder, wi) for wi in w]
-        w_high, w_low = [s[0] for s in split], [s[1] for s in split]
-        scaled_hi = builder.add(_shl(builder, sums(w_high, hi), 4), sums(w_low, hi))
-        scaled_lo = builder.add(_shl(builder, sums(w_high, lo), 4), sums(w_low, lo))
-        return builder.add(_shl(builder, scaled_hi, 8), scaled_lo)
-    return builder.add(_shl(builder, sums(w, hi), 8), sums(w, lo))
-
+# --- an accumulating dot instruction: vpdpbusd (x86 VNNI), sdot (aarch64) ---
 
 def _vpdpbusd(builder, acc, w, a):
-    n = acc.type.count
-    return _call(builder, f"llvm.x86.avx512.vpdpbusd.{32 * n}", acc.type, [acc, w, a])
+    return _call(builder, f"llvm.x86.avx512.vpdpbusd.{32 * acc.type.count}", acc.type, [acc, w, a])
 
 
 def _sdot(builder, acc, w, a):
@@ -103,92 +94,97 @@ def _sdot(builder, acc, w, a):
                  [acc, _as(builder, w, _I8), _as(builder, a, _I8)])
 
 
-# --- paths with vpmaddubsw (u8 x s8 pairs to saturating i16) and vpmaddwd (i16 pairs to i32) ---
-
-def _maddubs_path(builder, w, hi, lo, bits):
-    n = w[0].type.count
-    width = 32 * n
-    maddubs_name = "llvm.x86.avx512.pmaddubs.w.512" if width == 512 else "llvm.x86.avx2.pmadd.ub.sw"
-    madd_name = "llvm.x86.avx512.pmaddw.d.512" if width == 512 else "llvm.x86.avx2.pmadd.wd"
-
-    def maddubs_sum(weights, acts):
-        """Sum of u8 x s8 pair products in i16: at most 2 * len(weights) products per lane."""
-        total = None
+def _accumulating(builder, w, hi, lo, bits, dot):
+    """sum_i w_i . (256 hi_i + lo_i), dot(acc, weights, activations) adding 4-byte dots to acc."""
+    def sums(weights, acts):
+        acc = _const(_I32, weights[0].type.count, 0)
         for wi, ai in zip(weights, acts):
-            p = _call(builder, maddubs_name, _vec(_I16, 2 * n), [_as(builder, wi, _I8), _as(builder, ai, _I8)])
-            total = p if total is None else builder.add(total, p)
-        return total
+            acc = dot(builder, acc, wi, ai)
+        return acc
 
-    def madd(x, factor):
-        return _call(builder, madd_name, _vec(_I32, n), [x, _const(_I16, 2 * n, factor)])
-
-    if bits == 8:  # u8 x s8 pairs can reach 2 * 255 * 127, past i16: multiply nibbles instead
-        split = [_nibbles(builder, wi) for wi in w]
-        w_high, w_low = [s[0] for s in split], [s[1] for s in split]
-        terms = [madd(maddubs_sum(w_high, hi), 4096), madd(maddubs_sum(w_low, hi), 256),
-                 madd(maddubs_sum(w_high, lo), 16), madd(maddubs_sum(w_low, lo), 1)]
-    else:
-        # 2 * group products of (2^bits - 1) * 127 each must stay below 2^15
-        group = 4 if bits <= 5 else 2
-        terms = []
-        for k in range(0, 4, group):
-            terms += [madd(maddubs_sum(w[k:k + group], hi[k:k + group]), 256),
-                      madd(maddubs_sum(w[k:k + group], lo[k:k + group]), 1)]
-    total = terms[0]
-    for t in terms[1:]:
-        total = builder.add(total, t)
-    return total
+    if bits == 8 and dot is _sdot:  # signed bytes only: weights as 16 high + low nibble
+        mask = _const(_I32, w[0].type.count, 0x0F0F0F0F)
+        high = [builder.and_(builder.lshr(wi, _const(_I32, wi.type.count, 4)), mask) for wi in w]
+        low = [builder.and_(wi, mask) for wi in w]
+        return _sum(builder, [_shl(builder, sums(high, hi), 12), _shl(builder, sums(low, hi), 8),
+                              _shl(builder, sums(high, lo), 4), sums(low, lo)])
+    return builder.add(_shl(builder, sums(w, hi), 8), sums(w, lo))
 
 
-# --- the generic path: 16-bit activations, products summed in pairs (pmaddwd's pattern) ---
+# --- vpmaddubsw and vpmaddwd (x86 without VNNI), and 16-bit products for any CPU ---
 
-def _generic_path(builder, w, hi, lo, bits):
-    """Each activation 256 hi + lo is exact in 16 bits; weight x activation pairs summed in 32."""
-    wide = _vec(_I32, 32)
-    even = ir.Constant(_vec(_I32, 32), list(range(0, 64, 2)))
-    odd = ir.Constant(_vec(_I32, 32), list(range(1, 64, 2)))
-    total = None
-    for wi, high, low in zip(w, hi, lo):
-        a16 = builder.add(builder.shl(builder.sext(_as(builder, high, _I8), _vec(_I16, 64)), _const(_I16, 64, 8)),
-                          builder.sext(_as(builder, low, _I8), _vec(_I16, 64)))
-        w16 = builder.zext(_as(builder, wi, _I8), _vec(_I16, 64))
-        pairs = [builder.mul(builder.sext(builder.shuffle_vector(w16, w16, sel), wide),
-                             builder.sext(builder.shuffle_vector(a16, a16, sel), wide)) for sel in (even, odd)]
-        s = builder.add(*pairs)
-        total = s if total is None else builder.add(total, s)
-    lane_even = ir.Constant(_vec(_I32, 16), list(range(0, 32, 2)))
-    lane_odd = ir.Constant(_vec(_I32, 16), list(range(1, 32, 2)))
-    return builder.add(builder.shuffle_vector(total, total, lane_even), builder.shuffle_vector(total, total, lane_odd))
+def _madd_x86(builder, x, y):
+    """vpmaddwd: per i32 lane, the two i16 products of x and y summed."""
+    x16, y16 = _as(builder, x, _I16), _as(builder, y, _I16)
+    n = x16.type.count // 2
+    name = "llvm.x86.avx512.pmaddw.d.512" if n == 16 else "llvm.x86.avx2.pmadd.wd"
+    return _call(builder, name, _vec(_I32, n), [x16, y16])
 
 
-LANES = {"avx512vnni": 16, "avx512bw": 16, "avxvnni": 8, "avx2": 8, "neon": 4, "generic": 16}
+def _madd_generic(builder, x, y):
+    """vpmaddwd's sums in plain IR (LLVM turns the pattern into pmaddwd on x86, smull/smlal on arm)."""
+    n = x.type.count
+    wide, x16, y16 = _vec(_I32, n), _as(builder, x, _I16), _as(builder, y, _I16)
+    products = []
+    for first in (0, 1):
+        pick = ir.Constant(_vec(_I32, n), list(range(first, 2 * n, 2)))
+        products.append(builder.mul(builder.sext(builder.shuffle_vector(x16, x16, pick), wide),
+                                    builder.sext(builder.shuffle_vector(y16, y16, pick), wide)))
+    return builder.add(*products)
 
 
-def dot16_ir(builder, path, w, hi, lo, bits):
-    """The IR of dot16 for `path`: w four <16 x i32>, hi and lo four i32 scalars each."""
+def _sixteen_bit(builder, w, even, odd, madd):
+    """sum_i w_i . a_i through 16-bit products: bytes 0 and 2 of each weight lane times `even`,
+    bytes 1 and 3 times `odd`. Exact for any u8 weights: at most 16 * 255 * 32639 < 2^31."""
+    n = w[0].type.count
+    mask = _const(_I32, n, 0x00FF00FF)
+    return _sum(builder, [builder.add(madd(builder, builder.and_(wi, mask), e),
+                                      madd(builder, builder.and_(builder.lshr(wi, _const(_I32, n, 8)), mask), o))
+                          for wi, e, o in zip(w, even, odd)])
+
+
+def _maddubs(builder, w, hi, lo, bits):
+    """Weights below 2^6: vpmaddubsw summed in i16 (each sum of 2 * group products of at most
+    (2^bits - 1) * 127 stays below 2^15), then vpmaddwd by 256 (hi) or 1 (lo) into i32."""
+    n = w[0].type.count
+    name = "llvm.x86.avx512.pmaddubs.w.512" if n == 16 else "llvm.x86.avx2.pmadd.ub.sw"
+    group = 4 if bits <= 5 else 2
+    terms = []
+    for k in range(0, 4, group):
+        for acts, factor in ((hi, 256), (lo, 1)):
+            pairs = [_call(builder, name, _vec(_I16, 2 * n), [_as(builder, wi, _I8), _as(builder, ai, _I8)])
+                     for wi, ai in zip(w[k:k + group], acts[k:k + group])]
+            terms.append(_madd_x86(builder, _sum(builder, pairs), _const(_I16, 2 * n, factor)))
+    return _sum(builder, terms)
+
+
+def dot16_ir(builder, path, w, hi, lo, even, odd, bits):
+    """The IR of dot16 for `path`: w four <16 x i32>; hi, lo, even and odd four i32 scalars each."""
     lanes = LANES[path]
     w_pieces = [_pieces(builder, wi, lanes) if lanes < 16 else [wi] for wi in w]
-    his, los = [_splat(builder, x, lanes) for x in hi], [_splat(builder, x, lanes) for x in lo]
+    hi, lo, even, odd = ([_splat(builder, x, lanes) for x in acts] for acts in (hi, lo, even, odd))
     out = []
     for k in range(16 // lanes):
         wk = [p[k] for p in w_pieces]
         if path in ("avx512vnni", "avxvnni"):
-            out.append(_accumulating(builder, wk, his, los, bits, _vpdpbusd))
+            out.append(_accumulating(builder, wk, hi, lo, bits, _vpdpbusd))
         elif path == "neon":
-            out.append(_accumulating(builder, wk, his, los, bits, _sdot))
-        elif path in ("avx512bw", "avx2"):
-            out.append(_maddubs_path(builder, wk, his, los, bits))
+            out.append(_accumulating(builder, wk, hi, lo, bits, _sdot))
+        elif path in ("avx512bw", "avx2") and bits <= 6:
+            out.append(_maddubs(builder, wk, hi, lo, bits))
         else:
-            out.append(_generic_path(builder, wk, his, los, bits))
+            out.append(_sixteen_bit(builder, wk, even, odd, _madd_x86 if path != "generic" else _madd_generic))
     return _join(builder, out)
 
 
 @intrinsic(prefer_literal=True)
-def dot16(typingctx, v0, v1, v2, v3, hi0, hi1, hi2, hi3, lo0, lo1, lo2, lo3, bits):
+def dot16(typingctx, v0, v1, v2, v3, hi0, hi1, hi2, hi3, lo0, lo1, lo2, lo3,
+          even0, even1, even2, even3, odd0, odd1, odd2, odd3, bits):
     if not isinstance(bits, types.IntegerLiteral) or bits.literal_value not in (4, 5, 6, 8):
         raise TypeError(f"dot16: bits must be a literal 4, 5, 6 or 8, not {bits}")
 
     def codegen(context, builder, sig, args):
-        scalars = [context.cast(builder, a, t, types.int32) for a, t in zip(args[4:12], sig.args[4:12])]
-        return dot16_ir(builder, PATH, list(args[:4]), scalars[:4], scalars[4:], bits.literal_value)
-    return I32x16(v0, v1, v2, v3, hi0, hi1, hi2, hi3, lo0, lo1, lo2, lo3, bits), codegen
+        s = [context.cast(builder, a, t, types.int32) for a, t in zip(args[4:20], sig.args[4:20])]
+        return dot16_ir(builder, PATH, list(args[:4]), s[0:4], s[4:8], s[8:12], s[12:16], bits.literal_value)
+    return I32x16(v0, v1, v2, v3, hi0, hi1, hi2, hi3, lo0, lo1, lo2, lo3,
+                  even0, even1, even2, even3, odd0, odd1, odd2, odd3, bits), codegen

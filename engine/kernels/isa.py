@@ -120,16 +120,20 @@ PATH = _select()
 
 def describe() -> dict[str, str]:
     """The CPU and the kernels chosen for it, as benchmark results and the server report them."""
-    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")),
-                 platform.processor() or platform.machine())
+    info = dict(line.split(":", 1) for line in _cpuinfo() if ":" in line)
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    model = info.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in info:
+        model += f" (family {info['cpu family']} model {info.get('model', '?')})"
     simd = sorted(f for f, on in llvm.get_host_cpu_features().items()
                   if on and f.startswith(("avx2", "avx512", "avxvnni", "fma", "neon", "dotprod", "i8mm", "sve")))
     return {"cpu": model, "cpu_name": llvm.get_host_cpu_name(), "simd": " ".join(simd), "kernels": PATH}
 
 
 def _cpuinfo() -> list[str]:
+    """The first processor's lines of /proc/cpuinfo (none where there is no such file)."""
     try:
         with open("/proc/cpuinfo") as f:
-            return f.readlines()
+            return f.read().split("\n\n")[0].splitlines()
     except OSError:
         return []

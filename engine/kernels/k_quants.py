@@ -76,9 +76,9 @@ def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def q4_k_product(quants, tops, sc, mn, d, dmin, hi, lo, scale, sums32, out):
+def q4_k_product(quants, tops, sc, mn, d, dmin, xq, scale, sums32, out):
     """Q4_K, or Q5_K when `tops` holds the fifth bits (an empty array for Q4_K)."""
-    n = hi.shape[0]
+    n = xq[0].shape[0]
     one_bits = splat_i32(0x01010101)
     for chunk in prange(chunks(quants)):
         acc = np.empty((n, 16), np.float32)
@@ -97,14 +97,14 @@ def q4_k_product(quants, tops, sc, mn, d, dmin, hi, lo, scale, sums32, out):
                 row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
                 row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
                 for t in range(n):
-                    s = to_f32(dot32(v, hi, lo, t, 8 * c, 5)) * (row_scale * splat_f32(scale[t, c]))
+                    s = to_f32(dot32(v, xq, t, 8 * c, 5)) * (row_scale * splat_f32(scale[t, c]))
                     accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
             write_rows(acc, g, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def q6_k_product(quants, tops, sc, d, hi, lo, scale, sums16, out):
-    n = hi.shape[0]
+def q6_k_product(quants, tops, sc, d, xq, scale, sums16, out):
+    n = xq[0].shape[0]
     two_bits = splat_i32(0x03030303)
     for chunk in prange(chunks(quants)):
         acc = np.empty((n, 16), np.float32)
@@ -124,8 +124,8 @@ def q6_k_product(quants, tops, sc, d, hi, lo, scale, sums16, out):
                 scale_first = row_d * load_i8(sc[g], 32 * c)
                 scale_second = row_d * load_i8(sc[g], 32 * c + 16)
                 for t in range(n):
-                    s1 = dot16(first[0], first[1], first[2], first[3], hi, lo, t, 8 * c, 6)
-                    s2 = dot16(second[0], second[1], second[2], second[3], hi, lo, t, 8 * c + 4, 6)
+                    s1 = dot16(first[0], first[1], first[2], first[3], xq, t, 8 * c, 6)
+                    s2 = dot16(second[0], second[1], second[2], second[3], xq, t, 8 * c + 4, 6)
                     s1 = s1 - splat_i32(32 * sums16[t, 2 * c])
                     s2 = s2 - splat_i32(32 * sums16[t, 2 * c + 1])
                     f = to_f32(s1) * scale_first + to_f32(s2) * scale_second

@@ -60,18 +60,21 @@ def nibbles(q, o):
 
 
 @njit(inline="always")
-def dot16(v0, v1, v2, v3, hi, lo, t, p, bits):
-    """Per row: sum over 16 values of weight * (256 hi + lo), the activations of token t from
-    int32 index p (4 values each); weights below 2^bits. Exact: < 16 * 255 * 32639 < 2^31."""
+def dot16(v0, v1, v2, v3, xq, t, p, bits):
+    """Per row: sum over 16 values of weight * activation, the activations of token t from int32
+    index p of xq = (hi, lo, even, odd) (activations.py); weights below 2^bits. Exact:
+    < 16 * 255 * 32639 < 2^31."""
+    hi, lo, even, odd = xq
     return byte_dot16(v0, v1, v2, v3, hi[t, p], hi[t, p + 1], hi[t, p + 2], hi[t, p + 3],
-                      lo[t, p], lo[t, p + 1], lo[t, p + 2], lo[t, p + 3], bits)
+                      lo[t, p], lo[t, p + 1], lo[t, p + 2], lo[t, p + 3],
+                      even[t, p], even[t, p + 1], even[t, p + 2], even[t, p + 3],
+                      odd[t, p], odd[t, p + 1], odd[t, p + 2], odd[t, p + 3], bits)
 
 
 @njit(inline="always")
-def dot32(v, hi, lo, t, p, bits):
+def dot32(v, xq, t, p, bits):
     """dot16 over a block of 32 held in 8 vectors (values 0-15, then 16-31)."""
-    return (dot16(v[0], v[1], v[2], v[3], hi, lo, t, p, bits)
-            + dot16(v[4], v[5], v[6], v[7], hi, lo, t, p + 4, bits))
+    return dot16(v[0], v[1], v[2], v[3], xq, t, p, bits) + dot16(v[4], v[5], v[6], v[7], xq, t, p + 4, bits)
 
 
 CHUNK = 8  # groups per parallel task: one scratch accumulator each

@@ -44,9 +44,9 @@ def _bytes(q, o):
 
 
 @njit(inline="always")
-def _zero_point_product(zero, bits, quants, d, hi, lo, scale, sums16, out):
+def _zero_point_product(zero, bits, quants, d, xq, scale, sums16, out):
     """Q4_0 (zero = 8: nibbles) and Q8_0 (zero = 128: bytes): d * (q - zero) per value."""
-    n = hi.shape[0]
+    n = xq[0].shape[0]
     block_bytes = 512 if zero == 128 else 256
     for chunk in prange(chunks(quants)):
         acc = np.empty((n, 16), np.float32)
@@ -59,24 +59,24 @@ def _zero_point_product(zero, bits, quants, d, hi, lo, scale, sums16, out):
                 v = _bytes(quants[g], o) if zero == 128 else nibbles(quants[g], o)
                 row_scale = load_f16(d[g], 16 * b)
                 for t in range(n):
-                    s = dot32(v, hi, lo, t, 8 * b, bits) - splat_i32(zero * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
+                    s = dot32(v, xq, t, 8 * b, bits) - splat_i32(zero * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
                     accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
             write_rows(acc, g, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def q4_0_product(quants, d, hi, lo, scale, sums16, out):
-    _zero_point_product(8, 4, quants, d, hi, lo, scale, sums16, out)
+def q4_0_product(quants, d, xq, scale, sums16, out):
+    _zero_point_product(8, 4, quants, d, xq, scale, sums16, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def q8_0_product(quants, d, hi, lo, scale, sums16, out):
-    _zero_point_product(128, 8, quants, d, hi, lo, scale, sums16, out)
+def q8_0_product(quants, d, xq, scale, sums16, out):
+    _zero_point_product(128, 8, quants, d, xq, scale, sums16, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def q4_1_product(quants, d, m, hi, lo, scale, sums32, out):
-    n = hi.shape[0]
+def q4_1_product(quants, d, m, xq, scale, sums32, out):
+    n = xq[0].shape[0]
     for chunk in prange(chunks(quants)):
         acc = np.empty((n, 16), np.float32)
         for g in groups_of(chunk, quants):
@@ -88,6 +88,6 @@ def q4_1_product(quants, d, m, hi, lo, scale, sums32, out):
                 v = nibbles(quants[g], 256 * b)
                 row_scale, row_min = load_f16(d[g], 16 * b), load_f16(m[g], 16 * b)
                 for t in range(n):
-                    s = to_f32(dot32(v, hi, lo, t, 8 * b, 4)) * (row_scale * splat_f32(scale[t, b]))
+                    s = to_f32(dot32(v, xq, t, 8 * b, 4)) * (row_scale * splat_f32(scale[t, b]))
                     accumulate(acc, t, s + row_min * splat_f32(sums32[t, b]))
             write_rows(acc, g, out)

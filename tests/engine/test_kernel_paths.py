@@ -95,8 +95,8 @@ def aarch64_assembly(path: str, features: str) -> str:
         builder = ir.IRBuilder(fn.append_basic_block())
         w_ptr, act_ptr, out_ptr = fn.args
         w = [builder.load(builder.gep(w_ptr, [i32(i)])) for i in range(4)]
-        acts = [builder.load(builder.gep(act_ptr, [i32(i)])) for i in range(8)]
-        builder.store(dot16_ir(builder, path, w, acts[:4], acts[4:], bits), out_ptr)
+        acts = [builder.load(builder.gep(act_ptr, [i32(i)])) for i in range(16)]
+        builder.store(dot16_ir(builder, path, w, acts[0:4], acts[4:8], acts[8:12], acts[12:16], bits), out_ptr)
         builder.ret_void()
     triple = "aarch64-unknown-linux-gnu"
     module.triple = triple

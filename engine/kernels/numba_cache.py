@@ -1,0 +1,41 @@
+"""numba's on-disk cache, keyed by every kernel source file at once.
+
+numba checks only the source file of the function it compiled, but the kernels inline helpers
+from dot.py, simd.py and layout.py: after an edit there, a cached kernel would keep the old code.
+Functions defined in this package get a cache locator whose stamp hashes all its files."""
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from numba.core.caching import CacheImpl, InTreeCacheLocator, UserProvidedCacheLocator
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+@lru_cache(maxsize=1)
+def package_stamp() -> str:
+    return hashlib.sha256(b"".join(f.read_bytes() for f in sorted(PACKAGE.glob("*.py")))).hexdigest()
+
+
+class _PackageStamp:
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if Path(py_file).resolve().parent != PACKAGE:
+            return None
+        return super().from_function(py_func, py_file)
+
+    def get_source_stamp(self):
+        return package_stamp()
+
+
+class KernelCacheDirLocator(_PackageStamp, UserProvidedCacheLocator):
+    """NUMBA_CACHE_DIR, when set."""
+
+
+class KernelInTreeLocator(_PackageStamp, InTreeCacheLocator):
+    """__pycache__ beside the sources, as numba's default."""
+
+
+CacheImpl._locator_classes[:0] = [KernelCacheDirLocator, KernelInTreeLocator]
