@@ -11,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from engine.kernels import isa
 from engine.loader import LoadedModel, set_threads
 from engine.scheduler import ModelRunner
 
@@ -32,7 +33,9 @@ class ServerState:
 
 
 def load_runners(settings: Settings, metrics: Metrics) -> dict[str, ModelRunner]:
-    set_threads(settings.threads)
+    threads = set_threads(settings.threads)
+    cpu = isa.describe()
+    log.info("CPU %s (%s): %s kernels, %d threads", cpu["cpu"], cpu["cpu_name"], cpu["kernels"], threads)
     runners = {}
     for m in settings.models:
         loaded = LoadedModel.load(m.path)

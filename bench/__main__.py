@@ -75,7 +75,8 @@ def table(results: dict) -> str:
         for fig, (label, _) in FIGURES.items():
             if fig in by_engine["llamba"]:
                 ours, ref = by_engine["llamba"][fig], by_engine["llama.cpp"][fig]
-                lines.append(f"| {BENCH_MODELS[model]} | {threads} | {label} | {ours:.3g} | {ref:.3g} | {ours / ref:.2f} |")
+                lines.append(f"| {BENCH_MODELS[model]} | {threads} | {label} | {ours:.3g} | {ref:.3g} "
+                             f"| {ours / ref:.2f} |")
     return "\n".join(lines)
 
 

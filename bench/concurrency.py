@@ -1,18 +1,21 @@
 """Many users at once: aggregate streamed tokens/s of 8 concurrent chat clients against 1, and the
 prefix cache on a chat's second turn — llamba against llama.cpp's own server in the same run.
 
-    python -m bench.concurrency [--models q4_0 smollm2] [--repeats 3]
+    python -m bench.concurrency [--models q4_0 smollm2] [--repeats 3] [--kernels auto|avx2|...]
 
 Servers, 2 threads each: `llamba serve --parallel 8`; llama-server (llama.cpp, built from the
 llama-cpp-python source by bench/llama_server.py) with 8 slots (-np 8) and with 1 (-np 1, one
 request at a time like llama-cpp-python's own server). Every request streams a chat completion
 of 64 tokens (ignore_eos) to a fresh prompt, so prompt processing is always included.
-Writes bench/results/concurrency.json.
+--kernels forces llamba's kernel path (LLAMBA_KERNELS); llama-server is then built for AVX2 only
+if the path is below AVX-512 (as bench/__main__.py does with llama-cpp-python). Prints the CPU and
+both servers' builds, and writes bench/results/concurrency-<cpu>-<kernels>.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,29 +28,22 @@ import httpx
 
 from .http import first_answer, free_port
 from .llama_server import llama_server_binary
-from .synth_model import ROOT, bench_model
+from .synth_model import ROOT, bench_file
 
 TOKENS, CLIENTS, THREADS, CTX = 64, 8, 2, 2048
 TOPICS = ["a lighthouse", "a lost key", "the first snow", "a market town", "a night train",
           "an old violin", "a river crossing", "a garden wall"]
 
 
-def model_file(name: str) -> Path:
-    if name == "smollm2":
-        from engine.loader import default_model_path
-        return default_model_path()
-    return bench_model(name)
-
-
-def start(server: str, model: Path, port: int, log) -> subprocess.Popen:
+def start(server: str, model: Path, port: int, log, kernels: str) -> subprocess.Popen:
     if server == "llamba":
         cmd = [sys.executable, "-m", "engine.cli", "serve", "--model", str(model), "--threads", str(THREADS),
                "--port", str(port), "--ctx", str(CTX), "--parallel", str(CLIENTS)]
     else:  # llama-server -np N: the context is shared by the slots
         slots = int(server.split("np")[1])
-        cmd = [str(llama_server_binary()), "-m", str(model), "-t", str(THREADS), "-tb", str(THREADS),
-               "--port", str(port), "-np", str(slots), "-c", str(CTX * slots)]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
+        cmd = [str(llama_server_binary(avx2_only=below_avx512(kernels))), "-m", str(model), "-t", str(THREADS),
+               "-tb", str(THREADS), "--port", str(port), "-np", str(slots), "-c", str(CTX * slots)]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log, env={**os.environ, "LLAMBA_KERNELS": kernels})
 
 
 def stream_chat(base: str, model_id: str, messages: list[dict], max_tokens: int = TOKENS) -> dict:
@@ -96,9 +92,9 @@ def second_turn(base: str, model_id: str, run: int) -> dict:
     return dict(first_ttft=first["ttft"], second_ttft=second["ttft"], cached=second["cached"])
 
 
-def measure(server: str, model: Path, repeats: int) -> dict:
+def measure(server: str, model: Path, repeats: int, kernels: str) -> dict:
     port, log = free_port(), tempfile.TemporaryFile("w+")
-    proc = start(server, model, port, log)
+    proc = start(server, model, port, log, kernels)
     base = f"http://127.0.0.1:{port}"
     try:
         model_id = first_answer(base, proc)
@@ -119,18 +115,37 @@ def measure(server: str, model: Path, repeats: int) -> dict:
     return out
 
 
+def below_avx512(kernels: str) -> bool:
+    return kernels not in ("auto", "avx512vnni", "avx512bw")
+
+
+def machine_description(kernels: str) -> dict:
+    """The CPU and llamba's kernel path (asked of a fresh process, as the server will choose it),
+    and llama-server's build."""
+    probe = "import json; from engine.kernels import isa; print(json.dumps(isa.describe()))"
+    ours = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={**os.environ, "LLAMBA_KERNELS": kernels})
+    binary = llama_server_binary(avx2_only=below_avx512(kernels))
+    version = subprocess.run([str(binary), "--version"], capture_output=True, text=True)
+    return dict(llamba=json.loads(ours.stdout), threads=THREADS, clients=CLIENTS, tokens=TOKENS,
+                llama_server=f"{binary.name}: {(version.stdout + version.stderr).strip()}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["q4_0", "smollm2"])
     p.add_argument("--servers", nargs="+", default=["llamba", "llama-server-np8", "llama-server-np1"])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--kernels", default="auto", help="llamba's kernel path (LLAMBA_KERNELS), default: the CPU's best")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args()
+    machine = machine_description(args.kernels)
+    print("\n".join(f"{k}: {v}" for k, v in machine.items()))
     results = {}
     for name in args.models:
-        model = model_file(name)
+        model = bench_file(name)
         for server in args.servers:
-            results[f"{name}/{server}"] = r = measure(server, model, args.repeats)
+            results[f"{name}/{server}"] = r = measure(server, model, args.repeats, args.kernels)
             print(f"  {name} {server}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                                    for k, v in r.items()), flush=True)
     print("| model | server | 1 client tok/s | 8 clients tok/s | 8 / 1 | 2nd turn TTFT / 1st | cached |")
@@ -144,7 +159,9 @@ def main() -> None:
         if ours and ref:
             print(f"{name}: llamba 8 clients / llama-server -np 8: {ours['concurrent_tps'] / ref['concurrent_tps']:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "concurrency.json").write_text(json.dumps(results, indent=1))
+    stem = f"concurrency-{machine['llamba']['cpu_name']}-{machine['llamba']['kernels']}"
+    (args.out / f"{stem}.json").write_text(json.dumps(dict(machine=machine, results=results), indent=1))
+    print(f"wrote {args.out / stem}.json")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """llama.cpp's own server (llama-server), built once from the llama.cpp source that the installed
 llama-cpp-python release vendors, for the concurrency benchmark. Cached in ~/.cache/llamba.
 
-    python -m bench.llama_server   # prints the binary's path, building it if needed (~10 min)
+    python -m bench.llama_server [--avx2]   # prints the binary's path, building it if needed (~10 min)
 """
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from .llama_cpp_avx2 import CMAKE_ARGS
 from .synth_model import CACHE
 
 
-def llama_server_binary() -> Path:
-    found = os.environ.get("LLAMA_SERVER") or shutil.which("llama-server")
+def llama_server_binary(avx2_only: bool = False) -> Path:
+    """llama-server for this CPU (GGML_NATIVE), or for AVX2 without AVX-512 (as llama_cpp_avx2.py)."""
+    found = os.environ.get("LLAMA_SERVER_AVX2" if avx2_only else "LLAMA_SERVER") or shutil.which("llama-server")
     if found:
         return Path(found)
     version = importlib.metadata.version("llama-cpp-python")
-    binary = CACHE / f"llama-server-{version}"
+    binary = CACHE / f"llama-server-{version}{'-avx2' if avx2_only else ''}"
     if binary.exists():
         return binary
     with tempfile.TemporaryDirectory() as tmp:
@@ -33,8 +35,9 @@ def llama_server_binary() -> Path:
         source = next(Path(tmp).glob("llama_cpp_python-*/vendor/llama.cpp"))
         build = Path(tmp) / "build"
         subprocess.run(["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-                        "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF",
-                        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"], check=True)
+                        "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DBUILD_SHARED_LIBS=OFF",
+                        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+                        *(CMAKE_ARGS.split() if avx2_only else ["-DGGML_NATIVE=ON"])], check=True)
         subprocess.run(["cmake", "--build", str(build), "--target", "llama-server", "-j", str(os.cpu_count())],
                        check=True)
         CACHE.mkdir(parents=True, exist_ok=True)
@@ -43,4 +46,4 @@ def llama_server_binary() -> Path:
 
 
 if __name__ == "__main__":
-    print(llama_server_binary())
+    print(llama_server_binary(avx2_only="--avx2" in sys.argv))

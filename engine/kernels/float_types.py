@@ -9,8 +9,9 @@ from numba import njit, prange
 
 F32, F16 = int(T.F32), int(T.F16)
 
-# fp16 -> float32 for every bit pattern, as ggml's own lookup table.
-F16_TABLE = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+# fp16 -> float32 for every bit pattern, as ggml's own lookup table (NaNs stay NaN, quietly).
+with np.errstate(invalid="ignore"):
+    F16_TABLE = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
 @njit(parallel=True, cache=True, nogil=True)
