@@ -3,22 +3,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from engine.kernels import isa
-from engine.loader import LoadedModel, set_threads
-from engine.scheduler import ModelRunner
+from ..engine.kernels import isa
+from ..engine.loader import LoadedModel, set_threads
+from ..engine.scheduler import ModelRunner
 
 from . import errors
 from .metrics import Metrics
 from .routes import router
-from .settings import ModelSettings, Settings
+from .settings import ConfigError, ModelSettings, Settings
 
 log = logging.getLogger("llamba")
 
@@ -72,11 +74,18 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def serve(args) -> None:
+def serve(args) -> int:
+    """`llamba serve`: settings from the configuration, the environment and the flags, then uvicorn.
+    A configuration that cannot be used is one line on stderr and status 2."""
     overrides = dict(host=args.host, port=args.port, threads=args.threads, context_length=args.ctx,
                      queue_size=args.queue_size, parallel=args.parallel, api_keys=args.api_keys)
     if args.model:
-        overrides["models"] = [ModelSettings(id=args.model_id or "default", path=args.model)]
-    settings = Settings.load(args.config, **overrides)
+        overrides["models"] = [ModelSettings(id=args.model_id or Path(args.model).stem, path=args.model)]
+    try:
+        settings = Settings.load(args.config, **overrides)
+    except ConfigError as e:
+        print(f"llamba: error: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0

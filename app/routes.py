@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sse_starlette.sse import EventSourceResponse
 
-from engine.chat_template import TemplateError
-from engine.scheduler import Job, ModelRunner, QueueFull
+from ..engine.chat_template import TemplateError
+from ..engine.scheduler import Job, ModelRunner, QueueFull
 
 from . import schemas as s
 from .errors import OpenAIError, bad_request

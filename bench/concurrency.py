@@ -37,7 +37,7 @@ TOPICS = ["a lighthouse", "a lost key", "the first snow", "a market town", "a ni
 
 def start(server: str, model: Path, port: int, log, kernels: str) -> subprocess.Popen:
     if server == "llamba":
-        cmd = [sys.executable, "-m", "engine.cli", "serve", "--model", str(model), "--threads", str(THREADS),
+        cmd = [sys.executable, "-m", "llamba", "serve", "--model", str(model), "--threads", str(THREADS),
                "--port", str(port), "--ctx", str(CTX), "--parallel", str(CLIENTS)]
     else:  # llama-server -np N: the context is shared by the slots
         slots = int(server.split("np")[1])
@@ -122,7 +122,7 @@ def below_avx512(kernels: str) -> bool:
 def machine_description(kernels: str) -> dict:
     """The CPU and llamba's kernel path (asked of a fresh process, as the server will choose it),
     and llama-server's build."""
-    probe = "import json; from engine.kernels import isa; print(json.dumps(isa.describe()))"
+    probe = "import json; from llamba.engine.kernels import isa; print(json.dumps(isa.describe()))"
     ours = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
                           env={**os.environ, "LLAMBA_KERNELS": kernels})
     binary = llama_server_binary(avx2_only=below_avx512(kernels))

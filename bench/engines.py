@@ -25,9 +25,9 @@ def rss_mb() -> float:
 
 class Llamba:
     def __init__(self, model: str, threads: int):
-        from engine.kernels import isa
-        from engine.loader import set_threads
-        from engine.model import Llama
+        from llamba.engine.kernels import isa
+        from llamba.engine.loader import set_threads
+        from llamba.engine.model import Llama
         set_threads(threads)
         self.model = Llama(model)
         self.system = isa.describe()

@@ -31,7 +31,7 @@ def free_port() -> int:
 
 def server_command(engine: str, model: str, threads: int, port: int) -> list[str]:
     if engine == "llamba":
-        return [sys.executable, "-m", "engine.cli", "serve", "--model", model, "--threads", str(threads),
+        return [sys.executable, "-m", "llamba", "serve", "--model", model, "--threads", str(threads),
                 "--port", str(port), "--ctx", str(N_CTX)]
     return [sys.executable, "-m", "llama_cpp.server", "--model", model, "--n_threads", str(threads),
             "--n_threads_batch", str(threads), "--port", str(port), "--n_ctx", str(N_CTX)]

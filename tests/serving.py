@@ -33,7 +33,7 @@ def server_process(*flags: str, env: dict | None = None):
     """A real `llamba serve` on a free port: yields its base URL and its process."""
     model_path(SMOLLM2)  # skips with the reason when the default model is absent
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port), *flags],
+    proc = subprocess.Popen([sys.executable, "-m", "llamba", "serve", "--port", str(port), *flags],
                             cwd=ROOT, env={**os.environ, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"

@@ -28,7 +28,7 @@ def reference(name: str, exact: bool = False) -> dict:
 
 def model_path(name: str) -> Path:
     if name == SMOLLM2:
-        from engine.loader import default_model_path
+        from llamba.engine.loader import default_model_path
         try:
             return default_model_path()
         except FileNotFoundError as e:
@@ -41,7 +41,7 @@ def model_path(name: str) -> Path:
 
 @lru_cache(maxsize=None)
 def _load(path: Path):
-    from engine.loader import LoadedModel
+    from llamba.engine.loader import LoadedModel
     return LoadedModel.load(path)
 
 

@@ -55,7 +55,7 @@ for path in neon generic; do
     else
         vars=(LLAMBA_KERNELS=generic)
     fi
-    chosen=$(arm "${vars[@]}" -- -c 'from engine.kernels import isa; print(isa.PATH)')
+    chosen=$(arm "${vars[@]}" -- -c 'from llamba.engine.kernels import isa; print(isa.PATH)')
     echo "== aarch64, kernels: $chosen"
     [ "$chosen" = "$path" ] || { echo "expected the $path path"; exit 1; }
     arm "${vars[@]}" -- -m pytest -q -p no:cacheprovider "${tests[@]}"

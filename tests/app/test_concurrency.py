@@ -10,8 +10,8 @@ import pytest
 
 from serving import API_KEY, running_server
 from support import SMOLLM2, loaded
-from engine.generate import generate
-from engine.sampling import SamplingParams
+from llamba.engine.generate import generate
+from llamba.engine.sampling import SamplingParams
 
 MODEL = "smollm2-135m-instruct"
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}

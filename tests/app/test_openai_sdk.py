@@ -4,8 +4,8 @@ import openai
 import pytest
 
 from support import SMOLLM2, loaded
-from engine.generate import generate
-from engine.sampling import SamplingParams
+from llamba.engine.generate import generate
+from llamba.engine.sampling import SamplingParams
 
 MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]

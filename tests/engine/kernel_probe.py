@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for support
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine.kernels import Activations, SUPPORTED_TYPES, FLOAT_TYPES, isa, matmul, product  # noqa: E402
+from llamba.engine.kernels import Activations, SUPPORTED_TYPES, FLOAT_TYPES, isa, matmul, product  # noqa: E402
 from test_kernels import random_weight  # noqa: E402
 
 QUANT_TYPES = [t for t in SUPPORTED_TYPES if t not in FLOAT_TYPES]

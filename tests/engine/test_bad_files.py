@@ -8,14 +8,14 @@ import pytest
 from gguf import GGUFWriter
 
 from support import model_path
-from engine.gguf_file import GGUFError, GGUFFile
-from engine.loader import LoadedModel
+from llamba.engine.gguf_file import GGUFError, GGUFFile
+from llamba.engine.loader import LoadedModel
 
 SOURCE = "synth-llama3-tiny-f32"
 
 
 def cli_error(path) -> str:
-    run = subprocess.run([sys.executable, "-m", "engine.cli", "generate", "--model", str(path), "-p", "hi"],
+    run = subprocess.run([sys.executable, "-m", "llamba", "generate", "--model", str(path), "-p", "hi"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 1
     lines = run.stderr.strip().splitlines()

@@ -3,7 +3,7 @@ into chunks, decoded tokens of other sequences beside them, any order — bit fo
 import numpy as np
 
 from support import SMOLLM2, loaded
-from engine.model import Chunk
+from llamba.engine.model import Chunk
 
 
 def test_chunked_prompts_among_other_sequences_give_the_same_logits_as_alone():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from support import SMOLLM2, loaded
-from engine.generate import StopStrings, generate
-from engine.sampling import SamplingParams, apply_penalties, filter_candidates
+from llamba.engine.generate import StopStrings, generate
+from llamba.engine.sampling import SamplingParams, apply_penalties, filter_candidates
 
 
 def run(params: SamplingParams, prompt="Once upon a time,"):

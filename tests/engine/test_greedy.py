@@ -5,7 +5,7 @@ top-1 logprob be within 0.01 of it; after the first closer step the two may part
 import pytest
 
 from support import ALL_MODELS, loaded, reference
-from engine.sampling import log_softmax
+from llamba.engine.sampling import log_softmax
 
 GAP, TOLERANCE = 0.05, 0.01
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from llvmlite import ir
 
-from engine.kernels import isa
-from engine.kernels.dot import dot16_ir
+from llamba.engine.kernels import isa
+from llamba.engine.kernels.dot import dot16_ir
 from support import ROOT
 
 HERE = ROOT / "tests" / "engine"

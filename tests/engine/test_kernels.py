@@ -8,7 +8,7 @@ import pytest
 from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as T
 
-from engine.kernels import FLOAT_TYPES, SUPPORTED_TYPES, Weight, matmul, matvec, pack
+from llamba.engine.kernels import FLOAT_TYPES, SUPPORTED_TYPES, Weight, matmul, matvec, pack
 
 # byte offsets of the fp16 scale fields inside each block
 SCALE_OFFSETS = {T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q8_0: (0,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,)}

@@ -8,7 +8,7 @@ from support import ROOT
 
 PROBE = r"""
 import sys
-from engine.loader import LoadedModel
+from llamba.engine.loader import LoadedModel
 
 def rss():
     for line in open('/proc/self/status'):

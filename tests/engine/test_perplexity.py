@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from engine.cli import main
+from llamba.app.cli import main
 from support import ALL_MODELS, GPL_TEXT, model_path, reference
 
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from support import ALL_MODELS, SMOLLM2, loaded, reference
-from engine.gguf_file import GGUFError
-from engine.tokenizer import StreamDecoder, Tokenizer
+from llamba.engine.gguf_file import GGUFError
+from llamba.engine.tokenizer import StreamDecoder, Tokenizer
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)

@@ -1,0 +1,38 @@
+"""The `llamba` command: the engine's commands (engine/cli.py) and the app's own, `serve`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..engine import cli as engine_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llamba", description="Llama 3.x GGUF models on numba")
+    sub = parser.add_subparsers(dest="command", required=True)
+    engine_cli.add_commands(sub)
+    p = sub.add_parser("serve", help="run the OpenAI-compatible HTTP server")
+    p.add_argument("--config", help="YAML configuration file (default: the packaged configs/default.yaml)")
+    p.add_argument("--model", "-m", help="GGUF file to serve (replaces the configured models)")
+    p.add_argument("--model-id", help="id under which --model is served (default: the file's name)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--threads", "-t", type=int)
+    p.add_argument("--ctx", "-c", type=int)
+    p.add_argument("--queue-size", type=int)
+    p.add_argument("--parallel", type=int, help="requests generated together (continuous batching)")
+    p.add_argument("--api-key", action="append", dest="api_keys")
+    p.set_defaults(func=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        return engine_cli.run(args)
+    from .main import serve
+    return serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

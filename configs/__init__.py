@@ -1,0 +1,1 @@
+"""The default configuration (default.yaml), installed as package data of llamba.configs."""
