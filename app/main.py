@@ -6,13 +6,14 @@ import logging
 import sys
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from .. import __version__
 from ..engine.kernels import isa
 from ..engine.loader import LoadedModel, set_threads
 from ..engine.scheduler import ModelRunner
@@ -28,10 +29,16 @@ log = logging.getLogger("llamba")
 @dataclass
 class ServerState:
     settings: Settings
-    runners: dict[str, ModelRunner] = field(default_factory=dict)
+    runners: dict[str, ModelRunner] = field(default_factory=dict)  # by id and by alias
     metrics: Metrics = field(default_factory=Metrics)
     ready: bool = False
     created: int = field(default_factory=lambda: int(time.time()))
+    # names this build and the kernels it runs, as OpenAI's system_fingerprint names a backend
+    fingerprint: str = field(default_factory=lambda: f"llamba-{__version__}-{isa.PATH}")
+
+    @property
+    def model_ids(self) -> list[str]:
+        return [i for m in self.settings.models for i in (m.id, *m.aliases)]
 
 
 def load_runners(settings: Settings, metrics: Metrics) -> dict[str, ModelRunner]:
@@ -42,10 +49,11 @@ def load_runners(settings: Settings, metrics: Metrics) -> dict[str, ModelRunner]
     for m in settings.models:
         loaded = LoadedModel.load(m.path)
         n_ctx = min(settings.context_length, loaded.model.config.context_length)
-        runners[m.id] = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout,
-                                    parallel=settings.parallel, step_tokens=settings.step_tokens,
-                                    cache_slots=settings.cache_slots, observer=metrics.observer(m.id),
-                                    threads=settings.threads)
+        runner = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout,
+                             parallel=settings.parallel, step_tokens=settings.step_tokens,
+                             cache_slots=settings.cache_slots, observer=metrics.observer(m.id),
+                             threads=settings.threads, defaults=replace(loaded.sampling, **m.sampling.given()))
+        runners.update(dict.fromkeys((m.id, *m.aliases), runner))
         log.info("model %s loaded from %s (context %d)", m.id, loaded.path, n_ctx)
     return runners
 
@@ -61,7 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
         task = asyncio.create_task(load())  # /health answers 503 until the models are in
         yield
         task.cancel()
-        for runner in st.runners.values():
+        for runner in set(st.runners.values()):
             runner.close()
 
     app = FastAPI(title="llamba", description="OpenAI-compatible Llama 3.x server on numba", lifespan=lifespan)

@@ -43,7 +43,7 @@ class _ModelObserver(Observer):
 
     def admitted(self, job: Job) -> None:
         self.m.requests.labels(self.model).inc()
-        self.m.prompt_tokens.labels(self.model).inc(len(job.prompt_ids))
+        self.m.prompt_tokens.labels(self.model).inc(sum(map(len, job.prompts)))
         if job.cached_tokens:
             self.m.cached_tokens.labels(self.model).inc(job.cached_tokens)
             self.m.cache_hits.labels(self.model).inc()

@@ -1,21 +1,29 @@
-"""The HTTP endpoints: thin glue from OpenAI's requests to the model runners and back."""
+"""The HTTP endpoints: thin glue from OpenAI's requests to the model runners and back.
+
+Each generation endpoint turns its request into prompts and sampling parameters, submits them as
+one job (so errors, a full queue included, are answered before any streaming starts), then
+answers with one of two named functions: the whole response, or a stream of chunks."""
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections import defaultdict
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sse_starlette.sse import EventSourceResponse
 
-from ..engine.chat_template import TemplateError
+from ..engine.errors import InvalidRequest
 from ..engine.scheduler import Job, ModelRunner, QueueFull
 
 from . import schemas as s
 from .errors import OpenAIError, bad_request
 
 router = APIRouter()
+log = logging.getLogger("llamba")
+_reported_fields: set[str] = set()
 
 
 def state(request: Request):
@@ -43,6 +51,13 @@ def runner_for(request: Request, model: str | None) -> ModelRunner:
     return st.runners[model]
 
 
+def note_ignored_fields(body: s.OpenAIModel) -> None:
+    """Fields this server does not know are ignored, as OpenAI does; each name is logged once."""
+    for name in sorted(set(body.model_extra or {}) - _reported_fields):
+        _reported_fields.add(name)
+        log.warning("ignoring the request field %r, which llamba does not support", name)
+
+
 # --- models and health ----------------------------------------------------------------------------
 @router.get("/health")
 async def health(request: Request):
@@ -56,18 +71,28 @@ async def metrics(request: Request):
     return Response(state(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
+def model_card(request: Request, model_id: str) -> s.Model:
+    st = state(request)
+    runner = st.runners.get(model_id)
+    meta = None
+    if runner is not None:
+        d = runner.defaults
+        meta = s.ModelMeta(context_length=runner.n_ctx, parallel=runner.parallel, sampling_defaults=s.SamplingDefaults(
+            temperature=d.temperature, top_k=d.top_k, top_p=d.top_p, min_p=d.min_p,
+            repeat_penalty=d.repeat_penalty, max_tokens=d.max_tokens))
+    return s.Model(id=model_id, created=st.created, meta=meta)
+
+
 @router.get("/v1/models", dependencies=[Depends(authorize)])
 async def list_models(request: Request) -> s.ModelList:
-    st = state(request)
-    return s.ModelList(data=[s.Model(id=m.id, created=st.created) for m in st.settings.models])
+    return s.ModelList(data=[model_card(request, i) for i in state(request).model_ids])
 
 
 @router.get("/v1/models/{model_id}", dependencies=[Depends(authorize)])
 async def get_model(request: Request, model_id: str) -> s.Model:
-    st = state(request)
-    if model_id not in {m.id for m in st.settings.models}:
+    if model_id not in state(request).model_ids:
         raise OpenAIError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
-    return s.Model(id=model_id, created=st.created)
+    return model_card(request, model_id)
 
 
 # --- tokenizer --------------------------------------------------------------------------------------
@@ -79,37 +104,37 @@ async def tokenize(request: Request, body: s.TokenizeRequest):
 
 @router.post("/detokenize", dependencies=[Depends(authorize)])
 async def detokenize(request: Request, body: s.DetokenizeRequest):
-    tok = runner_for(request, body.model).loaded.tokenizer
-    if any(not 0 <= t < tok.vocab_size for t in body.tokens):
-        raise bad_request(f"token ids must be in [0, {tok.vocab_size})", param="tokens")
-    return {"content": tok.decode(body.tokens)}
+    runner = runner_for(request, body.model)
+    try:
+        runner.loaded.model.check_tokens(body.tokens)
+    except InvalidRequest as e:
+        raise bad_request(str(e), param="tokens") from None
+    return {"content": runner.loaded.tokenizer.decode(body.tokens)}
 
 
 # --- generation -------------------------------------------------------------------------------------
-def start_job(runner: ModelRunner, prompt_ids: list[int], body: s.SamplingRequest) -> Job:
-    if body.n != 1:
-        raise bad_request("Only n=1 is supported.", param="n")
-    params = body.to_sampling_params()
-    vocab = runner.loaded.tokenizer.vocab_size
-    if any(not 0 <= t < vocab for t in params.logit_bias):
-        raise bad_request(f"logit_bias keys must be token ids in [0, {vocab})", param="logit_bias")
-    wanted = len(prompt_ids) + (params.max_tokens or 1)
-    if not prompt_ids:
-        raise bad_request("The prompt is empty.", param="prompt")
-    if wanted > runner.n_ctx:
-        raise bad_request(f"This model's context is {runner.n_ctx} tokens; the request needs {wanted} "
-                          f"({len(prompt_ids)} in the prompt, {params.max_tokens or 1} to generate).",
-                          param="messages" if isinstance(body, s.ChatCompletionRequest) else "prompt",
-                          code="context_length_exceeded")
+def submit(runner: ModelRunner, prompts: list[list[int]], body: s.SamplingRequest, prompt_param: str) -> Job:
+    """Check a request (the engine's rules, and OpenAI's: an explicit max_tokens must fit in the
+    context) and queue it as one job."""
+    note_ignored_fields(body)
+    params = body.to_sampling_params(runner.defaults)
+    limit = body.output_limit()
+    for ids in prompts:
+        if limit is not None and len(ids) + limit > runner.n_ctx:
+            raise bad_request(f"This model's context is {runner.n_ctx} tokens; the request needs {len(ids) + limit} "
+                              f"({len(ids)} in the prompt, {limit} to generate).", param=prompt_param,
+                              code="context_length_exceeded")
     try:
-        return runner.submit(prompt_ids, params)
+        return runner.submit(prompts, params, n=body.n)
+    except InvalidRequest as e:
+        raise bad_request(str(e), param=prompt_param if e.param == "prompt" else e.param, code=e.code) from None
     except QueueFull as e:
         raise OpenAIError(429, f"Too many requests: {e}. Retry shortly.", type="rate_limit_exceeded",
                           code="rate_limit_exceeded", headers={"Retry-After": "1"}) from None
 
 
-async def collect(runner: ModelRunner, job: Job, request: Request) -> list:
-    """All of a job's events; stops the job if the client goes away first."""
+async def collect(runner: ModelRunner, job: Job, request: Request) -> dict[int, list]:
+    """All of a job's events, by choice index; stops the job if the client goes away first."""
     async def watch():
         while not job.cancelled.is_set():
             if await request.is_disconnected():
@@ -118,8 +143,11 @@ async def collect(runner: ModelRunner, job: Job, request: Request) -> list:
             await asyncio.sleep(0.1)
 
     watcher = asyncio.create_task(watch())
+    events = defaultdict(list)
     try:
-        return [event async for event in runner.stream(job)]
+        async for event in runner.stream(job):
+            events[event.index].append(event)
+        return events
     finally:
         watcher.cancel()
 
@@ -137,62 +165,6 @@ def chat_logprobs(tok, events, as_ids: bool) -> s.ChoiceLogprobs:
         for e in events])
 
 
-def usage(prompt_tokens: int, completion_tokens: int, jobs: list[Job]) -> s.Usage:
-    return s.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                   total_tokens=prompt_tokens + completion_tokens,
-                   prompt_tokens_details=s.PromptTokensDetails(cached_tokens=sum(j.cached_tokens for j in jobs)))
-
-
-@router.post("/v1/chat/completions", dependencies=[Depends(authorize)])
-async def chat_completions(request: Request, body: s.ChatCompletionRequest):
-    runner = runner_for(request, body.model)
-    lm = runner.loaded
-    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-    try:
-        prompt_ids = lm.chat_prompt_ids(messages, tools=body.tools)
-    except TemplateError as e:
-        raise bad_request(str(e), param="messages") from None
-    job = start_job(runner, prompt_ids, body)
-    want_logprobs = body.logprobs
-    rid, created = s.new_id("chatcmpl"), s.now()
-
-    if not body.stream:
-        events = await collect(runner, job, request)
-        return s.ChatCompletion(
-            id=rid, created=created, model=body.model,
-            choices=[s.Choice(index=0, message=s.ChatCompletionMessage(content="".join(e.text for e in events)),
-                              logprobs=chat_logprobs(lm.tokenizer, events, body.return_tokens_as_token_ids) if want_logprobs else None,
-                              finish_reason=events[-1].finish_reason if events else "stop")],
-            usage=usage(len(prompt_ids), len(events), [job]))
-
-    def chunk(delta: s.ChoiceDelta, events=(), finish=None) -> dict:
-        lp = chat_logprobs(lm.tokenizer, events, body.return_tokens_as_token_ids) if want_logprobs and events else None
-        return {"data": s.ChatCompletionChunk(id=rid, created=created, model=body.model, choices=[
-            s.ChunkChoice(index=0, delta=delta, logprobs=lp, finish_reason=finish)]).model_dump_json()}
-
-    async def stream():
-        n = 0
-        yield chunk(s.ChoiceDelta(role="assistant", content=""))
-        async for event in runner.stream(job):
-            n += 1
-            yield chunk(s.ChoiceDelta(content=event.text), [event], event.finish_reason)
-        if body.stream_options and body.stream_options.include_usage:
-            yield {"data": s.ChatCompletionChunk(id=rid, created=created, model=body.model, choices=[],
-                                                 usage=usage(len(prompt_ids), n, [job])).model_dump_json()}
-        yield {"data": "[DONE]"}
-
-    return EventSourceResponse(stream(), ping=3600)
-
-
-def completion_prompts(body: s.CompletionRequest, tok) -> list[list[int]]:
-    p = body.prompt
-    if isinstance(p, str):
-        return [tok.encode(p, add_special=True, parse_special=True)]
-    if p and all(isinstance(x, int) for x in p):
-        return [list(p)]
-    return [tok.encode(x, add_special=True, parse_special=True) if isinstance(x, str) else list(x) for x in p]
-
-
 def completion_logprobs(tok, events, as_ids: bool, start: int = 0) -> s.CompletionLogprobs:
     out, offset = s.CompletionLogprobs(), start
     for e in events:
@@ -204,47 +176,136 @@ def completion_logprobs(tok, events, as_ids: bool, start: int = 0) -> s.Completi
     return out
 
 
+def usage(job: Job, completion_tokens: int) -> s.Usage:
+    prompt_tokens = sum(map(len, job.prompts))
+    return s.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                   total_tokens=prompt_tokens + completion_tokens,
+                   prompt_tokens_details=s.PromptTokensDetails(cached_tokens=job.cached_tokens))
+
+
+def sse(response) -> dict:
+    return {"data": response.model_dump_json()}
+
+
+DONE = {"data": "[DONE]"}
+
+
+# --- chat completions -------------------------------------------------------------------------------
+@router.post("/v1/chat/completions", dependencies=[Depends(authorize)])
+async def chat_completions(request: Request, body: s.ChatCompletionRequest):
+    runner = runner_for(request, body.model)
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    try:
+        prompt_ids = runner.loaded.chat_prompt_ids(messages, tools=body.tools)
+    except InvalidRequest as e:
+        raise bad_request(str(e), param=e.param or "messages") from None
+    job = submit(runner, [prompt_ids], body, prompt_param="messages")
+    reply = s.ChatCompletion if not body.stream else s.ChatCompletionChunk
+    head = dict(id=s.new_id("chatcmpl"), created=s.now(), model=body.model,
+                system_fingerprint=state(request).fingerprint)
+    if body.stream:
+        return EventSourceResponse(chat_stream(runner, job, body, reply, head), ping=3600)
+    return await chat_response(runner, job, body, head, request)
+
+
+async def chat_response(runner: ModelRunner, job: Job, body: s.ChatCompletionRequest, head: dict,
+                        request: Request) -> s.ChatCompletion:
+    tok, as_ids = runner.loaded.tokenizer, body.return_tokens_as_token_ids
+    events = await collect(runner, job, request)
+    choices = [s.Choice(index=i, message=s.ChatCompletionMessage(content="".join(e.text for e in events[i])),
+                        logprobs=chat_logprobs(tok, events[i], as_ids) if body.logprobs else None,
+                        finish_reason=events[i][-1].finish_reason if events[i] else "stop")
+               for i in range(job.choices)]
+    return s.ChatCompletion(**head, choices=choices, usage=usage(job, sum(map(len, events.values()))))
+
+
+async def chat_stream(runner: ModelRunner, job: Job, body: s.ChatCompletionRequest, reply, head: dict):
+    """A chunk with the role for each choice, a chunk per token, then a chunk with an empty delta
+    and the finish reason for each choice; the usage if asked; [DONE]."""
+    tok, as_ids = runner.loaded.tokenizer, body.return_tokens_as_token_ids
+
+    def chunk(index: int, delta: s.ChoiceDelta, events=(), finish=None) -> dict:
+        logprobs = chat_logprobs(tok, events, as_ids) if body.logprobs and events else None
+        return sse(reply(**head, choices=[s.ChunkChoice(index=index, delta=delta, logprobs=logprobs,
+                                                        finish_reason=finish)]))
+
+    for i in range(job.choices):
+        yield chunk(i, s.ChoiceDelta(role="assistant", content=""))
+    generated = 0
+    async for event in runner.stream(job):
+        generated += 1
+        if event.text or body.logprobs:
+            yield chunk(event.index, s.ChoiceDelta(content=event.text), [event])
+        if event.finish_reason:
+            yield chunk(event.index, s.ChoiceDelta(), finish=event.finish_reason)
+    if body.stream_options and body.stream_options.include_usage:
+        yield sse(reply(**head, choices=[], usage=usage(job, generated)))
+    yield DONE
+
+
+# --- text completions -------------------------------------------------------------------------------
+def completion_prompts(body: s.CompletionRequest, tok) -> list[list[int]]:
+    p = body.prompt
+    if isinstance(p, str):
+        return [tok.encode(p, add_special=True, parse_special=True)]
+    if p and all(isinstance(x, int) for x in p):
+        return [list(p)]
+    return [tok.encode(x, add_special=True, parse_special=True) if isinstance(x, str) else list(x) for x in p]
+
+
 @router.post("/v1/completions", dependencies=[Depends(authorize)])
 async def completions(request: Request, body: s.CompletionRequest):
     runner = runner_for(request, body.model)
-    tok = runner.loaded.tokenizer
-    prompts = completion_prompts(body, tok)
-    if not prompts:
-        raise bad_request("The prompt is empty.", param="prompt")
-    if any(not 0 <= t < tok.vocab_size for ids in prompts for t in ids):
-        raise bad_request(f"prompt token ids must be in [0, {tok.vocab_size})", param="prompt")
-    rid, created = s.new_id("cmpl"), s.now()
-    as_ids, want_logprobs = body.return_tokens_as_token_ids, body.logprobs is not None
+    if body.suffix:
+        raise bad_request("suffix (fill-in-the-middle) is not supported by Llama models.", param="suffix")
+    prompts = completion_prompts(body, runner.loaded.tokenizer)
+    job = submit(runner, prompts, body, prompt_param="prompt")  # every prompt in one batched job
+    head = dict(id=s.new_id("cmpl"), created=s.now(), model=body.model,
+                system_fingerprint=state(request).fingerprint)
+    if body.stream:
+        return EventSourceResponse(completion_stream(runner, job, body, head), ping=3600)
+    return await completion_response(runner, job, body, head, request)
 
-    if not body.stream:
-        choices, completion_tokens, jobs = [], 0, []
-        for index, ids in enumerate(prompts):
-            jobs.append(start_job(runner, ids, body))
-            events = await collect(runner, jobs[-1], request)
-            completion_tokens += len(events)
-            echo = tok.decode(ids) if body.echo else ""
-            choices.append(s.CompletionChoice(
-                index=index, text=echo + "".join(e.text for e in events),
-                logprobs=completion_logprobs(tok, events, as_ids, len(echo)) if want_logprobs else None,
-                finish_reason=events[-1].finish_reason if events else "stop"))
-        return s.Completion(id=rid, created=created, model=body.model, choices=choices,
-                            usage=usage(sum(map(len, prompts)), completion_tokens, jobs))
 
-    first_job = start_job(runner, prompts[0], body)  # errors (context, queue) before the stream starts
+def echo_text(tok, job: Job, index: int, echo: bool) -> str:
+    return tok.decode(job.prompts[index // job.n]) if echo else ""
 
-    async def stream():
-        completion_tokens, jobs = 0, []
-        for index, ids in enumerate(prompts):
-            job = first_job if index == 0 else start_job(runner, ids, body)
-            jobs.append(job)
-            async for e in runner.stream(job):
-                completion_tokens += 1
-                choice = s.CompletionChoice(index=index, text=e.text, finish_reason=e.finish_reason,
-                                            logprobs=completion_logprobs(tok, [e], as_ids) if want_logprobs else None)
-                yield {"data": s.Completion(id=rid, created=created, model=body.model, choices=[choice]).model_dump_json()}
-        if body.stream_options and body.stream_options.include_usage:
-            yield {"data": json.dumps({"id": rid, "object": "text_completion", "created": created, "model": body.model,
-                                       "choices": [], "usage": usage(sum(map(len, prompts)), completion_tokens, jobs).model_dump()})}
-        yield {"data": "[DONE]"}
 
-    return EventSourceResponse(stream(), ping=3600)
+async def completion_response(runner: ModelRunner, job: Job, body: s.CompletionRequest, head: dict,
+                              request: Request) -> s.Completion:
+    tok, as_ids = runner.loaded.tokenizer, body.return_tokens_as_token_ids
+    events = await collect(runner, job, request)
+    choices = []
+    for i in range(job.choices):
+        echo = echo_text(tok, job, i, body.echo)
+        choices.append(s.CompletionChoice(
+            index=i, text=echo + "".join(e.text for e in events[i]),
+            logprobs=completion_logprobs(tok, events[i], as_ids, len(echo)) if body.logprobs is not None else None,
+            finish_reason=events[i][-1].finish_reason if events[i] else "stop"))
+    return s.Completion(**head, choices=choices, usage=usage(job, sum(map(len, events.values()))))
+
+
+async def completion_stream(runner: ModelRunner, job: Job, body: s.CompletionRequest, head: dict):
+    """The echoed prompt if asked, a chunk per token, a final chunk with the finish reason for
+    each choice; the usage if asked; [DONE]."""
+    tok, as_ids = runner.loaded.tokenizer, body.return_tokens_as_token_ids
+
+    def chunk(index: int, text: str, events=(), finish=None) -> dict:
+        logprobs = completion_logprobs(tok, events, as_ids) if body.logprobs is not None and events else None
+        return sse(s.Completion(**head, choices=[s.CompletionChoice(index=index, text=text, logprobs=logprobs,
+                                                                    finish_reason=finish)]))
+
+    if body.echo:
+        for i in range(job.choices):
+            yield chunk(i, echo_text(tok, job, i, True))
+    generated = 0
+    async for event in runner.stream(job):
+        generated += 1
+        if event.text or body.logprobs is not None:
+            yield chunk(event.index, event.text, [event])
+        if event.finish_reason:
+            yield chunk(event.index, "", finish=event.finish_reason)
+    if body.stream_options and body.stream_options.include_usage:
+        yield {"data": json.dumps({**head, "object": "text_completion", "choices": [],
+                                   "usage": usage(job, generated).model_dump()})}
+    yield DONE

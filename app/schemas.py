@@ -1,10 +1,13 @@
 """OpenAI's request and response types, under OpenAI's names, fields in OpenAI's order; the
-extensions llama-server and vLLM accept come last in each request. Unknown fields are ignored,
-as OpenAI does. `to_sampling_params` is the one bridge into the engine."""
+extensions llama-server and vLLM accept come last in each request. Unknown request fields are
+ignored, as OpenAI does (kept in `model_extra`, so the routes can log them). Response fields that
+OpenAI leaves out when empty are left out (`OMIT_NONE`), not sent as null.
+`to_sampling_params` is the one bridge into the engine."""
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,7 +16,14 @@ from ..engine.sampling import SamplingParams
 
 
 class OpenAIModel(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
+
+
+def _omit_none(default=None):
+    return Field(default, exclude_if=lambda v: v is None)
+
+
+OMIT_NONE = _omit_none()
 
 
 # --- requests -----------------------------------------------------------------------------------
@@ -38,38 +48,42 @@ class StreamOptions(OpenAIModel):
 
 
 class SamplingRequest(OpenAIModel):
-    """Fields shared by chat and text completions."""
+    """Fields shared by chat and text completions. Sampling fields left out (or null) take the
+    model's defaults (engine/sampling.py, the model file, the server's configuration)."""
     model: str
-    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     logit_bias: dict[int, float] | None = None
     max_tokens: int | None = Field(None, ge=1)
-    n: int = Field(1, ge=1)
-    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    n: int = Field(1, ge=1, le=16)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     seed: int | None = None
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
     user: str | None = None
     # --8<-- extensions (llama-server, vLLM)
-    top_k: int = Field(0, ge=0)
-    min_p: float = Field(0.0, ge=0.0, le=1.0)
-    repeat_penalty: float = Field(1.0, gt=0.0)
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(None, gt=0.0)
     ignore_eos: bool = False
     return_tokens_as_token_ids: bool = False
 
     def n_logprobs(self) -> int | None:
         return None
 
-    def to_sampling_params(self) -> SamplingParams:
-        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        return SamplingParams(
-            temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
-            presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
-            repeat_penalty=self.repeat_penalty, logit_bias=dict(self.logit_bias or {}),
-            seed=self.seed, max_tokens=self.max_tokens, stop=stop, ignore_eos=self.ignore_eos,
-            logprobs=self.n_logprobs())
+    def output_limit(self) -> int | None:
+        return self.max_tokens
+
+    def to_sampling_params(self, defaults: SamplingParams) -> SamplingParams:
+        """The model's `defaults`, with every field this request gives."""
+        given = dict(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
+                     presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
+                     repeat_penalty=self.repeat_penalty, seed=self.seed, max_tokens=self.output_limit(),
+                     logit_bias=self.logit_bias, stop=[self.stop] if isinstance(self.stop, str) else self.stop)
+        given = {k: v for k, v in given.items() if v is not None}
+        return replace(defaults, **given, ignore_eos=self.ignore_eos, logprobs=self.n_logprobs())
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -82,10 +96,8 @@ class ChatCompletionRequest(SamplingRequest):
     def n_logprobs(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
 
-    def to_sampling_params(self) -> SamplingParams:
-        params = super().to_sampling_params()
-        params.max_tokens = self.max_completion_tokens or self.max_tokens
-        return params
+    def output_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
 
 
 class CompletionRequest(SamplingRequest):
@@ -162,14 +174,14 @@ class ChatCompletion(BaseModel):
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
+    system_fingerprint: str
     choices: list[Choice]
     usage: Usage
-    system_fingerprint: str | None = None
 
 
 class ChoiceDelta(BaseModel):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
+    role: Literal["assistant"] | None = OMIT_NONE
+    content: str | None = OMIT_NONE
 
 
 class ChunkChoice(BaseModel):
@@ -184,9 +196,9 @@ class ChatCompletionChunk(BaseModel):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
+    system_fingerprint: str
     choices: list[ChunkChoice]
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
+    usage: Usage | None = OMIT_NONE
 
 
 class CompletionLogprobs(BaseModel):
@@ -208,9 +220,26 @@ class Completion(BaseModel):
     object: Literal["text_completion"] = "text_completion"
     created: int
     model: str
+    system_fingerprint: str
     choices: list[CompletionChoice]
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
+    usage: Usage | None = OMIT_NONE
+
+
+class SamplingDefaults(BaseModel):
+    """What a request that leaves these fields out gets."""
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    repeat_penalty: float
+    max_tokens: int | None
+
+
+class ModelMeta(BaseModel):
+    """llamba's additions to OpenAI's model object (as llama-server's /props reports them)."""
+    context_length: int       # tokens per request (KV cache), capped by the model's own
+    parallel: int             # requests generated together
+    sampling_defaults: SamplingDefaults
 
 
 class Model(BaseModel):
@@ -218,6 +247,7 @@ class Model(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "llamba"
+    meta: ModelMeta | None = OMIT_NONE
 
 
 class ModelList(BaseModel):

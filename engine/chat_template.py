@@ -13,6 +13,8 @@ from datetime import datetime
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .errors import InvalidRequest
+
 # Meta's Llama 3 format, for files without a template.
 LLAMA3_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
@@ -21,8 +23,11 @@ LLAMA3_TEMPLATE = (
 )
 
 
-class TemplateError(ValueError):
+class TemplateError(InvalidRequest):
     """The template failed to render (a syntax error, or it raised on these messages)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, param="messages")
 
 
 def _raise_exception(message: str):

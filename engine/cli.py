@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 
 from .generate import generate
 from .gguf_file import GGUFError
@@ -11,16 +12,17 @@ from .loader import LoadedModel, set_threads
 from .sampling import SamplingParams
 
 
-def _sampling(args) -> SamplingParams:
-    return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          min_p=args.min_p, seed=args.seed, max_tokens=args.max_tokens,
-                          repeat_penalty=args.repeat_penalty)
+def _sampling(loaded: LoadedModel, args) -> SamplingParams:
+    """The model's defaults, with the flags given (each left unset defaults to the model's)."""
+    given = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                 seed=args.seed, max_tokens=args.max_tokens, repeat_penalty=args.repeat_penalty)
+    return replace(loaded.sampling, **{k: v for k, v in given.items() if v is not None})
 
 
 def _stream(loaded: LoadedModel, prompt_ids: list[int], args) -> str:
     cache = loaded.model.new_cache(args.ctx)
     start, first, n, text = time.perf_counter(), None, 0, []
-    for event in generate(loaded.model, loaded.tokenizer, prompt_ids, _sampling(args), cache):
+    for event in generate(loaded.model, loaded.tokenizer, prompt_ids, _sampling(loaded, args), cache):
         first = first or time.perf_counter()
         n += 1
         text.append(event.text)
@@ -75,14 +77,14 @@ def add_commands(sub) -> None:
         p.add_argument("--threads", "-t", type=int, default=None, help="compute threads (default: all)")
         p.add_argument("--ctx", "-c", type=int, default=ctx, help="context length in tokens")
 
-    def sampling(p):
-        p.add_argument("--max-tokens", "-n", type=int, default=256)
-        p.add_argument("--temperature", type=float, default=0.8)
-        p.add_argument("--top-k", type=int, default=40)
-        p.add_argument("--top-p", type=float, default=0.95)
-        p.add_argument("--min-p", type=float, default=0.05)
-        p.add_argument("--repeat-penalty", type=float, default=1.0)
-        p.add_argument("--seed", type=int, default=None)
+    def sampling(p):  # unset flags take the model's defaults (engine/sampling.py)
+        p.add_argument("--max-tokens", "-n", type=int)
+        p.add_argument("--temperature", type=float)
+        p.add_argument("--top-k", type=int)
+        p.add_argument("--top-p", type=float)
+        p.add_argument("--min-p", type=float)
+        p.add_argument("--repeat-penalty", type=float)
+        p.add_argument("--seed", type=int)
 
     p = sub.add_parser("generate", help="continue a prompt, streaming the text")
     common(p)

@@ -7,6 +7,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import InvalidRequest
 from .model import KVCache, Llama
 from .sampling import Sampler, SamplingParams, log_softmax
 from .tokenizer import StreamDecoder, Tokenizer
@@ -19,6 +20,7 @@ class TokenEvent:
     logprob: float | None = None
     top_logprobs: list[tuple[int, float]] = field(default_factory=list)
     finish_reason: str | None = None   # "stop" or "length" on the last event
+    index: int = 0                     # which choice of the request
 
 
 class StopStrings:
@@ -45,20 +47,34 @@ class StopStrings:
         return out
 
 
-class Sequence:
-    """One request's generation state: given the logits after its latest token, it samples the
-    next one and says what to stream (text, logprobs) and whether it is done. The caller runs
-    the model: alone (`generate`) or batched with other sequences (the scheduler)."""
+def check_request(model: Llama, prompt_ids: list[int], params: SamplingParams, n_ctx: int) -> None:
+    """The engine's rules for a request, raising InvalidRequest: a prompt of valid token ids that
+    leaves room for at least one token, and a logit bias on valid ids. (A max_tokens beyond the
+    room is not an error here: generation stops with "length" when the context is full.)"""
+    if not prompt_ids:
+        raise InvalidRequest("The prompt is empty.", param="prompt")
+    model.check_tokens(prompt_ids)
+    vocab = model.config.vocab_size
+    if any(not 0 <= t < vocab for t in params.logit_bias):
+        raise InvalidRequest(f"logit_bias keys must be token ids in [0, {vocab})", param="logit_bias")
+    if len(prompt_ids) >= n_ctx:
+        raise InvalidRequest(f"This model's context is {n_ctx} tokens and the prompt has {len(prompt_ids)}: "
+                             "no room to generate.", param="prompt", code="context_length_exceeded")
 
-    def __init__(self, tokenizer: Tokenizer, prompt_ids: list[int], params: SamplingParams, n_ctx: int):
-        if not prompt_ids:
-            raise ValueError("the prompt is empty")
+
+class Sequence:
+    """One choice's generation state: given the logits after its latest token, it samples the
+    next one and says what to stream (text, logprobs) and whether it is done. The caller runs
+    the model: alone (`generate`) or batched with other sequences (the scheduler). `index`
+    tells the choices of one request apart: each has its own stream of random numbers."""
+
+    def __init__(self, tokenizer: Tokenizer, prompt_ids: list[int], params: SamplingParams, n_ctx: int,
+                 index: int = 0):
+        self.tokenizer, self.params, self.index = tokenizer, params, index
         room = n_ctx - len(prompt_ids)
-        if room <= 0:
-            raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room in a context of {n_ctx}")
-        self.tokenizer, self.params = tokenizer, params
         self.max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
-        self.sampler, self.decoder, self.stops = Sampler(params), StreamDecoder(tokenizer), StopStrings(params.stop)
+        self.sampler = Sampler(params, index)
+        self.decoder, self.stops = StreamDecoder(tokenizer), StopStrings(params.stop)
         self.context, self.generated = list(prompt_ids), []
 
     def accept(self, logits: np.ndarray) -> TokenEvent:
@@ -68,7 +84,7 @@ class Sequence:
         token = self.sampler(logits, self.context, self.generated)
         self.context.append(token)
         self.generated.append(token)
-        event = TokenEvent(token, "")
+        event = TokenEvent(token, "", index=self.index)
         if params.logprobs is not None:
             lp = log_softmax(logits)
             event.logprob = float(lp[token])
@@ -91,6 +107,7 @@ class Sequence:
 def generate(model: Llama, tokenizer: Tokenizer, prompt_ids: list[int], params: SamplingParams,
              cache: KVCache) -> Iterator[TokenEvent]:
     """One sequence alone: prefill the prompt as one batch, then decode a token at a time."""
+    check_request(model, prompt_ids, params, cache.n_ctx)
     seq = Sequence(tokenizer, prompt_ids, params, cache.n_ctx)
     logits = model.forward(prompt_ids, 0, cache)
     while True:

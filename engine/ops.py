@@ -50,16 +50,16 @@ def apply_rope(x, cos, sin):
 # The sums over head_dim may be reordered (and so vectorized): the order is fixed when the
 # kernel is compiled, the same for every token and batch.
 @njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def attention(q, k_cache, v_cache, seqs, positions, out):
-    """Causal grouped-query attention of n tokens, token t at position positions[t] of
-    sequence seqs[t]. q: (n, heads, head_dim); k_cache, v_cache: (n_seqs, ctx, kv_heads,
-    head_dim), already holding the new tokens' keys and values; out: (n, heads, head_dim)."""
+def attention(q, k_cache, v_cache, slots, positions, out):
+    """Causal grouped-query attention of n tokens, token t at position positions[t] of KV slot
+    slots[t]. q: (n, heads, head_dim); k_cache, v_cache: (n_slots, ctx, kv_heads, head_dim),
+    already holding the new tokens' keys and values; out: (n, heads, head_dim)."""
     n, n_heads, head_dim = q.shape
     n_rep = n_heads // k_cache.shape[2]
     scale = np.float32(1.0 / np.sqrt(head_dim))
     for job in prange(n * n_heads):
         t, h = job // n_heads, job % n_heads
-        s, kv, length = seqs[t], h // n_rep, positions[t] + 1
+        s, kv, length = slots[t], h // n_rep, positions[t] + 1
         query = q[t, h]
         scores = np.empty(length, np.float32)
         for p in range(length):

@@ -1,29 +1,50 @@
 """Choosing the next token: penalties, logit bias, top-k, top-p, min-p, temperature, and a seeded
-random generator per request. Small pure steps, in llama.cpp's order."""
+random generator per request. Small pure steps, in llama.cpp's order.
+
+`SamplingParams`' field defaults are the one place each default lives. They are llama-server's,
+not OpenAI's: a small model sampled at OpenAI's (temperature 1, no top-k or min-p, no length
+limit) rambles on for thousands of tokens. A model file may carry its own (`general.sampling.*`,
+read by `model_defaults`); the server's configuration may override them per model; a request's
+own fields override those."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 
 @dataclass
 class SamplingParams:
-    temperature: float = 1.0          # 0 means greedy
-    top_k: int = 0                    # 0 keeps every token
-    top_p: float = 1.0
-    min_p: float = 0.0
+    temperature: float = 0.8          # 0 means greedy
+    top_k: int = 40                   # 0 keeps every token
+    top_p: float = 0.95
+    min_p: float = 0.05
     presence_penalty: float = 0.0     # OpenAI's, over the generated tokens
     frequency_penalty: float = 0.0
     repeat_penalty: float = 1.0       # llama.cpp's, over the last `repeat_last_n` tokens of context
     repeat_last_n: int = 64
     logit_bias: dict[int, float] = field(default_factory=dict)
     seed: int | None = None
-    max_tokens: int | None = None     # None: until the context is full
+    max_tokens: int | None = 2048     # a runaway generation ends here; None: when the context is full
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
     logprobs: int | None = None       # None: no logprobs; N: the chosen token's and the top N
+
+
+# GGUF metadata key -> the field it sets (llama.cpp's names for the model's recommended sampling)
+GGUF_KEYS = {"general.sampling.temp": "temperature", "general.sampling.top_k": "top_k",
+             "general.sampling.top_p": "top_p", "general.sampling.min_p": "min_p",
+             "general.sampling.penalty_repeat": "repeat_penalty", "general.sampling.penalty_last_n": "repeat_last_n"}
+
+
+def model_defaults(metadata: dict, **overrides) -> SamplingParams:
+    """A model's defaults: SamplingParams' own, then the file's general.sampling.* keys, then
+    `overrides` (None values are left out)."""
+    values = {field: type(getattr(SamplingParams, field))(metadata[key])
+              for key, field in GGUF_KEYS.items() if key in metadata}
+    values.update((k, v) for k, v in overrides.items() if v is not None)
+    return replace(SamplingParams(), **values)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -66,9 +87,12 @@ def filter_candidates(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray
 
 
 class Sampler:
-    def __init__(self, params: SamplingParams):
+    def __init__(self, params: SamplingParams, index: int = 0):
+        """`index`: the choice of a request (n > 1); each draws from its own stream, all fixed by
+        the seed (the first choice's is the seed's own, as with n = 1)."""
         self.params = params
-        self.rng = np.random.default_rng(params.seed)
+        seed = params.seed if params.seed is None or index == 0 else [params.seed, index]
+        self.rng = np.random.default_rng(seed)
 
     def __call__(self, logits: np.ndarray, context: list[int], generated: list[int]) -> int:
         p = self.params

@@ -1,18 +1,30 @@
 """The owner of one loaded model: a compute thread that batches every running request into each
 forward step (continuous batching), fed by a bounded FIFO queue.
 
-Each step runs, as one batch, the next token of every decoding request plus chunks of the
-prompts of newly admitted ones (up to `step_tokens` tokens), so every weight is read once per
-step for all of them. Requests join between steps (up to `parallel` at a time) and leave as soon
-as they finish or are cancelled. A token's result does not depend on its batch (see
-engine/kernels), so a request gets the same tokens alone or among others.
+A request's life, and the names it goes by:
+- `submit` checks it (engine rules, `InvalidRequest`) and queues it as a `Job`: its prompts and
+  sampling parameters, `n` choices per prompt, and the queue its `TokenEvent`s come back on. A
+  full queue refuses it (`QueueFull`).
+- Between steps the compute thread admits waiting jobs while their choices fit in `parallel`.
+  Each choice is a `Choice`: a KV-cache `Slot` (the token ids whose keys and values it holds) and
+  a `Sequence` (generate.py: sampling, stop strings, logprobs, detokenizing).
+- Each step runs, as one batch, a `Span` (model.py) per choice: the next token of every decoding
+  choice, then pieces of the prompts of newly admitted ones (up to `step_tokens` tokens), so every
+  weight is read once per step for all of them. The choices of one prompt share it: the first
+  computes it, the others copy its keys and values and start from the same logits.
+- Each choice's new token becomes a `TokenEvent` (with the choice's index) on its job's queue;
+  when every choice of a job has finished, or the job is cancelled (the client went away), the
+  job ends and its slots are free for the next.
 
-The KV cache has a slot per running request plus `cache_slots` more. A finished request's slot
-keeps its tokens' keys and values; a new request takes the free slot sharing the longest prefix
-with its prompt (else the least recently used one) and computes only the rest. That is prefix
-caching: a chat's next turn repeats the conversation and pays only for the new message.
+A token's result does not depend on its batch (see engine/kernels), so a request gets the same
+tokens alone or among others.
 
-The event loop never runs model maths: it submits requests and awaits their token events.
+The KV cache has a slot per running choice plus `cache_slots` more. A finished choice's slot keeps
+its keys and values; a new choice takes the free slot sharing the longest prefix with its prompt
+(else the least recently used one) and computes only the rest. That is prefix caching: a chat's
+next turn repeats the conversation and pays only for the new message.
+
+The event loop never runs model maths: it submits jobs and awaits their token events.
 """
 from __future__ import annotations
 
@@ -22,9 +34,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .generate import Sequence, TokenEvent
+from .errors import InvalidRequest
+from .generate import Sequence, TokenEvent, check_request
 from .loader import LoadedModel, set_threads
-from .model import Chunk
+from .model import Span
 from .sampling import SamplingParams
 
 
@@ -32,16 +45,23 @@ class QueueFull(Exception):
     """The model's queue holds as many waiting requests as it may."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
-    prompt_ids: list[int]
+    """One request: `n` choices for each of its prompts."""
+    prompts: list[list[int]]
     params: SamplingParams
+    n: int
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None
     cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
     submitted: float = field(default_factory=time.monotonic)
+    unfinished: int = 0     # choices not yet finished (set at admission)
+
+    @property
+    def choices(self) -> int:
+        return len(self.prompts) * self.n
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -61,24 +81,27 @@ class Observer:
 
 @dataclass
 class Slot:
-    """A sequence's place in the KV cache and the tokens whose keys and values it holds."""
+    """A place in the KV cache and the token ids whose keys and values it holds."""
     index: int
     tokens: list[int] = field(default_factory=list)
     busy: bool = False
     last_used: float = 0.0
 
 
-@dataclass
-class Running:
+@dataclass(eq=False)
+class Choice:
+    """One generated sequence of a job, in its KV slot."""
     job: Job
+    index: int              # the choice's index in the response (prompt * n + i)
     slot: Slot
-    seq: Sequence
-    last_event: float  # when its previous token (or its admission) happened
+    sequence: Sequence
+    last_event: float       # when its previous token (or its admission) happened
+    leader: "Choice | None" = None  # the choice that computes the prompt this one shares
 
     @property
     def pending(self) -> list[int]:
         """Context tokens not yet in the cache: the prompt's rest, or the last sampled token."""
-        return self.seq.context[len(self.slot.tokens):]
+        return self.sequence.context[len(self.slot.tokens):]
 
 
 _DONE = object()
@@ -95,23 +118,31 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 class ModelRunner:
     def __init__(self, loaded: LoadedModel, n_ctx: int, queue_size: int = 16, timeout: float | None = None,
-                 parallel: int = 4, step_tokens: int = 256, cache_slots: int = 4, observer: Observer | None = None,
-                 threads: int | None = None):
+                 parallel: int = 8, step_tokens: int = 256, cache_slots: int = 4, observer: Observer | None = None,
+                 threads: int | None = None, defaults: SamplingParams | None = None):
         self.loaded, self.n_ctx, self.queue_size, self.timeout = loaded, n_ctx, queue_size, timeout
-        self.threads = threads
-        self.parallel, self.step_tokens = parallel, max(step_tokens, parallel)
+        self.parallel, self.step_tokens, self.threads = parallel, max(step_tokens, parallel), threads
+        self.defaults = defaults or loaded.sampling  # sampling defaults for what requests leave out
         self.observer = observer or Observer()
         self.cache = loaded.model.new_cache(n_ctx, parallel + cache_slots)
         self.slots = [Slot(i) for i in range(parallel + cache_slots)]
-        self.running: list[Running] = []
+        self.running: list[Choice] = []
         self._waiting: collections.deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="llamba-model", daemon=True)
         self._thread.start()
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams) -> Job:
-        job = Job(list(prompt_ids), params, asyncio.get_running_loop())
+    def submit(self, prompts: list[list[int]], params: SamplingParams, n: int = 1) -> Job:
+        """Queue a request (in the event loop's thread). Raises InvalidRequest or QueueFull."""
+        if not prompts:
+            raise InvalidRequest("The prompt is empty.", param="prompt")
+        for ids in prompts:
+            check_request(self.loaded.model, ids, params, self.n_ctx)
+        job = Job([list(p) for p in prompts], params, n, asyncio.get_running_loop())
+        if job.choices > self.parallel:
+            raise InvalidRequest(f"{job.choices} choices ({len(prompts)} prompts x n={n}) exceed the "
+                                 f"{self.parallel} this server generates at once", param="n")
         if self.timeout:
             job.deadline = time.monotonic() + self.timeout
         with self._wake:
@@ -149,70 +180,95 @@ class ModelRunner:
                     self._wake.wait()
                 if self._stopping:
                     return
-                while self._waiting and len(self.running) < self.parallel:
+                while self._waiting and len(self.running) + self._waiting[0].choices <= self.parallel:
                     self._admit(self._waiting.popleft())
                 self._report()
             try:
                 self._step()
             except Exception as e:  # reported to every request in the step; the model keeps serving
-                for r in list(self.running):
-                    r.job._emit(e)
-                    self._retire(r)
+                for job in {c.job for c in self.running}:
+                    job._emit(e)
+                    self._end(job)
 
     def _admit(self, job: Job) -> None:
         if job.cancelled.is_set():
             job._emit(_DONE)
             return
-        try:
-            seq = Sequence(self.loaded.tokenizer, job.prompt_ids, job.params, self.n_ctx)
-        except ValueError as e:
-            job._emit(e)
-            job._emit(_DONE)
-            return
-        shared, slot = max(((common_prefix(s.tokens, job.prompt_ids), s) for s in self.slots if not s.busy),
-                           key=lambda pair: (pair[0], -pair[1].last_used))
-        # reuse at most all but the last prompt token: its logits start the generation
-        job.cached_tokens = min(shared, len(job.prompt_ids) - 1)
-        del slot.tokens[job.cached_tokens:]
-        slot.busy = True
-        self.running.append(Running(job, slot, seq, last_event=job.submitted))
+        job.unfinished = job.choices
+        for p, prompt in enumerate(job.prompts):
+            leader = None
+            for i in range(job.n):
+                choice = Choice(job, p * job.n + i, self._take_slot(job, prompt, shared=leader is None),
+                                Sequence(self.loaded.tokenizer, prompt, job.params, self.n_ctx, index=i),
+                                last_event=job.submitted, leader=leader)
+                self.running.append(choice)
+                leader = leader or choice
         self.observer.admitted(job)
 
-    def _retire(self, r: Running) -> None:
-        r.slot.busy, r.slot.last_used = False, time.monotonic()
-        self.running.remove(r)
-        r.job._emit(_DONE)
+    def _take_slot(self, job: Job, prompt: list[int], shared: bool) -> Slot:
+        """A free slot: the one sharing the longest prefix with the prompt (for the choice that
+        computes it), else the least recently used."""
+        free = [s for s in self.slots if not s.busy]
+        prefix, slot = max(((common_prefix(s.tokens, prompt) if shared else 0, s) for s in free),
+                           key=lambda pair: (pair[0], -pair[1].last_used))
+        # reuse at most all but the last prompt token: its logits start the generation
+        reused = min(prefix, len(prompt) - 1)
+        job.cached_tokens += reused
+        del slot.tokens[reused:]
+        slot.busy = True
+        return slot
+
+    def _end(self, job: Job) -> None:
+        """Retire every choice of a job and end its event stream."""
+        for c in [c for c in self.running if c.job is job]:
+            c.slot.busy, c.slot.last_used = False, time.monotonic()
+            self.running.remove(c)
+        job._emit(_DONE)
         self._report()
 
     def _report(self) -> None:
-        self.observer.queue(len(self.running), len(self._waiting))
+        self.observer.queue(len({c.job for c in self.running}), len(self._waiting))
 
     def _step(self) -> None:
-        for r in [r for r in self.running if r.job.cancelled.is_set()]:
-            self._retire(r)
-        # decoding requests first (one token each), then prompt chunks within the token budget
+        for job in {c.job for c in self.running if c.job.cancelled.is_set()}:
+            self._end(job)
+        # decoding choices first (one token each), then prompt pieces within the token budget;
+        # a choice sharing another's prompt waits for it
         batch, budget = [], self.step_tokens
-        for r in sorted(self.running, key=lambda r: len(r.pending) > 1):
-            tokens = r.pending[:budget]
+        for c in sorted(self.running, key=lambda c: len(c.pending) > 1):
+            tokens = [] if c.leader and c.leader.pending else c.pending[:budget]
             if tokens:
-                batch.append((r, Chunk(r.slot.index, len(r.slot.tokens), tokens)))
+                batch.append((c, Span(c.slot.index, len(c.slot.tokens), tokens)))
                 budget -= len(tokens)
         if not batch:
             return
-        logits = self.loaded.model.step([chunk for _, chunk in batch], self.cache)
+        logits = self.loaded.model.step([span for _, span in batch], self.cache)
         now = time.monotonic()
-        for (r, chunk), row in zip(batch, logits):
-            r.slot.tokens.extend(chunk.tokens)
-            if r.pending:  # the prompt is not all in yet
+        for (c, span), row in zip(batch, logits):
+            c.slot.tokens.extend(span.tokens)
+            if c.pending:  # the prompt is not all in yet
                 continue
-            event = r.seq.accept(row)
-            if r.job.deadline is not None and now > r.job.deadline and not event.finish_reason:
-                event.finish_reason = "length"  # out of time: cut short, like max_tokens
-            self.observer.token(r.job, now - r.last_event, first=len(r.seq.generated) == 1)
-            r.last_event = now
-            r.job._emit(event)
-            if event.finish_reason:
-                self._retire(r)
+            followers = [f for f in self.running if f.leader is c and len(f.slot.tokens) < len(c.slot.tokens)]
+            for f in followers:  # the prompt is in: the choices sharing it start from here too
+                self.cache.copy(c.slot.index, f.slot.index, len(c.slot.tokens))
+                f.slot.tokens = list(c.slot.tokens)
+                self._emit(f, row, now)
+            self._emit(c, row, now)
+
+    def _emit(self, c: Choice, logits, now: float) -> None:
+        event = c.sequence.accept(logits)
+        if c.job.deadline is not None and now > c.job.deadline and not event.finish_reason:
+            event.finish_reason = "length"  # out of time: cut short, like max_tokens
+        self.observer.token(c.job, now - c.last_event, first=len(c.sequence.generated) == 1)
+        c.last_event = now
+        c.job._emit(event)
+        if event.finish_reason:
+            c.slot.busy, c.slot.last_used = False, time.monotonic()
+            self.running.remove(c)
+            c.job.unfinished -= 1
+            if c.job.unfinished == 0:
+                c.job._emit(_DONE)
+            self._report()
 
 
-__all__ = ["ModelRunner", "Job", "QueueFull", "TokenEvent", "Observer"]
+__all__ = ["ModelRunner", "Job", "QueueFull", "TokenEvent", "Observer", "InvalidRequest"]

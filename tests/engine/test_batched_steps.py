@@ -3,7 +3,7 @@ into chunks, decoded tokens of other sequences beside them, any order — bit fo
 import numpy as np
 
 from support import SMOLLM2, loaded
-from llamba.engine.model import Chunk
+from llamba.engine.model import Span
 
 
 def test_chunked_prompts_among_other_sequences_give_the_same_logits_as_alone():
@@ -15,9 +15,9 @@ def test_chunked_prompts_among_other_sequences_give_the_same_logits_as_alone():
     cache = model.new_cache(64, n_seqs=4)
     # sequence 0 in chunks of 16, 16, 5; sequence 1 whole in the first step, then decoding;
     # sequence 2 joins in the second step, in slot 3
-    first = model.step([Chunk(0, 0, prompts[0][:16]), Chunk(1, 0, prompts[1])], cache)
-    second = model.step([Chunk(1, 11, [7]), Chunk(0, 16, prompts[0][16:32]), Chunk(3, 0, prompts[2])], cache)
-    third = model.step([Chunk(0, 32, prompts[0][32:]), Chunk(1, 12, [8])], cache)
+    first = model.step([Span(0, 0, prompts[0][:16]), Span(1, 0, prompts[1])], cache)
+    second = model.step([Span(1, 11, [7]), Span(0, 16, prompts[0][16:32]), Span(3, 0, prompts[2])], cache)
+    third = model.step([Span(0, 32, prompts[0][32:]), Span(1, 12, [8])], cache)
     assert np.array_equal(first[1], alone[1])
     assert np.array_equal(second[2], alone[2])
     assert np.array_equal(third[0], alone[0])

@@ -5,7 +5,7 @@ import pytest
 
 from support import SMOLLM2, loaded
 from llamba.engine.generate import StopStrings, generate
-from llamba.engine.sampling import SamplingParams, apply_penalties, filter_candidates
+from llamba.engine.sampling import SamplingParams, apply_penalties, filter_candidates, model_defaults
 
 
 def run(params: SamplingParams, prompt="Once upon a time,"):
@@ -75,7 +75,16 @@ def test_penalties_and_filters():
     p = SamplingParams(repeat_penalty=2.0, presence_penalty=0.5, frequency_penalty=0.25)
     out = apply_penalties(logits, p, context=[0, 2], generated=[2, 2])
     assert out[0] == pytest.approx(1.5) and out[2] == pytest.approx(-2.0 - 0.5 - 0.5)
-    ids, probs = filter_candidates(logits, SamplingParams(top_p=0.5))
+    neutral = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
+    ids, probs = filter_candidates(logits, SamplingParams(**{**neutral, "top_p": 0.5}))
     assert list(ids) == [0] and probs[0] == 1.0
-    ids, _ = filter_candidates(logits, SamplingParams(min_p=0.3))
+    ids, _ = filter_candidates(logits, SamplingParams(**{**neutral, "min_p": 0.3}))
     assert list(ids) == [0, 1]
+
+
+def test_model_defaults_come_from_the_file_then_overrides():
+    shipped = SamplingParams()
+    assert (shipped.temperature, shipped.top_k, shipped.top_p, shipped.min_p) == (0.8, 40, 0.95, 0.05)
+    meta = {"general.sampling.temp": 0.6, "general.sampling.top_k": 20}
+    d = model_defaults(meta, top_k=5, min_p=None)
+    assert (d.temperature, d.top_k, d.top_p, d.min_p) == (0.6, 5, 0.95, 0.05)
