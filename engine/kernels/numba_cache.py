@@ -1,8 +1,8 @@
-"""numba's on-disk cache, keyed by every kernel source file at once.
+"""numba's on-disk cache, keyed by every engine source file at once, and by module name.
 
 numba checks only the source file of the function it compiled, but the kernels inline helpers
 from dot.py, simd.py and layout.py: after an edit there, a cached kernel would keep the old code.
-Functions defined in this package get a cache locator whose stamp hashes all its files."""
+Functions defined in the engine get a cache locator whose stamp hashes all its files."""
 from __future__ import annotations
 
 import hashlib
@@ -11,23 +11,28 @@ from pathlib import Path
 
 from numba.core.caching import CacheImpl, InTreeCacheLocator, UserProvidedCacheLocator
 
-PACKAGE = Path(__file__).resolve().parent
+ENGINE = Path(__file__).resolve().parent.parent
 
 
 @lru_cache(maxsize=1)
-def package_stamp() -> str:
-    return hashlib.sha256(b"".join(f.read_bytes() for f in sorted(PACKAGE.glob("*.py")))).hexdigest()
+def engine_stamp() -> str:
+    return hashlib.sha256(b"".join(f.read_bytes() for f in sorted(ENGINE.rglob("*.py")))).hexdigest()
 
 
 class _PackageStamp:
     @classmethod
     def from_function(cls, py_func, py_file):
-        if Path(py_file).resolve().parent != PACKAGE:
+        if ENGINE not in Path(py_file).resolve().parents:
             return None
-        return super().from_function(py_func, py_file)
+        locator = super().from_function(py_func, py_file)
+        if locator is not None:
+            locator.module = py_func.__module__
+        return locator
 
     def get_source_stamp(self):
-        return package_stamp()
+        # the module's name too: cached code refers to its module by name (engine.kernels.x
+        # from a source tree, llamba.engine.kernels.x installed)
+        return f"{engine_stamp()}:{self.module}"
 
 
 class KernelCacheDirLocator(_PackageStamp, UserProvidedCacheLocator):
