@@ -6,10 +6,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from contextlib import contextmanager
 
 import httpx
-import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from support import ROOT, SMOLLM2, model_path
 
@@ -57,3 +58,22 @@ def server_process(*flags: str, env: dict | None = None):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def metrics(base: str) -> dict[str, float]:
+    """The server's /metrics samples by name (one model, so one sample each; 0 for a counter
+    that has not counted yet)."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return defaultdict(float, {s.name: s.value for family in text_string_to_metric_families(text)
+                               for s in family.samples})
+
+
+def wait_until_idle(base: str, patience: float = 60) -> dict[str, float]:
+    """/metrics once no request runs or waits (or after `patience` seconds: a guard against a
+    hang, not a speed check — the caller asserts on the returned values)."""
+    deadline = time.monotonic() + patience
+    while True:
+        m = metrics(base)
+        if m["llamba_requests_running"] == 0 and m["llamba_requests_waiting"] == 0 or time.monotonic() > deadline:
+            return m
+        time.sleep(0.05)
