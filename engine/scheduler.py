@@ -67,7 +67,10 @@ class Job:
         self.cancelled.set()
 
     def _emit(self, item) -> None:
-        self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+        except RuntimeError:  # the event loop that awaited this job has closed: nobody listens
+            self.cancel()
 
 
 class Observer:

@@ -1,0 +1,144 @@
+"""The model runner in this process (no server): admission up to `parallel`, a full queue, the
+engine's request rules, cancellation, prefix reuse, and n choices sharing one prompt."""
+import asyncio
+
+import pytest
+
+from llamba.engine.errors import InvalidRequest
+from llamba.engine.generate import generate
+from llamba.engine.sampling import SamplingParams
+from llamba.engine.scheduler import ModelRunner, Observer, QueueFull
+from support import SMOLLM2, loaded
+
+GREEDY = SamplingParams(temperature=0, max_tokens=8)
+LONG = SamplingParams(temperature=0, max_tokens=200, ignore_eos=True)
+
+
+class Recorder(Observer):
+    def __init__(self):
+        self.queues = []
+
+    def queue(self, running: int, waiting: int) -> None:
+        self.queues.append((running, waiting))
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return loaded(SMOLLM2)
+
+
+def prompt(lm, text: str) -> list[int]:
+    return lm.chat_prompt_ids([{"role": "user", "content": text}])
+
+
+async def tokens(runner: ModelRunner, job) -> dict[int, list[int]]:
+    out = {}
+    async for event in runner.stream(job):
+        out.setdefault(event.index, []).append(event.token_id)
+    return out
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_admits_up_to_parallel_and_queues_the_rest(lm):
+    async def go():
+        observer = Recorder()
+        runner = ModelRunner(lm, 512, queue_size=4, parallel=2, observer=observer)
+        jobs = [runner.submit([prompt(lm, f"Story {i}.")], LONG) for i in range(3)]
+        await asyncio.sleep(0.5)
+        running_then = (len({c.job for c in runner.running}), len(runner._waiting))
+        for job in jobs:
+            job.cancel()
+        runner.close()
+        return running_then, observer.queues
+    (running, waiting), reports = run(go())
+    assert (running, waiting) == (2, 1)
+    assert max(r for r, _ in reports) == 2  # never more than `parallel` at once
+
+
+def test_full_queue_refuses_at_submission(lm):
+    async def go():
+        runner = ModelRunner(lm, 512, queue_size=1, parallel=1)
+        first = runner.submit([prompt(lm, "One.")], LONG)
+        await asyncio.sleep(0.3)  # admitted: the queue is empty again
+        second = runner.submit([prompt(lm, "Two.")], LONG)
+        with pytest.raises(QueueFull):
+            runner.submit([prompt(lm, "Three.")], LONG)
+        first.cancel(), second.cancel()
+        runner.close()
+    run(go())
+
+
+def test_engine_rules_are_checked_at_submission(lm):
+    async def go():
+        runner = ModelRunner(lm, 64, parallel=2)
+        cases = [([[]], GREEDY, 1), ([[10 ** 6]], GREEDY, 1), ([list(range(100, 200))], GREEDY, 1),
+                 ([[1, 2]], SamplingParams(logit_bias={-1: 1.0}), 1), ([[1, 2]], GREEDY, 3)]
+        errors = []
+        for prompts, params, n in cases:
+            with pytest.raises(InvalidRequest) as e:
+                runner.submit(prompts, params, n=n)
+            errors.append((e.value.param, e.value.code))
+        runner.close()
+        return errors
+    assert run(go()) == [("prompt", None), ("prompt", None), ("prompt", "context_length_exceeded"),
+                         ("logit_bias", None), ("n", None)]
+
+
+def test_cancelling_frees_the_slot(lm):
+    async def go():
+        runner = ModelRunner(lm, 512, parallel=1)
+        job = runner.submit([prompt(lm, "Write a long story.")], LONG)
+        seen = 0
+        async for _ in runner.stream(job):  # leaving the loop cancels the job
+            seen += 1
+            if seen == 3:
+                break
+        for _ in range(200):
+            if not runner.running:
+                break
+            await asyncio.sleep(0.01)
+        slots_busy = [s.busy for s in runner.slots]
+        after = await tokens(runner, runner.submit([prompt(lm, "Hi")], GREEDY))
+        runner.close()
+        return runner.running, slots_busy, after
+    running, busy, after = run(go())
+    assert running == [] and not any(busy)
+    assert len(after[0]) >= 1
+
+
+def test_a_repeated_prefix_is_reused(lm):
+    async def go():
+        runner = ModelRunner(lm, 512, parallel=1, cache_slots=1)
+        first_ids = prompt(lm, "Name a colour.")
+        first = runner.submit([first_ids], GREEDY)
+        answer = (await tokens(runner, first))[0]
+        second_ids = first_ids + answer + prompt(lm, "And another.")
+        second = runner.submit([second_ids], GREEDY)
+        await tokens(runner, second)
+        runner.close()
+        return first.cached_tokens, second.cached_tokens, len(first_ids) + len(answer) - 1
+    first, second, reusable = run(go())
+    assert first == 0 and second == reusable  # all but the first answer's last token (never computed)
+
+
+def test_n_choices_share_the_prompt_each_with_its_own_seed(lm):
+    ids = prompt(lm, "Tell me about the sea.")
+    alone = [e.token_id for e in generate(lm.model, lm.tokenizer, ids, GREEDY, lm.model.new_cache(512))]
+    seeded = SamplingParams(temperature=0.8, seed=11, max_tokens=12)
+
+    async def go():
+        runner = ModelRunner(lm, 512, parallel=4)
+        greedy = await tokens(runner, runner.submit([ids], GREEDY, n=3))
+        first = await tokens(runner, runner.submit([ids], seeded, n=3))
+        again = await tokens(runner, runner.submit([ids], seeded, n=3))
+        runner.close()
+        return greedy, first, again
+    greedy, first, again = run(go())
+    assert greedy == {0: alone, 1: alone, 2: alone}
+    assert first == again and len({tuple(t) for t in first.values()}) > 1
+    # the first choice draws what n = 1 with the same seed draws
+    solo = [e.token_id for e in generate(lm.model, lm.tokenizer, ids, seeded, lm.model.new_cache(512))]
+    assert first[0] == solo
