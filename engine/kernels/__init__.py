@@ -17,17 +17,20 @@ from gguf import GGMLQuantizationType as T
 
 from .activations import Activations
 from .float_types import F16_TABLE, float_product
-from .k_quants import pack_q4_k, pack_q5_k, pack_q6_k, q4_k_product, q6_k_product
+from .k_quants import pack_q4_k, pack_q5_k, pack_q6_k, q4_k_product, q5_k_product, q6_k_product
 from .layout import GROUP
 from .legacy_quants import pack_q4_0, pack_q4_1, pack_q8_0, q4_0_product, q4_1_product, q8_0_product
 
-PACKERS = {T.Q4_0: pack_q4_0, T.Q4_1: pack_q4_1, T.Q8_0: pack_q8_0,
-           T.Q4_K: pack_q4_k, T.Q5_K: pack_q5_k, T.Q6_K: pack_q6_k}
+# quant type -> (the repacking of its GGUF bytes, the product kernel over the repacked arrays);
+# every kernel is kernel(weight arrays, quantized activations, activation sums, out)
+QUANT_KERNELS = {T.Q4_0: (pack_q4_0, q4_0_product), T.Q4_1: (pack_q4_1, q4_1_product),
+                 T.Q8_0: (pack_q8_0, q8_0_product), T.Q4_K: (pack_q4_k, q4_k_product),
+                 T.Q5_K: (pack_q5_k, q5_k_product), T.Q6_K: (pack_q6_k, q6_k_product)}
 FLOAT_TYPES = (T.F32, T.F16, T.BF16)
-SUPPORTED_TYPES = tuple(PACKERS) + FLOAT_TYPES
-_NO_TOPS = np.empty((0, 0), np.uint8)
+SUPPORTED_TYPES = tuple(QUANT_KERNELS) + FLOAT_TYPES
 
-__all__ = ["Activations", "Weight", "isa", "pack", "matmul", "matvec", "product", "SUPPORTED_TYPES", "FLOAT_TYPES", "PACKERS"]
+__all__ = ["Activations", "Weight", "isa", "pack", "matmul", "matvec", "product", "SUPPORTED_TYPES",
+           "FLOAT_TYPES", "QUANT_KERNELS"]
 
 
 @dataclass
@@ -44,11 +47,11 @@ def pack(name: str, ttype: T, shape: tuple[int, int], raw: np.ndarray) -> Weight
     rows, k = shape
     if ttype in FLOAT_TYPES:
         return Weight(name, ttype, shape, (raw.view(np.uint32 if ttype == T.F32 else np.uint16),))
-    if ttype not in PACKERS:
+    if ttype not in QUANT_KERNELS:
         raise ValueError(f"{name}: tensor type {ttype.name} is not supported")
     if rows % GROUP or k % 256 and ttype in (T.Q4_K, T.Q5_K, T.Q6_K):
         raise ValueError(f"{name}: shape {shape} does not fit {ttype.name} kernels (rows % {GROUP})")
-    return Weight(name, ttype, shape, PACKERS[ttype](raw.reshape(rows, -1)))
+    return Weight(name, ttype, shape, QUANT_KERNELS[ttype][0](raw.reshape(rows, -1)))
 
 
 def matmul(weight: Weight, x: np.ndarray | Activations) -> np.ndarray:
@@ -65,19 +68,9 @@ def matmul(weight: Weight, x: np.ndarray | Activations) -> np.ndarray:
 
 def product(weight: Weight, a: Activations, out: np.ndarray) -> tuple[Callable, tuple]:
     """The kernel that multiplies `weight` by `a` into `out`, and its arguments."""
-    w, t = weight.arrays, weight.type
-    if t == T.Q4_0:
-        return q4_0_product, (*w, a.quantized, a.scale, a.sums16, out)
-    if t == T.Q8_0:
-        return q8_0_product, (*w, a.quantized, a.scale, a.sums16, out)
-    if t == T.Q4_1:
-        return q4_1_product, (*w, a.quantized, a.scale, a.sums32, out)
-    if t in (T.Q4_K, T.Q5_K):
-        quants, tops, sc, mn, d, dmin = w if t == T.Q5_K else (w[0], _NO_TOPS, *w[1:])
-        return q4_k_product, (quants, tops, sc, mn, d, dmin, a.quantized, a.scale, a.sums32, out)
-    if t == T.Q6_K:
-        return q6_k_product, (*w, a.quantized, a.scale, a.sums16, out)
-    return float_product, (int(t), w[0], a.x, F16_TABLE, out)
+    if weight.type in FLOAT_TYPES:
+        return float_product, (int(weight.type), weight.arrays[0], a.x, F16_TABLE, out)
+    return QUANT_KERNELS[weight.type][1], (weight.arrays, a.quantized, (a.scale, a.sums16, a.sums32), out)
 
 
 def matvec(weight: Weight, x: np.ndarray) -> np.ndarray:

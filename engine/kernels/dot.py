@@ -1,13 +1,14 @@
 """The byte dot product every quantized kernel is built on: one implementation per instruction-set
 path (isa.py), all computing the same exact integer sums.
 
-    dot16(v0, v1, v2, v3, hi0..hi3, lo0..lo3, even0..even3, odd0..odd3, bits) -> I32x16
+    dot(w, hi, lo, even, odd, p, bits) -> I32x16
 
-Each v_i holds, per lane (an output row), 4 unsigned weight bytes, below 2^bits (`bits` is a
-literal 4, 5, 6 or 8). The int32 scalars describe the 4 activations those bytes multiply, each
-activation a = 256 hi + lo (activations.py): hi_i and lo_i hold the 4 signed bytes hi and lo;
-even_i and odd_i hold a of values 0 and 2, and of values 1 and 3, as two int16. Per lane the
-result is sum_i sum_j v_i[j] a_i[j], exact in int32.
+Each vector w_i of the tuple w (4 or 8: 16 or 32 values) holds, per lane (an output row), 4
+unsigned weight bytes, below 2^bits (`bits` is a literal 4, 5, 6 or 8). Element p + i of each
+activation row describes the 4 activations w_i multiplies, each a = 256 hi + lo (activations.py):
+hi and lo hold their 4 signed bytes hi and lo; even and odd hold a of values 0 and 2, and of
+values 1 and 3, as two int16. Per lane the result is sum_i sum_j w_i[j] a_i[j], exact in int32
+(at most 32 * 255 * 32639 < 2^31).
 
 How each path multiplies:
 - avx512vnni, avxvnni: `vpdpbusd` (u8 x s8, 4 products summed into an i32 lane), on hi then lo.
@@ -144,13 +145,14 @@ def _sixteen_bit(builder, w, even, odd, madd):
 
 
 def _maddubs(builder, w, hi, lo, bits):
-    """Weights below 2^6: vpmaddubsw summed in i16 (each sum of 2 * group products of at most
-    (2^bits - 1) * 127 stays below 2^15), then vpmaddwd by 256 (hi) or 1 (lo) into i32."""
+    """Weights below 2^6: vpmaddubsw summed in i16 while no sum can saturate (a group's
+    2 * group products of at most (2^bits - 1) * 127 stay below 2^15), then vpmaddwd by 256 (hi)
+    or 1 (lo) into i32."""
     n = w[0].type.count
     name = "llvm.x86.avx512.pmaddubs.w.512" if n == 16 else "llvm.x86.avx2.pmadd.ub.sw"
-    group = 4 if bits <= 5 else 2
+    group = {4: 8, 5: 4, 6: 2}[bits]
     terms = []
-    for k in range(0, 4, group):
+    for k in range(0, len(w), group):
         for acts, factor in ((hi, 256), (lo, 1)):
             pairs = [_call(builder, name, _vec(_I16, 2 * n), [_as(builder, wi, _I8), _as(builder, ai, _I8)])
                      for wi, ai in zip(w[k:k + group], acts[k:k + group])]
@@ -158,8 +160,9 @@ def _maddubs(builder, w, hi, lo, bits):
     return _sum(builder, terms)
 
 
-def dot16_ir(builder, path, w, hi, lo, even, odd, bits):
-    """The IR of dot16 for `path`: w four <16 x i32>; hi, lo, even and odd four i32 scalars each."""
+def dot_ir(builder, path, w, hi, lo, even, odd, bits):
+    """The IR of `dot` for `path`: w four or eight <16 x i32>; hi, lo, even and odd as many i32
+    scalars each."""
     lanes = LANES[path]
     w_pieces = [_pieces(builder, wi, lanes) if lanes < 16 else [wi] for wi in w]
     hi, lo, even, odd = ([_splat(builder, x, lanes) for x in acts] for acts in (hi, lo, even, odd))
@@ -178,13 +181,21 @@ def dot16_ir(builder, path, w, hi, lo, even, odd, bits):
 
 
 @intrinsic(prefer_literal=True)
-def dot16(typingctx, v0, v1, v2, v3, hi0, hi1, hi2, hi3, lo0, lo1, lo2, lo3,
-          even0, even1, even2, even3, odd0, odd1, odd2, odd3, bits):
+def dot(typingctx, w, hi, lo, even, odd, p, bits):
+    """sum over the vectors of w (a tuple of 4 or 8) of their bytes times the activations from
+    int32 index p of the rows hi, lo, even and odd (one token's, see activations.py)."""
     if not isinstance(bits, types.IntegerLiteral) or bits.literal_value not in (4, 5, 6, 8):
-        raise TypeError(f"dot16: bits must be a literal 4, 5, 6 or 8, not {bits}")
+        raise TypeError(f"dot: bits must be a literal 4, 5, 6 or 8, not {bits}")
+    if not (isinstance(w, types.UniTuple) and w.dtype == I32x16 and w.count in (4, 8)):
+        raise TypeError(f"dot: weights must be a tuple of 4 or 8 I32x16, not {w}")
 
     def codegen(context, builder, sig, args):
-        s = [context.cast(builder, a, t, types.int32) for a, t in zip(args[4:20], sig.args[4:20])]
-        return dot16_ir(builder, PATH, list(args[:4]), s[0:4], s[4:8], s[8:12], s[12:16], bits.literal_value)
-    return I32x16(v0, v1, v2, v3, hi0, hi1, hi2, hi3, lo0, lo1, lo2, lo3,
-                  even0, even1, even2, even3, odd0, odd1, odd2, odd3, bits), codegen
+        vectors = [builder.extract_value(args[0], i) for i in range(sig.args[0].count)]
+        index = context.cast(builder, args[5], sig.args[5], types.intp)
+        acts = []
+        for array_type, array in zip(sig.args[1:5], args[1:5]):
+            data = cgutils.create_struct_proxy(array_type)(context, builder, value=array).data
+            acts.append([builder.load(builder.gep(data, [builder.add(index, ir.Constant(index.type, i))]))
+                         for i in range(len(vectors))])
+        return dot_ir(builder, PATH, vectors, *acts, bits.literal_value)
+    return I32x16(w, hi, lo, even, odd, p, bits), codegen

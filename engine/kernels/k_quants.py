@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .layout import (accumulate, chunks, dot16, dot32, groups_of, interleave, interleave_f16, interleave_scales,
-                     nibbles, pack_nibbles, prefetch_ahead, write_rows)
+from .layout import (accumulate, dot, groups_of, interleave, interleave_f16, interleave_scales,
+                     nibbles, pack_nibbles, prefetch_ahead, tasks, write_rows)
 from .simd import load_bytes, load_f16, load_i8, splat_f32, splat_i32, to_f32
 
 
@@ -76,13 +76,26 @@ def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def q4_k_product(quants, tops, sc, mn, d, dmin, xq, scale, sums32, out):
+def q4_k_product(w, xq, a, out):
+    quants, sc, mn, d, dmin = w
+    _q4_k_q5_k_product(quants, np.empty((0, 0), np.uint8), sc, mn, d, dmin, xq, a, out)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def q5_k_product(w, xq, a, out):
+    quants, tops, sc, mn, d, dmin = w
+    _q4_k_q5_k_product(quants, tops, sc, mn, d, dmin, xq, a, out)
+
+
+@njit(inline="always")
+def _q4_k_q5_k_product(quants, tops, sc, mn, d, dmin, xq, a, out):
     """Q4_K, or Q5_K when `tops` holds the fifth bits (an empty array for Q4_K)."""
+    scale, _, sums32 = a
     n = xq[0].shape[0]
     one_bits = splat_i32(0x01010101)
-    for chunk in prange(chunks(quants)):
+    for task in prange(tasks(quants)):
         acc = np.empty((n, 16), np.float32)
-        for g in groups_of(chunk, quants):
+        for g in groups_of(task, quants):
             acc[:] = 0
             for c in range(scale.shape[1]):  # sub-blocks of 32
                 prefetch_ahead(quants[g], 256 * c, 256)
@@ -97,18 +110,19 @@ def q4_k_product(quants, tops, sc, mn, d, dmin, xq, scale, sums32, out):
                 row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
                 row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
                 for t in range(n):
-                    s = to_f32(dot32(v, xq, t, 8 * c, 5)) * (row_scale * splat_f32(scale[t, c]))
+                    s = to_f32(dot(v, xq, t, 8 * c, 5)) * (row_scale * splat_f32(scale[t, c]))
                     accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
             write_rows(acc, g, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def q6_k_product(quants, tops, sc, d, xq, scale, sums16, out):
+def q6_k_product(w, xq, a, out):
+    (quants, tops, sc, d), (scale, sums16, _) = w, a
     n = xq[0].shape[0]
     two_bits = splat_i32(0x03030303)
-    for chunk in prange(chunks(quants)):
+    for task in prange(tasks(quants)):
         acc = np.empty((n, 16), np.float32)
-        for g in groups_of(chunk, quants):
+        for g in groups_of(task, quants):
             acc[:] = 0
             for c in range(scale.shape[1]):  # 32 values: sub-blocks 2c and 2c + 1
                 prefetch_ahead(quants[g], 256 * c, 256)
@@ -124,8 +138,8 @@ def q6_k_product(quants, tops, sc, d, xq, scale, sums16, out):
                 scale_first = row_d * load_i8(sc[g], 32 * c)
                 scale_second = row_d * load_i8(sc[g], 32 * c + 16)
                 for t in range(n):
-                    s1 = dot16(first[0], first[1], first[2], first[3], xq, t, 8 * c, 6)
-                    s2 = dot16(second[0], second[1], second[2], second[3], xq, t, 8 * c + 4, 6)
+                    s1 = dot(first, xq, t, 8 * c, 6)
+                    s2 = dot(second, xq, t, 8 * c + 4, 6)
                     s1 = s1 - splat_i32(32 * sums16[t, 2 * c])
                     s2 = s2 - splat_i32(32 * sums16[t, 2 * c + 1])
                     f = to_f32(s1) * scale_first + to_f32(s2) * scale_second

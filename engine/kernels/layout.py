@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .dot import dot16 as byte_dot16
+from .dot import dot as byte_dot
 from .simd import load_bytes, load_f32, prefetch, splat_i32, store_f32
 
 GROUP = 16  # rows per group: one 512-bit vector of int32 or float32 lanes
@@ -60,24 +60,15 @@ def nibbles(q, o):
 
 
 @njit(inline="always")
-def dot16(v0, v1, v2, v3, xq, t, p, bits):
-    """Per row: sum over 16 values of weight * activation, the activations of token t from int32
-    index p of xq = (hi, lo, even, odd) (activations.py); weights below 2^bits. Exact:
-    < 16 * 255 * 32639 < 2^31."""
+def dot(v, xq, t, p, bits):
+    """Per row: sum over the values of v (4 vectors: 16 values, or 8: 32) of weight * activation,
+    the activations of token t from int32 index p of xq = (hi, lo, even, odd) (activations.py);
+    weights below 2^bits."""
     hi, lo, even, odd = xq
-    return byte_dot16(v0, v1, v2, v3, hi[t, p], hi[t, p + 1], hi[t, p + 2], hi[t, p + 3],
-                      lo[t, p], lo[t, p + 1], lo[t, p + 2], lo[t, p + 3],
-                      even[t, p], even[t, p + 1], even[t, p + 2], even[t, p + 3],
-                      odd[t, p], odd[t, p + 1], odd[t, p + 2], odd[t, p + 3], bits)
+    return byte_dot(v, hi[t], lo[t], even[t], odd[t], p, bits)
 
 
-@njit(inline="always")
-def dot32(v, xq, t, p, bits):
-    """dot16 over a block of 32 held in 8 vectors (values 0-15, then 16-31)."""
-    return dot16(v[0], v[1], v[2], v[3], xq, t, p, bits) + dot16(v[4], v[5], v[6], v[7], xq, t, p + 4, bits)
-
-
-CHUNK = 8  # groups per parallel task: one scratch accumulator each
+GROUPS_PER_TASK = 8  # row groups per parallel task: one scratch accumulator each
 AHEAD = 4096  # bytes of weights prefetched ahead of the one being read (measured best here)
 
 
@@ -91,14 +82,14 @@ def prefetch_ahead(array, index, nbytes):
 
 
 @njit(inline="always")
-def chunks(quants):
+def tasks(quants):
     """Parallel tasks over a weight's row groups (quants: one row per group)."""
-    return (quants.shape[0] + CHUNK - 1) // CHUNK
+    return (quants.shape[0] + GROUPS_PER_TASK - 1) // GROUPS_PER_TASK
 
 
 @njit(inline="always")
-def groups_of(chunk, quants):
-    return range(CHUNK * chunk, min(CHUNK * chunk + CHUNK, quants.shape[0]))
+def groups_of(task, quants):
+    return range(GROUPS_PER_TASK * task, min(GROUPS_PER_TASK * (task + 1), quants.shape[0]))
 
 
 @njit(inline="always")
