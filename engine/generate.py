@@ -8,6 +8,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import InvalidRequest
+from .grammar import Constraint
 from .model import KVCache, Llama
 from .sampling import Sampler, SamplingParams, log_softmax
 from .tokenizer import StreamDecoder, Tokenizer
@@ -69,8 +70,8 @@ class Sequence:
     tells the choices of one request apart: each has its own stream of random numbers."""
 
     def __init__(self, tokenizer: Tokenizer, prompt_ids: list[int], params: SamplingParams, n_ctx: int,
-                 index: int = 0):
-        self.tokenizer, self.params, self.index = tokenizer, params, index
+                 index: int = 0, constraint: Constraint | None = None):
+        self.tokenizer, self.params, self.index, self.constraint = tokenizer, params, index, constraint
         room = n_ctx - len(prompt_ids)
         self.max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
         self.sampler = Sampler(params, index)
@@ -81,7 +82,11 @@ class Sequence:
         """Sample the next token from `logits` and describe it; the event's finish_reason is set
         when this is the last one."""
         params, tokenizer = self.params, self.tokenizer
+        if self.constraint is not None:
+            logits = self.constraint.mask(logits)
         token = self.sampler(logits, self.context, self.generated)
+        if self.constraint is not None:
+            self.constraint.accept(token)
         self.context.append(token)
         self.generated.append(token)
         event = TokenEvent(token, "", index=self.index)
@@ -90,11 +95,14 @@ class Sequence:
             event.logprob = float(lp[token])
             top = np.argsort(-lp, kind="stable")[:params.logprobs]
             event.top_logprobs = [(int(i), float(lp[i])) for i in top]
-        if token in tokenizer.stop_ids and not params.ignore_eos:
+        grammar_done = self.constraint is not None and self.constraint.finished
+        if token in tokenizer.stop_ids and (not params.ignore_eos or grammar_done):
             event.text, event.finish_reason = self.stops.flush() + self.decoder.flush(), "stop"
             return event
         text, stopped = self.stops.push(self.decoder.push(token))
-        if stopped:
+        if grammar_done:  # the grammar allows nothing more: end here
+            event.text, event.finish_reason = text + self.stops.push(self.decoder.flush())[0] + self.stops.flush(), "stop"
+        elif stopped:
             event.text, event.finish_reason = text, "stop"
         elif len(self.generated) >= self.max_tokens:
             event.text = text + self.stops.push(self.decoder.flush())[0] + self.stops.flush()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numba
 
 from .chat_template import ChatTemplate
+from .grammar import Grammars
 from .model import Llama
 from .sampling import SamplingParams, model_defaults
 from .tokenizer import Tokenizer
@@ -44,6 +45,7 @@ class LoadedModel:
     tokenizer: Tokenizer
     template: ChatTemplate
     sampling: SamplingParams  # the model's defaults (its file's, else SamplingParams' own)
+    grammars: Grammars        # constrained decoding over this vocabulary
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "LoadedModel":
@@ -52,7 +54,7 @@ class LoadedModel:
         tokenizer = Tokenizer.from_gguf(model.file)
         template = ChatTemplate(model.file.metadata.get("tokenizer.chat_template"),
                                 tokenizer.bos_token, tokenizer.eos_token, strip_bos=tokenizer.add_bos)
-        return cls(path, model, tokenizer, template, model_defaults(model.file.metadata))
+        return cls(path, model, tokenizer, template, model_defaults(model.file.metadata), Grammars(tokenizer))
 
     def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None,
                         now: datetime | None = None) -> list[int]:

@@ -30,6 +30,8 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
     logprobs: int | None = None       # None: no logprobs; N: the chosen token's and the top N
+    grammar: str | None = None        # an llguidance grammar the output must follow (grammar.py)
+    grammar_triggers: tuple[str, ...] = ()  # if any: the grammar applies once the output starts so
 
 
 # GGUF metadata key -> the field it sets (llama.cpp's names for the model's recommended sampling)

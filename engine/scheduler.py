@@ -142,6 +142,8 @@ class ModelRunner:
             raise InvalidRequest("The prompt is empty.", param="prompt")
         for ids in prompts:
             check_request(self.loaded.model, ids, params, self.n_ctx)
+        if params.grammar is not None:  # compiled now, so that a bad grammar is refused at once
+            self.loaded.grammars.constraint(params.grammar)
         job = Job([list(p) for p in prompts], params, n, asyncio.get_running_loop())
         if job.choices > self.parallel:
             raise InvalidRequest(f"{job.choices} choices ({len(prompts)} prompts x n={n}) exceed the "
@@ -201,12 +203,18 @@ class ModelRunner:
         for p, prompt in enumerate(job.prompts):
             leader = None
             for i in range(job.n):
+                sequence = Sequence(self.loaded.tokenizer, prompt, job.params, self.n_ctx, index=i,
+                                    constraint=self._constraint(job.params))
                 choice = Choice(job, p * job.n + i, self._take_slot(job, prompt, shared=leader is None),
-                                Sequence(self.loaded.tokenizer, prompt, job.params, self.n_ctx, index=i),
-                                last_event=job.submitted, leader=leader)
+                                sequence, last_event=job.submitted, leader=leader)
                 self.running.append(choice)
                 leader = leader or choice
         self.observer.admitted(job)
+
+    def _constraint(self, params: SamplingParams):
+        if params.grammar is None:
+            return None
+        return self.loaded.grammars.constraint(params.grammar, triggers=params.grammar_triggers)
 
     def _take_slot(self, job: Job, prompt: list[int], shared: bool) -> Slot:
         """A free slot: the one sharing the longest prefix with the prompt (for the choice that

@@ -74,10 +74,10 @@ def _as(builder, vec, lane):
 
 
 def _sum(builder, values):
-    total = values[0]
-    for v in values[1:]:
-        total = builder.add(total, v)
-    return total
+    """Added as a tree, so that the additions do not wait on each other in one long chain."""
+    while len(values) > 1:
+        values = [builder.add(a, b) for a, b in zip(values[::2], values[1::2])] + values[len(values) // 2 * 2:]
+    return values[0]
 
 
 def _shl(builder, x, n):
@@ -98,10 +98,14 @@ def _sdot(builder, acc, w, a):
 def _accumulating(builder, w, hi, lo, bits, dot):
     """sum_i w_i . (256 hi_i + lo_i), dot(acc, weights, activations) adding 4-byte dots to acc."""
     def sums(weights, acts):
-        acc = _const(_I32, weights[0].type.count, 0)
-        for wi, ai in zip(weights, acts):
-            acc = dot(builder, acc, wi, ai)
-        return acc
+        """In chains of 4 dots, added at the end: independent chains overlap their latencies."""
+        chains = []
+        for k in range(0, len(weights), 4):
+            acc = _const(_I32, weights[0].type.count, 0)
+            for wi, ai in zip(weights[k:k + 4], acts[k:k + 4]):
+                acc = dot(builder, acc, wi, ai)
+            chains.append(acc)
+        return _sum(builder, chains)
 
     if bits == 8 and dot is _sdot:  # signed bytes only: weights as 16 high + low nibble
         mask = _const(_I32, w[0].type.count, 0x0F0F0F0F)
