@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
+from dataclasses import replace
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,6 +21,7 @@ from ..engine.scheduler import Job, ModelRunner, QueueFull
 
 from . import schemas as s
 from .errors import OpenAIError, bad_request
+from .structured import ChatPlan, output_grammar, plan_chat, tool_call_message
 
 router = APIRouter()
 log = logging.getLogger("llamba")
@@ -113,11 +115,12 @@ async def detokenize(request: Request, body: s.DetokenizeRequest):
 
 
 # --- generation -------------------------------------------------------------------------------------
-def submit(runner: ModelRunner, prompts: list[list[int]], body: s.SamplingRequest, prompt_param: str) -> Job:
+def submit(runner: ModelRunner, prompts: list[list[int]], body: s.SamplingRequest, prompt_param: str,
+           grammar: str | None = None, triggers: tuple[str, ...] = (), grammar_param: str = "grammar") -> Job:
     """Check a request (the engine's rules, and OpenAI's: an explicit max_tokens must fit in the
-    context) and queue it as one job."""
+    context) and queue it as one job; the engine's names of fields at fault become the request's."""
     note_ignored_fields(body)
-    params = body.to_sampling_params(runner.defaults)
+    params = replace(body.to_sampling_params(runner.defaults), grammar=grammar, grammar_triggers=triggers)
     limit = body.output_limit()
     for ids in prompts:
         if limit is not None and len(ids) + limit > runner.n_ctx:
@@ -127,7 +130,8 @@ def submit(runner: ModelRunner, prompts: list[list[int]], body: s.SamplingReques
     try:
         return runner.submit(prompts, params, n=body.n)
     except InvalidRequest as e:
-        raise bad_request(str(e), param=prompt_param if e.param == "prompt" else e.param, code=e.code) from None
+        param = {"prompt": prompt_param, "grammar": grammar_param}.get(e.param, e.param)
+        raise bad_request(str(e), param=param, code=e.code) from None
     except QueueFull as e:
         raise OpenAIError(429, f"Too many requests: {e}. Retry shortly.", type="rate_limit_exceeded",
                           code="rate_limit_exceeded", headers={"Retry-After": "1"}) from None
@@ -194,34 +198,45 @@ DONE = {"data": "[DONE]"}
 @router.post("/v1/chat/completions", dependencies=[Depends(authorize)])
 async def chat_completions(request: Request, body: s.ChatCompletionRequest):
     runner = runner_for(request, body.model)
-    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
     try:
-        prompt_ids = runner.loaded.chat_prompt_ids(messages, tools=body.tools)
+        plan = plan_chat(body, runner.loaded.template.source)
+        prompt_ids = runner.loaded.chat_prompt_ids(plan.messages, tools=plan.tools)
     except InvalidRequest as e:
         raise bad_request(str(e), param=e.param or "messages") from None
-    job = submit(runner, [prompt_ids], body, prompt_param="messages")
+    grammar_param = ("tools" if plan.tool_format else "response_format" if body.response_format
+                     else "json_schema" if body.json_schema is not None else "grammar")
+    job = submit(runner, [prompt_ids], body, "messages", plan.grammar, plan.triggers, grammar_param)
     reply = s.ChatCompletion if not body.stream else s.ChatCompletionChunk
     head = dict(id=s.new_id("chatcmpl"), created=s.now(), model=body.model,
                 system_fingerprint=state(request).fingerprint)
     if body.stream:
-        return EventSourceResponse(chat_stream(runner, job, body, reply, head), ping=3600)
-    return await chat_response(runner, job, body, head, request)
+        return EventSourceResponse(chat_stream(runner, job, body, plan, reply, head), ping=3600)
+    return await chat_response(runner, job, body, plan, head, request)
 
 
-async def chat_response(runner: ModelRunner, job: Job, body: s.ChatCompletionRequest, head: dict,
-                        request: Request) -> s.ChatCompletion:
+def finish_reason(message: s.ChatCompletionMessage, events) -> str:
+    reason = events[-1].finish_reason if events else "stop"
+    return "tool_calls" if message.tool_calls and reason != "length" else reason
+
+
+async def chat_response(runner: ModelRunner, job: Job, body: s.ChatCompletionRequest, plan: ChatPlan,
+                        head: dict, request: Request) -> s.ChatCompletion:
     tok, as_ids = runner.loaded.tokenizer, body.return_tokens_as_token_ids
     events = await collect(runner, job, request)
-    choices = [s.Choice(index=i, message=s.ChatCompletionMessage(content="".join(e.text for e in events[i])),
-                        logprobs=chat_logprobs(tok, events[i], as_ids) if body.logprobs else None,
-                        finish_reason=events[i][-1].finish_reason if events[i] else "stop")
-               for i in range(job.choices)]
+    choices = []
+    for i in range(job.choices):
+        message = tool_call_message("".join(e.text for e in events[i]), plan.tool_format)
+        choices.append(s.Choice(index=i, message=message, finish_reason=finish_reason(message, events[i]),
+                                logprobs=chat_logprobs(tok, events[i], as_ids) if body.logprobs else None))
     return s.ChatCompletion(**head, choices=choices, usage=usage(job, sum(map(len, events.values()))))
 
 
-async def chat_stream(runner: ModelRunner, job: Job, body: s.ChatCompletionRequest, reply, head: dict):
+async def chat_stream(runner: ModelRunner, job: Job, body: s.ChatCompletionRequest, plan: ChatPlan, reply,
+                      head: dict):
     """A chunk with the role for each choice, a chunk per token, then a chunk with an empty delta
-    and the finish reason for each choice; the usage if asked; [DONE]."""
+    and the finish reason for each choice; the usage if asked; [DONE]. Where tool calls may come,
+    a choice's output is read whole: its text in one chunk, or each call in two (its id, type
+    and name, then its arguments)."""
     tok, as_ids = runner.loaded.tokenizer, body.return_tokens_as_token_ids
 
     def chunk(index: int, delta: s.ChoiceDelta, events=(), finish=None) -> dict:
@@ -231,12 +246,28 @@ async def chat_stream(runner: ModelRunner, job: Job, body: s.ChatCompletionReque
 
     for i in range(job.choices):
         yield chunk(i, s.ChoiceDelta(role="assistant", content=""))
-    generated = 0
+    generated, held = 0, defaultdict(list)
     async for event in runner.stream(job):
         generated += 1
-        if event.text or body.logprobs:
+        if plan.tool_format:
+            held[event.index].append(event)
+        elif event.text or body.logprobs:
             yield chunk(event.index, s.ChoiceDelta(content=event.text), [event])
-        if event.finish_reason:
+        if not event.finish_reason:
+            continue
+        if plan.tool_format:
+            events = held.pop(event.index)
+            message = tool_call_message("".join(e.text for e in events), plan.tool_format)
+            for k, call in enumerate(message.tool_calls or []):
+                yield chunk(event.index, s.ChoiceDelta(tool_calls=[s.ToolCallDelta(
+                    index=k, id=call.id, type="function", function=s.FunctionCallDelta(name=call.function.name,
+                                                                                      arguments=""))]))
+                yield chunk(event.index, s.ChoiceDelta(tool_calls=[s.ToolCallDelta(
+                    index=k, function=s.FunctionCallDelta(arguments=call.function.arguments))]))
+            if message.content:
+                yield chunk(event.index, s.ChoiceDelta(content=message.content), events)
+            yield chunk(event.index, s.ChoiceDelta(), finish=finish_reason(message, events))
+        else:
             yield chunk(event.index, s.ChoiceDelta(), finish=event.finish_reason)
     if body.stream_options and body.stream_options.include_usage:
         yield sse(reply(**head, choices=[], usage=usage(job, generated)))
@@ -259,7 +290,12 @@ async def completions(request: Request, body: s.CompletionRequest):
     if body.suffix:
         raise bad_request("suffix (fill-in-the-middle) is not supported by Llama models.", param="suffix")
     prompts = completion_prompts(body, runner.loaded.tokenizer)
-    job = submit(runner, prompts, body, prompt_param="prompt")  # every prompt in one batched job
+    try:
+        grammar = output_grammar(body)
+    except InvalidRequest as e:
+        raise bad_request(str(e), param=e.param) from None
+    job = submit(runner, prompts, body, "prompt", grammar,  # every prompt in one batched job
+                 grammar_param="json_schema" if body.json_schema is not None else "grammar")
     head = dict(id=s.new_id("cmpl"), created=s.now(), model=body.model,
                 system_fingerprint=state(request).fingerprint)
     if body.stream:

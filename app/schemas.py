@@ -32,15 +32,72 @@ class ContentPart(OpenAIModel):
     text: str
 
 
+class FunctionCall(OpenAIModel):
+    name: str
+    arguments: str  # a JSON object, as a string
+
+
+class ToolCall(OpenAIModel):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(OpenAIModel):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "ipython"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant's
+    tool_call_id: str | None = None           # a tool result's
 
     def text(self) -> str:
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content)
         return self.content or ""
+
+    def for_template(self) -> dict:
+        """As chat templates read a message: only the keys it has."""
+        message = {"role": self.role, "content": self.text()}
+        if self.name is not None:
+            message["name"] = self.name
+        if self.tool_calls:
+            message["tool_calls"] = [c.model_dump(include={"id", "type", "function"}) for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
+        return message
+
+
+class FunctionDefinition(OpenAIModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_.-]+$")
+    description: str | None = None
+    parameters: dict | None = None  # a JSON schema of an object
+    strict: bool | None = None
+
+
+class Tool(OpenAIModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(OpenAIModel):
+    name: str
+
+
+class NamedToolChoice(OpenAIModel):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JSONSchemaFormat(OpenAIModel):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict | bool | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(OpenAIModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
 
 
 class StreamOptions(OpenAIModel):
@@ -90,8 +147,14 @@ class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     logprobs: bool = False
     max_completion_tokens: int | None = Field(None, ge=1)
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    tools: list[Tool] | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    tools: list[dict] | None = None
+    # --8<-- extensions (llama-server): a raw JSON schema, or a Lark / GBNF grammar
+    json_schema: dict | None = None
+    grammar: str | None = None
 
     def n_logprobs(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
@@ -106,6 +169,9 @@ class CompletionRequest(SamplingRequest):
     logprobs: int | None = Field(None, ge=0, le=5)
     max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for completions
     suffix: str | None = None
+    # --8<-- extensions (llama-server): a raw JSON schema, or a Lark / GBNF grammar
+    json_schema: dict | None = None
+    grammar: str | None = None
 
     def n_logprobs(self) -> int | None:
         return self.logprobs
@@ -160,6 +226,7 @@ class ChoiceLogprobs(BaseModel):
 class ChatCompletionMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    tool_calls: list[ToolCall] | None = OMIT_NONE
 
 
 class Choice(BaseModel):
@@ -179,9 +246,23 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class FunctionCallDelta(BaseModel):
+    name: str | None = OMIT_NONE
+    arguments: str | None = OMIT_NONE
+
+
+class ToolCallDelta(BaseModel):
+    """A streamed piece of a tool call: the first carries its id, type and name."""
+    index: int
+    id: str | None = OMIT_NONE
+    type: Literal["function"] | None = OMIT_NONE
+    function: FunctionCallDelta
+
+
 class ChoiceDelta(BaseModel):
     role: Literal["assistant"] | None = OMIT_NONE
     content: str | None = OMIT_NONE
+    tool_calls: list[ToolCallDelta] | None = OMIT_NONE
 
 
 class ChunkChoice(BaseModel):

@@ -36,6 +36,9 @@ class ToolCall:
     def __post_init__(self):
         self.id = self.id or f"call_{uuid.uuid4().hex[:24]}"
 
+    def json_arguments(self) -> str:
+        return json.dumps(self.arguments, ensure_ascii=False)
+
 
 def tool_format(template_source: str | None) -> str:
     """llama3 for templates that render tools as Llama 3.1 does, else generic."""

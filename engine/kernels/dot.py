@@ -96,24 +96,25 @@ def _sdot(builder, acc, w, a):
 
 
 def _accumulating(builder, w, hi, lo, bits, dot):
-    """sum_i w_i . (256 hi_i + lo_i), dot(acc, weights, activations) adding 4-byte dots to acc."""
-    def sums(weights, acts):
-        """In chains of 4 dots, added at the end: independent chains overlap their latencies."""
-        chains = []
-        for k in range(0, len(weights), 4):
-            acc = _const(_I32, weights[0].type.count, 0)
-            for wi, ai in zip(weights[k:k + 4], acts[k:k + 4]):
-                acc = dot(builder, acc, wi, ai)
-            chains.append(acc)
-        return _sum(builder, chains)
-
+    """sum_i w_i . (256 hi_i + lo_i), dot(acc, weights, activations) adding 4-byte dots to acc;
+    w[i][k] is vector i's piece k, and the result a list over pieces. Each piece sums in chains of
+    4 dots (independent chains overlap their latencies), vector by vector across the pieces."""
+    pieces, n = len(w[0]), w[0][0].type.count
     if bits == 8 and dot is _sdot:  # signed bytes only: weights as 16 high + low nibble
-        mask = _const(_I32, w[0].type.count, 0x0F0F0F0F)
-        high = [builder.and_(builder.lshr(wi, _const(_I32, wi.type.count, 4)), mask) for wi in w]
-        low = [builder.and_(wi, mask) for wi in w]
-        return _sum(builder, [_shl(builder, sums(high, hi), 12), _shl(builder, sums(low, hi), 8),
-                              _shl(builder, sums(high, lo), 4), sums(low, lo)])
-    return builder.add(_shl(builder, sums(w, hi), 8), sums(w, lo))
+        mask, four = _const(_I32, n, 0x0F0F0F0F), _const(_I32, n, 4)
+        high = [[builder.and_(builder.lshr(p, four), mask) for p in wi] for wi in w]
+        low = [[builder.and_(p, mask) for p in wi] for wi in w]
+        parts = [_accumulating(builder, ws, hi, lo, 4, dot) for ws in (high, low)]
+        return [builder.add(_shl(builder, a, 4), b) for a, b in zip(*parts)]
+
+    def sums(acts):
+        chains = {}
+        for i in range(len(w)):
+            for k in range(pieces):
+                acc = chains.get((i // 4, k), _const(_I32, n, 0))
+                chains[i // 4, k] = dot(builder, acc, w[i][k], acts[i])
+        return [_sum(builder, [chains[c, k] for c in range((len(w) + 3) // 4)]) for k in range(pieces)]
+    return [builder.add(_shl(builder, h, 8), low) for h, low in zip(sums(hi), sums(lo))]
 
 
 # --- vpmaddubsw and vpmaddwd (x86 without VNNI), and 16-bit products for any CPU ---
@@ -140,48 +141,56 @@ def _madd_generic(builder, x, y):
 
 def _sixteen_bit(builder, w, even, odd, madd):
     """sum_i w_i . a_i through 16-bit products: bytes 0 and 2 of each weight lane times `even`,
-    bytes 1 and 3 times `odd`. Exact for any u8 weights: at most 16 * 255 * 32639 < 2^31."""
-    n = w[0].type.count
-    mask = _const(_I32, n, 0x00FF00FF)
-    return _sum(builder, [builder.add(madd(builder, builder.and_(wi, mask), e),
-                                      madd(builder, builder.and_(builder.lshr(wi, _const(_I32, n, 8)), mask), o))
-                          for wi, e, o in zip(w, even, odd)])
+    bytes 1 and 3 times `odd`. Exact for any u8 weights: at most 32 * 255 * 32639 < 2^31. w[i][k]
+    is vector i's piece k; the result a list over pieces, summed vector by vector."""
+    pieces, n = len(w[0]), w[0][0].type.count
+    mask, eight = _const(_I32, n, 0x00FF00FF), _const(_I32, n, 8)
+    totals = [[] for _ in range(pieces)]
+    for wi, e, o in zip(w, even, odd):
+        for k in range(pieces):
+            totals[k].append(builder.add(madd(builder, builder.and_(wi[k], mask), e),
+                                         madd(builder, builder.and_(builder.lshr(wi[k], eight), mask), o)))
+    return [_sum(builder, t) for t in totals]
 
 
 def _maddubs(builder, w, hi, lo, bits):
     """Weights below 2^6: vpmaddubsw summed in i16 while no sum can saturate (a group's
     2 * group products of at most (2^bits - 1) * 127 stay below 2^15), then vpmaddwd by 256 (hi)
-    or 1 (lo) into i32."""
-    n = w[0].type.count
+    or 1 (lo) into i32. w[i][k]: vector i's piece k. Vector by vector, each piece in turn: each
+    weight and activation is used as soon as it is there, so that AVX2's 16 registers hold what
+    is live."""
+    pieces, n = len(w[0]), w[0][0].type.count
     name = "llvm.x86.avx512.pmaddubs.w.512" if n == 16 else "llvm.x86.avx2.pmadd.ub.sw"
     group = {4: 8, 5: 4, 6: 2}[bits]
-    terms = []
-    for k in range(0, len(w), group):
-        for acts, factor in ((hi, 256), (lo, 1)):
-            pairs = [_call(builder, name, _vec(_I16, 2 * n), [_as(builder, wi, _I8), _as(builder, ai, _I8)])
-                     for wi, ai in zip(w[k:k + group], acts[k:k + group])]
-            terms.append(_madd_x86(builder, _sum(builder, pairs), _const(_I16, 2 * n, factor)))
-    return _sum(builder, terms)
+    terms = [[] for _ in range(pieces)]
+    for start in range(0, len(w), group):
+        sums = {}
+        for i in range(start, min(start + group, len(w))):
+            for k in range(pieces):
+                for half, acts in (("hi", hi), ("lo", lo)):
+                    p = _call(builder, name, _vec(_I16, 2 * n), [_as(builder, w[i][k], _I8), _as(builder, acts[i], _I8)])
+                    sums[k, half] = builder.add(sums[k, half], p) if (k, half) in sums else p
+        for k in range(pieces):
+            terms[k] += [_madd_x86(builder, sums[k, "hi"], _const(_I16, 2 * n, 256)),
+                         _madd_x86(builder, sums[k, "lo"], _const(_I16, 2 * n, 1))]
+    return [_sum(builder, t) for t in terms]
 
 
 def dot_ir(builder, path, w, hi, lo, even, odd, bits):
     """The IR of `dot` for `path`: w four or eight <16 x i32>; hi, lo, even and odd as many i32
     scalars each."""
     lanes = LANES[path]
-    w_pieces = [_pieces(builder, wi, lanes) if lanes < 16 else [wi] for wi in w]
+    w = [_pieces(builder, wi, lanes) if lanes < 16 else [wi] for wi in w]
     hi, lo, even, odd = ([_splat(builder, x, lanes) for x in acts] for acts in (hi, lo, even, odd))
-    out = []
-    for k in range(16 // lanes):
-        wk = [p[k] for p in w_pieces]
-        if path in ("avx512vnni", "avxvnni"):
-            out.append(_accumulating(builder, wk, hi, lo, bits, _vpdpbusd))
-        elif path == "neon":
-            out.append(_accumulating(builder, wk, hi, lo, bits, _sdot))
-        elif path in ("avx512bw", "avx2") and bits <= 6:
-            out.append(_maddubs(builder, wk, hi, lo, bits))
-        else:
-            out.append(_sixteen_bit(builder, wk, even, odd, _madd_x86 if path != "generic" else _madd_generic))
-    return _join(builder, out)
+    if path in ("avx512vnni", "avxvnni"):
+        pieces = _accumulating(builder, w, hi, lo, bits, _vpdpbusd)
+    elif path == "neon":
+        pieces = _accumulating(builder, w, hi, lo, bits, _sdot)
+    elif path in ("avx512bw", "avx2") and bits <= 6:
+        pieces = _maddubs(builder, w, hi, lo, bits)
+    else:
+        pieces = _sixteen_bit(builder, w, even, odd, _madd_x86 if path != "generic" else _madd_generic)
+    return _join(builder, pieces)
 
 
 @intrinsic(prefer_literal=True)

@@ -3,33 +3,15 @@ wire format to the letter (n choices, the stream's finish chunks, no nulls OpenA
 system_fingerprint), errors before any streaming, and the OpenAPI document."""
 import asyncio
 import json
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 
-from llamba.app.main import create_app
-from llamba.app.settings import ModelSettings, Settings
-from llamba.engine.scheduler import ModelRunner
+from inprocess import client
 from support import SMOLLM2, loaded
 
 MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@asynccontextmanager
-async def client(parallel: int = 4, queue_size: int = 4):
-    """An app whose model runner is made here (the lifespan that loads models is not run)."""
-    lm = loaded(SMOLLM2)
-    app = create_app(Settings(models=[ModelSettings(id=MODEL)], parallel=parallel, queue_size=queue_size))
-    st = app.state.llamba
-    runner = ModelRunner(lm, 512, queue_size=queue_size, parallel=parallel)
-    st.runners, st.ready = {MODEL: runner}, True
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://llamba") as c:
-            yield c, runner
-    finally:
-        runner.close()
 
 
 def events(response: httpx.Response) -> list[dict]:
