@@ -25,6 +25,7 @@ GENERIC_INSTRUCTIONS = ("Respond in JSON format, either with `tool_call` (a requ
                         "`response` (a reply to the user's request). The tools you may call are: {tools}")
 GENERIC_REQUIRED = "Respond in JSON format with `tool_call`: a request to call tools. The tools are: {tools}"
 _COMPACT = {"x-guidance": {"whitespace_flexible": False}}
+MAX_PARALLEL_CALLS = 4
 
 
 @dataclass
@@ -80,11 +81,13 @@ def grammar(fmt: str, tools: list[dict], choice: str | None, parallel: bool) -> 
     choice) and its lazy triggers (none: constrained from the first token)."""
     if fmt == "llama3":
         call = json.dumps({**_any_of([_call_schema(t, "parameters") for t in tools]), **_COMPACT})
-        rule = 'call ("; " call)*' if parallel else "call"
+        rule = f'call ("; " call){{0,{MAX_PARALLEL_CALLS - 1}}}' if parallel else "call"
         lark = f'start: {PYTHON_TAG}? {rule}\ncall: %json {call}\n'
         return lark, (() if choice != "auto" else (PYTHON_TAG, "{"))
     one = _any_of([_call_schema(t, "arguments") for t in tools])
-    calls = ({"type": "object", "properties": {"tool_calls": {"type": "array", "items": one, "minItems": 1}},
+    # parallel calls: a few at most (a small model asked for a list can go on listing forever)
+    calls = ({"type": "object", "properties": {"tool_calls": {"type": "array", "items": one, "minItems": 1,
+                                                              "maxItems": MAX_PARALLEL_CALLS}},
               "required": ["tool_calls"], "additionalProperties": False} if parallel else
              {"type": "object", "properties": {"tool_call": one}, "required": ["tool_call"],
               "additionalProperties": False})

@@ -14,10 +14,10 @@ bits 2s..2s+1 of byte j of the first top value 4s + j, of the second 16 + 4s + j
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .layout import (accumulate, dot, groups_of, interleave, interleave_f16, interleave_scales,
-                     nibbles, pack_nibbles, prefetch_ahead, tasks, write_rows)
+from .layout import (accumulate, dot, each_task, groups_of, interleave, interleave_f16, interleave_scales,
+                     nibbles, pack_nibbles, prefetch_ahead, write_rows)
 from .simd import load_bytes, load_f16, load_i8, splat_f32, splat_i32, to_f32
 
 
@@ -75,73 +75,82 @@ def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
     return interleave(pack_nibbles(values & 15)), interleave(_tops(values, 2)), scales, interleave_f16(blocks, 208)
 
 
+@njit(inline="always")
+def _q4_k_q5_k_rows(quants, tops, sc, mn, d, dmin, xq, a, out, task, tokens):
+    """Q4_K, or Q5_K when `tops` holds the fifth bits (an empty array for Q4_K)."""
+    scale, _, sums32 = a
+    one_bits = splat_i32(0x01010101)
+    acc = np.empty((tokens, 16), np.float32)
+    for g in groups_of(task, quants):
+        acc[:] = 0
+        for c in range(scale.shape[1]):  # sub-blocks of 32
+            prefetch_ahead(quants[g], 256 * c, 256)
+            v = nibbles(quants[g], 256 * c)
+            if tops.shape[1] > 0:
+                prefetch_ahead(tops[g], 64 * c, 64)
+                h = load_bytes(tops[g], 64 * c)
+                v = (v[0] | (((h >> 0) & one_bits) << 4), v[1] | (((h >> 1) & one_bits) << 4),
+                     v[2] | (((h >> 2) & one_bits) << 4), v[3] | (((h >> 3) & one_bits) << 4),
+                     v[4] | (((h >> 4) & one_bits) << 4), v[5] | (((h >> 5) & one_bits) << 4),
+                     v[6] | (((h >> 6) & one_bits) << 4), v[7] | (((h >> 7) & one_bits) << 4))
+            row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
+            row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
+            for t in range(tokens):
+                s = to_f32(dot(v, xq, t, 8 * c, 5)) * (row_scale * splat_f32(scale[t, c]))
+                accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
+        write_rows(acc, g, out)
+
+
+@njit(inline="always")
+def _q4_k_rows(w, xq, a, out, task, tokens):
+    quants, sc, mn, d, dmin = w
+    _q4_k_q5_k_rows(quants, np.empty((0, 0), np.uint8), sc, mn, d, dmin, xq, a, out, task, tokens)
+
+
+@njit(inline="always")
+def _q5_k_rows(w, xq, a, out, task, tokens):
+    quants, tops, sc, mn, d, dmin = w
+    _q4_k_q5_k_rows(quants, tops, sc, mn, d, dmin, xq, a, out, task, tokens)
+
+
+@njit(inline="always")
+def _q6_k_rows(w, xq, a, out, task, tokens):
+    (quants, tops, sc, d), (scale, sums16, _) = w, a
+    two_bits = splat_i32(0x03030303)
+    acc = np.empty((tokens, 16), np.float32)
+    for g in groups_of(task, quants):
+        acc[:] = 0
+        for c in range(scale.shape[1]):  # 32 values: sub-blocks 2c and 2c + 1
+            prefetch_ahead(quants[g], 256 * c, 256)
+            prefetch_ahead(tops[g], 128 * c, 128)
+            prefetch_ahead(sc[g], 32 * c, 32)
+            v = nibbles(quants[g], 256 * c)
+            h0, h1 = load_bytes(tops[g], 128 * c), load_bytes(tops[g], 128 * c + 64)
+            first = (v[0] | ((h0 & two_bits) << 4), v[1] | (((h0 >> 2) & two_bits) << 4),
+                     v[2] | (((h0 >> 4) & two_bits) << 4), v[3] | (((h0 >> 6) & two_bits) << 4))
+            second = (v[4] | ((h1 & two_bits) << 4), v[5] | (((h1 >> 2) & two_bits) << 4),
+                      v[6] | (((h1 >> 4) & two_bits) << 4), v[7] | (((h1 >> 6) & two_bits) << 4))
+            row_d = load_f16(d[g], 16 * (c // 8))
+            scale_first = row_d * load_i8(sc[g], 32 * c)
+            scale_second = row_d * load_i8(sc[g], 32 * c + 16)
+            for t in range(tokens):
+                s1 = dot(first, xq, t, 8 * c, 6) - splat_i32(32 * sums16[t, 2 * c])
+                s2 = dot(second, xq, t, 8 * c + 4, 6) - splat_i32(32 * sums16[t, 2 * c + 1])
+                f = to_f32(s1) * scale_first + to_f32(s2) * scale_second
+                accumulate(acc, t, f * splat_f32(scale[t, c]))
+        write_rows(acc, g, out)
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def q4_k_product(w, xq, a, out):
-    quants, sc, mn, d, dmin = w
-    _q4_k_q5_k_product(quants, np.empty((0, 0), np.uint8), sc, mn, d, dmin, xq, a, out)
+    each_task(_q4_k_rows, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_k_product(w, xq, a, out):
-    quants, tops, sc, mn, d, dmin = w
-    _q4_k_q5_k_product(quants, tops, sc, mn, d, dmin, xq, a, out)
-
-
-@njit(inline="always")
-def _q4_k_q5_k_product(quants, tops, sc, mn, d, dmin, xq, a, out):
-    """Q4_K, or Q5_K when `tops` holds the fifth bits (an empty array for Q4_K)."""
-    scale, _, sums32 = a
-    n = xq[0].shape[0]
-    one_bits = splat_i32(0x01010101)
-    for task in prange(tasks(quants)):
-        acc = np.empty((n, 16), np.float32)
-        for g in groups_of(task, quants):
-            acc[:] = 0
-            for c in range(scale.shape[1]):  # sub-blocks of 32
-                prefetch_ahead(quants[g], 256 * c, 256)
-                v = nibbles(quants[g], 256 * c)
-                if tops.shape[1] > 0:
-                    prefetch_ahead(tops[g], 64 * c, 64)
-                    h = load_bytes(tops[g], 64 * c)
-                    v = (v[0] | (((h >> 0) & one_bits) << 4), v[1] | (((h >> 1) & one_bits) << 4),
-                         v[2] | (((h >> 2) & one_bits) << 4), v[3] | (((h >> 3) & one_bits) << 4),
-                         v[4] | (((h >> 4) & one_bits) << 4), v[5] | (((h >> 5) & one_bits) << 4),
-                         v[6] | (((h >> 6) & one_bits) << 4), v[7] | (((h >> 7) & one_bits) << 4))
-                row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
-                row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
-                for t in range(n):
-                    s = to_f32(dot(v, xq, t, 8 * c, 5)) * (row_scale * splat_f32(scale[t, c]))
-                    accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
-            write_rows(acc, g, out)
+    each_task(_q5_k_rows, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q6_k_product(w, xq, a, out):
-    (quants, tops, sc, d), (scale, sums16, _) = w, a
-    n = xq[0].shape[0]
-    two_bits = splat_i32(0x03030303)
-    for task in prange(tasks(quants)):
-        acc = np.empty((n, 16), np.float32)
-        for g in groups_of(task, quants):
-            acc[:] = 0
-            for c in range(scale.shape[1]):  # 32 values: sub-blocks 2c and 2c + 1
-                prefetch_ahead(quants[g], 256 * c, 256)
-                prefetch_ahead(tops[g], 128 * c, 128)
-                prefetch_ahead(sc[g], 32 * c, 32)
-                v = nibbles(quants[g], 256 * c)
-                h0, h1 = load_bytes(tops[g], 128 * c), load_bytes(tops[g], 128 * c + 64)
-                first = (v[0] | ((h0 & two_bits) << 4), v[1] | (((h0 >> 2) & two_bits) << 4),
-                         v[2] | (((h0 >> 4) & two_bits) << 4), v[3] | (((h0 >> 6) & two_bits) << 4))
-                second = (v[4] | ((h1 & two_bits) << 4), v[5] | (((h1 >> 2) & two_bits) << 4),
-                          v[6] | (((h1 >> 4) & two_bits) << 4), v[7] | (((h1 >> 6) & two_bits) << 4))
-                row_d = load_f16(d[g], 16 * (c // 8))
-                scale_first = row_d * load_i8(sc[g], 32 * c)
-                scale_second = row_d * load_i8(sc[g], 32 * c + 16)
-                for t in range(n):
-                    s1 = dot(first, xq, t, 8 * c, 6)
-                    s2 = dot(second, xq, t, 8 * c + 4, 6)
-                    s1 = s1 - splat_i32(32 * sums16[t, 2 * c])
-                    s2 = s2 - splat_i32(32 * sums16[t, 2 * c + 1])
-                    f = to_f32(s1) * scale_first + to_f32(s2) * scale_second
-                    accumulate(acc, t, f * splat_f32(scale[t, c]))
-            write_rows(acc, g, out)
+    each_task(_q6_k_rows, w, xq, a, out)

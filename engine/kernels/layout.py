@@ -12,7 +12,7 @@ and value 16 + j (high nibble).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .dot import dot as byte_dot
 from .simd import load_bytes, load_f32, prefetch, splat_i32, store_f32
@@ -90,6 +90,19 @@ def tasks(quants):
 @njit(inline="always")
 def groups_of(task, quants):
     return range(GROUPS_PER_TASK * task, min(GROUPS_PER_TASK * (task + 1), quants.shape[0]))
+
+
+@njit(inline="always")
+def each_task(rows, w, xq, a, out):
+    """rows(w, xq, a, out, task, tokens) for each parallel task of a product. One token
+    (decoding) passes the constant 1: the compiled loop over tokens then vanishes, and each block's
+    weights go straight into the products instead of being kept (spilled) for tokens to come."""
+    n = xq[0].shape[0]
+    for task in prange(tasks(w[0])):
+        if n == 1:
+            rows(w, xq, a, out, task, 1)
+        else:
+            rows(w, xq, a, out, task, n)
 
 
 @njit(inline="always")

@@ -10,10 +10,10 @@ an exact integer dot, then float arithmetic in the same order for every batch si
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .layout import (accumulate, dot, groups_of, interleave, interleave_f16, nibbles, prefetch_ahead,
-                     tasks, write_rows)
+from .layout import (accumulate, dot, each_task, groups_of, interleave, interleave_f16, nibbles, prefetch_ahead,
+                     write_rows)
 from .simd import load_bytes, load_f16, splat_f32, splat_i32, to_f32
 
 
@@ -44,52 +44,63 @@ def _bytes(q, o):
 
 
 @njit(inline="always")
-def _zero_point_product(zero, bits, w, xq, a, out):
+def _zero_point_rows(zero, bits, w, xq, a, out, task, tokens):
     """Q4_0 (zero = 8: nibbles) and Q8_0 (zero = 128: bytes): d * (q - zero) per value."""
     (quants, d), (scale, sums16, _) = w, a
-    n = xq[0].shape[0]
     block_bytes = 512 if zero == 128 else 256
-    for task in prange(tasks(quants)):
-        acc = np.empty((n, 16), np.float32)
-        for g in groups_of(task, quants):
-            acc[:] = 0
-            for b in range(scale.shape[1]):
-                o = block_bytes * b
-                prefetch_ahead(quants[g], o, block_bytes)
-                prefetch_ahead(d[g], 16 * b, 32)
-                v = _bytes(quants[g], o) if zero == 128 else nibbles(quants[g], o)
-                row_scale = load_f16(d[g], 16 * b)
-                for t in range(n):
-                    s = dot(v, xq, t, 8 * b, bits) - splat_i32(zero * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
-                    accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
-            write_rows(acc, g, out)
+    acc = np.empty((tokens, 16), np.float32)
+    for g in groups_of(task, quants):
+        acc[:] = 0
+        for b in range(scale.shape[1]):
+            o = block_bytes * b
+            prefetch_ahead(quants[g], o, block_bytes)
+            prefetch_ahead(d[g], 16 * b, 32)
+            v = _bytes(quants[g], o) if zero == 128 else nibbles(quants[g], o)
+            row_scale = load_f16(d[g], 16 * b)
+            for t in range(tokens):
+                s = dot(v, xq, t, 8 * b, bits) - splat_i32(zero * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
+                accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
+        write_rows(acc, g, out)
+
+
+@njit(inline="always")
+def _q4_0_rows(w, xq, a, out, task, tokens):
+    _zero_point_rows(8, 4, w, xq, a, out, task, tokens)
+
+
+@njit(inline="always")
+def _q8_0_rows(w, xq, a, out, task, tokens):
+    _zero_point_rows(128, 8, w, xq, a, out, task, tokens)
+
+
+@njit(inline="always")
+def _q4_1_rows(w, xq, a, out, task, tokens):
+    (quants, d, m), (scale, _, sums32) = w, a
+    acc = np.empty((tokens, 16), np.float32)
+    for g in groups_of(task, quants):
+        acc[:] = 0
+        for b in range(scale.shape[1]):
+            prefetch_ahead(quants[g], 256 * b, 256)
+            prefetch_ahead(d[g], 16 * b, 32)
+            prefetch_ahead(m[g], 16 * b, 32)
+            v = nibbles(quants[g], 256 * b)
+            row_scale, row_min = load_f16(d[g], 16 * b), load_f16(m[g], 16 * b)
+            for t in range(tokens):
+                s = to_f32(dot(v, xq, t, 8 * b, 4)) * (row_scale * splat_f32(scale[t, b]))
+                accumulate(acc, t, s + row_min * splat_f32(sums32[t, b]))
+        write_rows(acc, g, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_0_product(w, xq, a, out):
-    _zero_point_product(8, 4, w, xq, a, out)
+    each_task(_q4_0_rows, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q8_0_product(w, xq, a, out):
-    _zero_point_product(128, 8, w, xq, a, out)
+    each_task(_q8_0_rows, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_1_product(w, xq, a, out):
-    (quants, d, m), (scale, _, sums32) = w, a
-    n = xq[0].shape[0]
-    for task in prange(tasks(quants)):
-        acc = np.empty((n, 16), np.float32)
-        for g in groups_of(task, quants):
-            acc[:] = 0
-            for b in range(scale.shape[1]):
-                prefetch_ahead(quants[g], 256 * b, 256)
-                prefetch_ahead(d[g], 16 * b, 32)
-                prefetch_ahead(m[g], 16 * b, 32)
-                v = nibbles(quants[g], 256 * b)
-                row_scale, row_min = load_f16(d[g], 16 * b), load_f16(m[g], 16 * b)
-                for t in range(n):
-                    s = to_f32(dot(v, xq, t, 8 * b, 4)) * (row_scale * splat_f32(scale[t, b]))
-                    accumulate(acc, t, s + row_min * splat_f32(sums32[t, b]))
-            write_rows(acc, g, out)
+    each_task(_q4_1_rows, w, xq, a, out)
