@@ -92,7 +92,8 @@ def chat(body: dict, **client_kw):
     async def go():
         async with client(**client_kw) as (c, _):
             return await c.post("/v1/chat/completions", json={"model": MODEL, "messages": [
-                {"role": "user", "content": "Write some JSON."}], "max_tokens": 200, **body})
+                {"role": "user", "content": "Describe a cat in JSON: its name and its age."}], "temperature": 0,
+                "max_tokens": 300, **body})
     return run(go())
 
 
