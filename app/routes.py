@@ -199,7 +199,7 @@ DONE = {"data": "[DONE]"}
 async def chat_completions(request: Request, body: s.ChatCompletionRequest):
     runner = runner_for(request, body.model)
     try:
-        plan = plan_chat(body, runner.loaded.template.source)
+        plan = plan_chat(body, runner.loaded)
         prompt_ids = runner.loaded.chat_prompt_ids(plan.messages, tools=plan.tools)
     except InvalidRequest as e:
         raise bad_request(str(e), param=e.param or "messages") from None

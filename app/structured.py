@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..engine import tool_calls
 from ..engine.errors import InvalidRequest
 from ..engine.grammar import json_schema_grammar, lark_grammar
+from ..engine.loader import LoadedModel
 from . import schemas as s
 
 
@@ -43,7 +44,7 @@ def output_grammar(body: s.ChatCompletionRequest | s.CompletionRequest) -> str |
     return None
 
 
-def plan_chat(body: s.ChatCompletionRequest, template_source: str | None) -> ChatPlan:
+def plan_chat(body: s.ChatCompletionRequest, loaded: LoadedModel) -> ChatPlan:
     tools = [t.model_dump(exclude_none=True) for t in body.tools or []]
     choice = body.tool_choice or ("auto" if tools else "none")
     if not tools or choice == "none":
@@ -51,7 +52,7 @@ def plan_chat(body: s.ChatCompletionRequest, template_source: str | None) -> Cha
             raise InvalidRequest("tool_choice asks for a tool call but no tools are given", param="tool_choice")
         messages = [m.for_template() for m in body.messages]
         return ChatPlan([tool_calls.history_message("none", m) for m in messages], None, output_grammar(body))
-    fmt = tool_calls.tool_format(template_source)
+    fmt = tool_calls.tool_format(loaded.template.source)
     if isinstance(choice, s.NamedToolChoice):
         tools = [t for t in tools if t["function"]["name"] == choice.function.name]
         if not tools:
@@ -59,7 +60,8 @@ def plan_chat(body: s.ChatCompletionRequest, template_source: str | None) -> Cha
                                  param="tool_choice")
         choice = "named"
     tool_calls.check_tools(tools)
-    grammar, triggers = tool_calls.grammar(fmt, tools, choice, body.parallel_tool_calls)
+    grammar, triggers = tool_calls.grammar(fmt, tools, choice, body.parallel_tool_calls,
+                                           python_tag=tool_calls.PYTHON_TAG in loaded.tokenizer.special)
     messages = [tool_calls.history_message(fmt, m.for_template()) for m in body.messages]
     if fmt == "generic":  # the template knows nothing of tools: a system message says what to write
         instructions = tool_calls.generic_system_message(tools, choice)
@@ -67,11 +69,7 @@ def plan_chat(body: s.ChatCompletionRequest, template_source: str | None) -> Cha
             instructions["content"] = messages[0]["content"] + "\n\n" + instructions["content"]
             messages = messages[1:]
         messages = [instructions, *messages]
-    try:
-        compiled = lark_grammar(grammar)
-    except InvalidRequest as e:
-        raise InvalidRequest(str(e), param="tools") from None
-    return ChatPlan(messages, tools if fmt == "llama3" else None, compiled, triggers, fmt)
+    return ChatPlan(messages, tools if fmt == "llama3" else None, lark_grammar(grammar, param="tools"), triggers, fmt)
 
 
 def tool_call_message(text: str, tool_format: str | None) -> s.ChatCompletionMessage:

@@ -15,6 +15,7 @@ from functools import cached_property
 
 import llguidance
 import numpy as np
+from llguidance.gbnf_to_lark import GbnfToLarkError, any_to_lark
 from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 from llguidance.tiktoken import lltokenizer_from_encoding
 
@@ -26,18 +27,43 @@ from .tokenizer import Tokenizer
 JSON_OPTIONS = {"whitespace_flexible": False}
 
 
+# Integers without bounds get llama.cpp's 16 digits at most (its json-schema-to-grammar), so a
+# small model cannot write digits until max_tokens.
+LARGEST_INTEGER = 10**16 - 1
+
+
+def bounded_integers(schema):
+    """The schema with every integer that has no bounds bounded by +-LARGEST_INTEGER."""
+    if isinstance(schema, list):
+        return [bounded_integers(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    bounded = {key: bounded_integers(value) for key, value in schema.items()}
+    types = schema.get("type")
+    if types == "integer" or (isinstance(types, list) and types == ["integer"]):
+        if not {"minimum", "exclusiveMinimum"} & schema.keys():
+            bounded["minimum"] = -LARGEST_INTEGER
+        if not {"maximum", "exclusiveMaximum"} & schema.keys():
+            bounded["maximum"] = LARGEST_INTEGER
+    return bounded
+
+
 def json_schema_grammar(schema: dict | bool, param: str = "response_format") -> str:
     """A JSON schema as an llguidance grammar (any JSON object for `{"type": "object"}`)."""
     try:
-        return llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=JSON_OPTIONS)
+        return llguidance.LLMatcher.grammar_from_json_schema(json.dumps(bounded_integers(schema)),
+                                                             defaults=JSON_OPTIONS)
     except (ValueError, TypeError) as e:
         raise InvalidRequest(f"the JSON schema cannot be used: {e}", param=param) from None
 
 
-def lark_grammar(text: str) -> str:
-    """A grammar in Lark's syntax (as llguidance reads it), or in GBNF (llama.cpp's), told apart
-    by GBNF's `::=`."""
-    return llguidance.LLMatcher.grammar_from_lark(llguidance.gbnf_to_lark(text) if "::=" in text else text)
+def lark_grammar(text: str, param: str = "grammar") -> str:
+    """A grammar in Lark's syntax (as llguidance reads it), or in GBNF (llama.cpp's), which
+    llguidance converts."""
+    try:
+        return llguidance.LLMatcher.grammar_from_lark(any_to_lark(text))
+    except GbnfToLarkError as e:
+        raise InvalidRequest(f"the grammar cannot be used: {e}", param=param) from None
 
 
 class Constraint:

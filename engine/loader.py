@@ -43,6 +43,16 @@ def set_threads(threads: int | None) -> int:
     return numba.get_num_threads()
 
 
+def own_sampling(path: Path) -> dict:
+    """The sampling that is the model's own beyond its file: the default model's, however its file
+    is named (the server's default, `--model` with its path, a test's path)."""
+    try:
+        is_default = path.resolve() == default_model_path().resolve()
+    except FileNotFoundError:
+        is_default = False
+    return DEFAULT_MODEL_SAMPLING if is_default else {}
+
+
 @dataclass
 class LoadedModel:
     path: Path
@@ -54,13 +64,12 @@ class LoadedModel:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "LoadedModel":
-        own_sampling = {} if path else DEFAULT_MODEL_SAMPLING
         path = Path(path) if path else default_model_path()
         model = Llama(path)
         tokenizer = Tokenizer.from_gguf(model.file)
         template = ChatTemplate(model.file.metadata.get("tokenizer.chat_template"),
                                 tokenizer.bos_token, tokenizer.eos_token, strip_bos=tokenizer.add_bos)
-        return cls(path, model, tokenizer, template, model_defaults(model.file.metadata, **own_sampling),
+        return cls(path, model, tokenizer, template, model_defaults(model.file.metadata, **own_sampling(path)),
                    Grammars(tokenizer))
 
     def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None,

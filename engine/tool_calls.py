@@ -76,14 +76,17 @@ def _any_of(schemas: list[dict]) -> dict:
     return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
 
 
-def grammar(fmt: str, tools: list[dict], choice: str | None, parallel: bool) -> tuple[str, tuple[str, ...]]:
+def grammar(fmt: str, tools: list[dict], choice: str | None, parallel: bool,
+            python_tag: bool) -> tuple[str, tuple[str, ...]]:
     """The Lark grammar (llguidance's dialect) for calls to `tools` (already narrowed to a named
-    choice) and its lazy triggers (none: constrained from the first token)."""
+    choice) and its lazy triggers (none: constrained from the first token). `python_tag`: the
+    vocabulary has `<|python_tag|>` (Llama 3.1 and later; 3.0-style vocabularies do not)."""
     if fmt == "llama3":
         call = json.dumps({**_any_of([_call_schema(t, "parameters") for t in tools]), **_COMPACT})
         rule = f'call ("; " call){{0,{MAX_PARALLEL_CALLS - 1}}}' if parallel else "call"
-        lark = f'start: {PYTHON_TAG}? {rule}\ncall: %json {call}\n'
-        return lark, (() if choice != "auto" else (PYTHON_TAG, "{"))
+        tag = f"{PYTHON_TAG}? " if python_tag else ""
+        lark = f'start: {tag}{rule}\ncall: %json {call}\n'
+        return lark, (() if choice != "auto" else (PYTHON_TAG, "{") if python_tag else ("{",))
     one = _any_of([_call_schema(t, "arguments") for t in tools])
     # parallel calls: a few at most (a small model asked for a list can go on listing forever)
     calls = ({"type": "object", "properties": {"tool_calls": {"type": "array", "items": one, "minItems": 1,

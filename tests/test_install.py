@@ -20,7 +20,7 @@ def installed(tmp_path_factory):
     env_dir = tmp_path_factory.mktemp("venv")
     venv.create(env_dir, system_site_packages=True, with_pip=True)
     python = env_dir / "bin" / "python"
-    build = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(ROOT)],
+    build = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(ROOT)],
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-2000:]
     return env_dir

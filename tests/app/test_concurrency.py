@@ -3,6 +3,7 @@ model within a token, and a full queue answers 429 at once."""
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import httpx
 import openai
@@ -11,7 +12,6 @@ import pytest
 from serving import API_KEY, metrics, running_server, wait_until_idle
 from support import SMOLLM2, loaded
 from llamba.engine.generate import generate
-from llamba.engine.sampling import SamplingParams
 
 MODEL = "smollm2-135m-instruct"
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
@@ -20,7 +20,7 @@ HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 def engine_text(question: str, max_tokens: int) -> str:
     lm = loaded(SMOLLM2)
     ids = lm.chat_prompt_ids([{"role": "user", "content": question}])
-    return "".join(e.text for e in generate(lm.model, lm.tokenizer, ids, SamplingParams(temperature=0, max_tokens=max_tokens),
+    return "".join(e.text for e in generate(lm.model, lm.tokenizer, ids, replace(lm.sampling, temperature=0, max_tokens=max_tokens),
                                             lm.model.new_cache(512)))
 
 

@@ -1,11 +1,12 @@
 """The official openai SDK, unmodified, against a real server."""
+from dataclasses import replace
+
 import httpx
 import openai
 import pytest
 
 from support import SMOLLM2, loaded
 from llamba.engine.generate import generate
-from llamba.engine.sampling import SamplingParams
 
 MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -22,7 +23,7 @@ def test_chat_completion(client):
 def test_greedy_chat_equals_engine_greedy(client):
     lm = loaded(SMOLLM2)
     ids = lm.chat_prompt_ids(QUESTION)
-    events = list(generate(lm.model, lm.tokenizer, ids, SamplingParams(temperature=0, max_tokens=24),
+    events = list(generate(lm.model, lm.tokenizer, ids, replace(lm.sampling, temperature=0, max_tokens=24),
                            lm.model.new_cache(512)))
     r = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=24, temperature=0)
     assert r.choices[0].message.content == "".join(e.text for e in events)

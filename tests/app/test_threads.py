@@ -39,7 +39,8 @@ def cores_used_while_generating(threads: int) -> tuple[float, list[float]]:
                 pass
             after, wall = cpu_seconds_per_thread(proc.pid), time.monotonic() - wall
     per_thread = sorted(((after[t] - before.get(t, 0.0)) / wall for t in after), reverse=True)
-    return sum(per_thread), [c for c in per_thread if c > 0.05]
+    # (the event loop writing ~150 events a second takes a few percent of a core: not computing)
+    return sum(per_thread), [c for c in per_thread if c > 0.2]
 
 
 def test_one_thread_uses_one_core():

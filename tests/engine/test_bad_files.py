@@ -61,8 +61,13 @@ def write_gguf(path, arch="llama", skip_key=None, q_shape=(8, 8)):
         if key != skip_key:
             w.add_uint32(f"{arch}.{key}", value)
     w.add_uint32(f"{arch}.vocab_size", 4)
-    w.add_tensor("blk.0.attn_norm.weight", np.ones(8, np.float32))
+    # one whole layer (kv heads default to the heads: k and v are 8 x 8 too)
+    for name in ("attn_norm", "ffn_norm"):
+        w.add_tensor(f"blk.0.{name}.weight", np.ones(8, np.float32))
     w.add_tensor("blk.0.attn_q.weight", np.zeros(q_shape, np.float32))
+    for name, shape in (("attn_k", (8, 8)), ("attn_v", (8, 8)), ("attn_output", (8, 8)),
+                        ("ffn_gate", (16, 8)), ("ffn_up", (16, 8)), ("ffn_down", (8, 16))):
+        w.add_tensor(f"blk.0.{name}.weight", np.zeros(shape, np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

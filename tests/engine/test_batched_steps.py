@@ -12,7 +12,7 @@ def test_chunked_prompts_among_other_sequences_give_the_same_logits_as_alone():
     prompts = [rng.integers(100, 40000, size).tolist() for size in (37, 11, 23)]
     alone = [model.forward(p, 0, model.new_cache(64)) for p in prompts]
 
-    cache = model.new_cache(64, n_seqs=4)
+    cache = model.new_cache(64, n_slots=4)
     # sequence 0 in chunks of 16, 16, 5; sequence 1 whole in the first step, then decoding;
     # sequence 2 joins in the second step, in slot 3
     first = model.step([Span(0, 0, prompts[0][:16]), Span(1, 0, prompts[1])], cache)
