@@ -12,7 +12,7 @@ from openai import AsyncOpenAI
 from pydantic import BaseModel, Field
 
 from inprocess import MODEL, client
-from support import SMOLLM2, loaded, model_path
+from support import SMOLLM2, model_path
 
 
 def run(coroutine):
