@@ -24,6 +24,15 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
+async def until(condition, tasks):
+    """Wait for `condition` while every request task still runs (one that ended early would
+    leave the condition false for ever)."""
+    while not condition():
+        ended = [t for t in tasks if t.done()]
+        assert not ended, [t.result().text if not t.exception() else t.exception() for t in ended]
+        await asyncio.sleep(0.01)
+
+
 def test_n_choices_greedy_are_equal_and_seeded_ones_reproducible():
     async def go():
         async with client() as (c, _):
@@ -72,11 +81,9 @@ def test_a_full_queue_answers_429_before_a_multi_prompt_stream_starts():
         async with client(parallel=2, queue_size=1) as (c, runner):
             long = dict(model=MODEL, prompt="Write a long story.", max_tokens=300, ignore_eos=True)
             tasks = [asyncio.create_task(c.post("/v1/completions", json=long)) for _ in range(2)]
-            while len(runner.running) < 2:  # both run
-                await asyncio.sleep(0.01)
+            await until(lambda: len(runner.running) == 2, tasks)  # both run
             tasks.append(asyncio.create_task(c.post("/v1/completions", json=long)))
-            while not runner._waiting:  # and a third waits: the queue is full
-                await asyncio.sleep(0.01)
+            await until(lambda: runner._waiting, tasks)  # and a third waits: the queue is full
             refused = await c.post("/v1/completions", json=dict(
                 model=MODEL, prompt=["First prompt.", "Second prompt."], max_tokens=4, stream=True))
             for task in tasks:
