@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from ..engine.loader import LoadedModel, set_threads
 from ..engine.scheduler import ModelRunner
 
 from . import errors
+from .limits import MB, BodyLimit, check_kv_budget
 from .metrics import Metrics
 from .routes import router
 from .settings import ConfigError, ModelSettings, Settings
@@ -32,6 +34,7 @@ class ServerState:
     runners: dict[str, ModelRunner] = field(default_factory=dict)  # by id and by alias
     metrics: Metrics = field(default_factory=Metrics)
     ready: bool = False
+    draining: bool = False  # after SIGTERM: running requests finish, new ones get 503
     created: int = field(default_factory=lambda: int(time.time()))
     # names this build and the kernels it runs, as OpenAI's system_fingerprint names a backend
     fingerprint: str = field(default_factory=lambda: f"llamba-{__version__}-{isa.PATH}")
@@ -52,7 +55,8 @@ def load_runners(settings: Settings, metrics: Metrics) -> dict[str, ModelRunner]
         runner = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout,
                              parallel=settings.parallel, step_tokens=settings.step_tokens,
                              cache_slots=settings.cache_slots, observer=metrics.observer(m.id),
-                             threads=settings.threads, defaults=replace(loaded.sampling, **m.sampling.given()))
+                             threads=settings.threads, defaults=replace(loaded.sampling, **m.sampling.given()),
+                             max_tokens_limit=settings.max_tokens_limit)
         runners.update(dict.fromkeys((m.id, *m.aliases), runner))
         log.info("model %s loaded from %s (context %d)", m.id, loaded.path, n_ctx)
     return runners
@@ -77,9 +81,45 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"])
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     errors.install(app)
     app.include_router(router)
     return app
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn, draining on SIGTERM (as `docker stop` and Kubernetes send it): new requests get
+    503 and /health says "draining" while running ones finish, for up to `shutdown_grace` seconds;
+    then whatever still runs ends at its next token (finish_reason "length", then [DONE]) and the
+    server exits 0. A second signal, or SIGINT, stops it at once as uvicorn does."""
+
+    def __init__(self, config: uvicorn.Config, st: ServerState):
+        super().__init__(config)
+        self.st = st
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets=None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame) -> None:
+        if sig != signal.SIGTERM or self.st.draining or self.loop is None:
+            return super().handle_exit(sig, frame)
+        self.st.draining = True
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self.drain()))
+
+    async def drain(self) -> None:
+        runners = set(self.st.runners.values())
+        grace = self.st.settings.shutdown_grace
+        log.info("SIGTERM: refusing new requests, letting running ones finish (up to %g s)", grace)
+        deadline = time.monotonic() + grace
+        while not all(r.idle for r in runners) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for runner in runners:
+            runner.cut_short()
+        while not all(r.idle for r in runners):  # each ends within one step
+            await asyncio.sleep(0.05)
+        self.should_exit = True
 
 
 def serve(args) -> int:
@@ -94,6 +134,15 @@ def serve(args) -> int:
     except ConfigError as e:
         print(f"llamba: error: {e}", file=sys.stderr)
         return 2
+    try:
+        kv_bytes = check_kv_budget(settings)
+    except ConfigError as e:
+        print(f"llamba: error: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    log.info("KV caches, full: %.0f MB", kv_bytes / MB)
+    app = create_app(settings)
+    server = GracefulServer(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"),
+                            app.state.llamba)
+    server.run()
     return 0

@@ -6,6 +6,7 @@ answers with one of two named functions: the whole response, or a stream of chun
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 from collections import defaultdict
@@ -32,18 +33,27 @@ def state(request: Request):
     return request.app.state.llamba
 
 
+def key_is_valid(given: str, keys: list[str]) -> bool:
+    """Compared in constant time with every key, so the time taken tells nothing about a key."""
+    given_bytes = given.encode()
+    return sum(hmac.compare_digest(given_bytes, k.encode()) for k in keys) > 0
+
+
 async def authorize(request: Request) -> None:
     keys = state(request).settings.api_keys
     if not keys:
         return
     header = request.headers.get("authorization", "")
-    if not header.startswith("Bearer ") or header[7:] not in keys:
+    if not header.startswith("Bearer ") or not key_is_valid(header[7:], keys):
         raise OpenAIError(401, "Incorrect API key provided." if header else "Missing API key: send "
                           "'Authorization: Bearer <key>'.", code="invalid_api_key")
 
 
 def runner_for(request: Request, model: str | None) -> ModelRunner:
     st = state(request)
+    if st.draining:
+        raise OpenAIError(503, "The server is shutting down; retry on another instance or later.",
+                          type="server_error", headers={"Retry-After": "5"})
     if not st.ready:
         raise OpenAIError(503, "The model is still loading.", type="server_error")
     if model is None:
@@ -63,13 +73,16 @@ def note_ignored_fields(body: s.OpenAIModel) -> None:
 # --- models and health ----------------------------------------------------------------------------
 @router.get("/health")
 async def health(request: Request):
-    ready = state(request).ready
-    return JSONResponse({"status": "ok" if ready else "loading"}, status_code=200 if ready else 503)
+    st = state(request)
+    status = "draining" if st.draining else "ok" if st.ready else "loading"
+    return JSONResponse({"status": status}, status_code=200 if status == "ok" else 503)
 
 
 @router.get("/metrics")
 async def metrics(request: Request):
     """Prometheus exposition: requests running and waiting, tokens, prefix-cache hits, latencies."""
+    if state(request).settings.metrics_need_key:
+        await authorize(request)
     return Response(state(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -16,7 +16,8 @@ from ..engine.sampling import SamplingParams
 
 
 class OpenAIModel(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # NaN and infinities are not JSON, though Python's parser reads them: refused, not sampled
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 def _omit_none(default=None):
@@ -109,11 +110,11 @@ class SamplingRequest(OpenAIModel):
     model's defaults (engine/sampling.py, the model file, the server's configuration)."""
     model: str
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    logit_bias: dict[int, float] | None = None
+    logit_bias: dict[int, float] | None = Field(None, max_length=1024)
     max_tokens: int | None = Field(None, ge=1)
     n: int = Field(1, ge=1, le=16)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64)
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -61,7 +61,12 @@ class Settings(BaseSettings):
     cache_slots: int = Field(4, ge=0)
     request_timeout: float | None = Field(600, gt=0)
     api_keys: list[str] = []
+    metrics_need_key: bool = False
     cors_origins: list[str] = []
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_tokens_limit: int | None = Field(None, ge=1)
+    kv_cache_limit_mb: float | None = Field(None, gt=0)
+    shutdown_grace: float = Field(30, ge=0)
     models: list[ModelSettings] = Field([ModelSettings(id=DEFAULT_MODEL_ID)], min_length=1)
 
     @classmethod

@@ -125,6 +125,11 @@ class KVCache:
         self.k = np.zeros((c.n_layers, n_slots, n_ctx, c.n_kv_heads, c.head_dim), np.float32)
         self.v = np.zeros(self.k.shape, np.float32)  # (zeros_like would write every page)
 
+    @staticmethod
+    def size(c: LlamaConfig, n_ctx: int, n_slots: int) -> int:
+        """Bytes of a cache whose every position is used: keys and values, float32."""
+        return 2 * c.n_layers * n_slots * n_ctx * c.n_kv_heads * c.head_dim * 4
+
 
     def copy(self, src: int, dst: int, n: int) -> None:
         """Slot dst takes the keys and values of slot src's first n positions (a shared prompt)."""

@@ -93,7 +93,8 @@ class Sampler:
         """`index`: the choice of a request (n > 1); each draws from its own stream, all fixed by
         the seed (the first choice's is the seed's own, as with n = 1)."""
         self.params = params
-        seed = params.seed if params.seed is None or index == 0 else [params.seed, index]
+        seed = None if params.seed is None else params.seed % 2**64  # numpy takes no negative seeds
+        seed = seed if seed is None or index == 0 else [seed, index]
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, logits: np.ndarray, context: list[int], generated: list[int]) -> int:

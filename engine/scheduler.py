@@ -32,7 +32,7 @@ import asyncio
 import collections
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import InvalidRequest
 from .generate import Sequence, TokenEvent, check_request
@@ -122,10 +122,16 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 class ModelRunner:
     def __init__(self, loaded: LoadedModel, n_ctx: int, queue_size: int = 16, timeout: float | None = None,
                  parallel: int = 8, step_tokens: int = 256, cache_slots: int = 4, observer: Observer | None = None,
-                 threads: int | None = None, defaults: SamplingParams | None = None):
+                 threads: int | None = None, defaults: SamplingParams | None = None,
+                 max_tokens_limit: int | None = None):
         self.loaded, self.n_ctx, self.queue_size, self.timeout = loaded, n_ctx, queue_size, timeout
         self.parallel, self.step_tokens, self.threads = parallel, max(step_tokens, parallel), threads
-        self.defaults = defaults or loaded.sampling  # sampling defaults for what requests leave out
+        # a request may ask for no more tokens than the context holds, or the operator allows
+        self.max_tokens_limit = min(n_ctx, max_tokens_limit or n_ctx)
+        defaults = defaults or loaded.sampling  # sampling defaults for what requests leave out
+        if defaults.max_tokens is None or defaults.max_tokens > self.max_tokens_limit:
+            defaults = replace(defaults, max_tokens=self.max_tokens_limit)
+        self.defaults = defaults
         self.observer = observer or Observer()
         self.cache = loaded.model.new_cache(n_ctx, parallel + cache_slots)
         self.slots = [Slot(i) for i in range(parallel + cache_slots)]
@@ -142,6 +148,9 @@ class ModelRunner:
             raise InvalidRequest("The prompt is empty.", param="prompt")
         for ids in prompts:
             check_request(self.loaded.model, ids, params, self.n_ctx)
+        if (params.max_tokens or 0) > self.max_tokens_limit:
+            raise InvalidRequest(f"max_tokens is too large: {params.max_tokens}. This server allows at most "
+                                 f"{self.max_tokens_limit} completion tokens.", param="max_tokens")
         if params.grammar is not None:  # compiled now, so that a bad grammar is refused at once
             self.loaded.grammars.constraint(params.grammar)
         job = Job([list(p) for p in prompts], params, n, asyncio.get_running_loop())
@@ -171,6 +180,18 @@ class ModelRunner:
                 yield item
         finally:
             job.cancel()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing runs and nothing waits."""
+        return not self.running and not self._waiting
+
+    def cut_short(self) -> None:
+        """Every job, running or waiting, finishes at its next token with finish_reason "length"
+        (a shutdown's grace period is over)."""
+        with self._wake:
+            for job in {c.job for c in self.running} | set(self._waiting):
+                job.deadline = 0.0
 
     def close(self) -> None:
         with self._wake:

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -34,15 +35,18 @@ def server_process(*flags: str, env: dict | None = None):
     """A real `llamba serve` on a free port: yields its base URL and its process."""
     model_path(SMOLLM2)  # skips with the reason when the default model is absent
     port = free_port()
+    log = tempfile.TemporaryFile("w+")  # (a pipe nobody reads would fill up and stall the server)
     proc = subprocess.Popen([sys.executable, "-m", "llamba", "serve", "--port", str(port), *flags],
-                            cwd=ROOT, env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env={**os.environ, "LLAMBA_SHUTDOWN_GRACE": "2", **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=log, text=True)
+    proc.log = log
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 180
         while time.time() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read()}")
+                log.seek(0)
+                raise RuntimeError(f"server exited: {log.read()}")
             try:
                 if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                     break
@@ -55,9 +59,10 @@ def server_process(*flags: str, env: dict | None = None):
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 def metrics(base: str) -> dict[str, float]:

@@ -80,8 +80,10 @@ def test_a_full_queue_answers_429_before_a_multi_prompt_stream_starts():
     async def go():
         async with client(parallel=2, queue_size=1) as (c, runner):
             long = dict(model=MODEL, prompt="Write a long story.", max_tokens=300, ignore_eos=True)
-            tasks = [asyncio.create_task(c.post("/v1/completions", json=long)) for _ in range(2)]
-            await until(lambda: len(runner.running) == 2, tasks)  # both run
+            tasks = []
+            for running in (1, 2):  # one at a time: the queue holds one until the runner admits it
+                tasks.append(asyncio.create_task(c.post("/v1/completions", json=long)))
+                await until(lambda: len(runner.running) == running, tasks)
             tasks.append(asyncio.create_task(c.post("/v1/completions", json=long)))
             await until(lambda: runner._waiting, tasks)  # and a third waits: the queue is full
             refused = await c.post("/v1/completions", json=dict(

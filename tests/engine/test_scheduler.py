@@ -11,7 +11,7 @@ from llamba.engine.scheduler import ModelRunner, Observer, QueueFull
 from support import SMOLLM2, loaded
 
 GREEDY = SamplingParams(temperature=0, max_tokens=8)
-LONG = SamplingParams(temperature=0, max_tokens=200, ignore_eos=True)
+LONG = SamplingParams(temperature=0, max_tokens=400, ignore_eos=True)
 
 
 class Recorder(Observer):
@@ -47,7 +47,10 @@ def test_admits_up_to_parallel_and_queues_the_rest(lm):
         observer = Recorder()
         runner = ModelRunner(lm, 512, queue_size=4, parallel=2, observer=observer)
         jobs = [runner.submit([prompt(lm, f"Story {i}.")], LONG) for i in range(3)]
-        await asyncio.sleep(0.5)
+        for _ in range(500):  # until two are admitted (a guard, not a speed check)
+            if runner.running:
+                break
+            await asyncio.sleep(0.01)
         running_then = (len({c.job for c in runner.running}), len(runner._waiting))
         for job in jobs:
             job.cancel()
