@@ -14,6 +14,7 @@ class Metrics:
         labels = ["model"]
         self.running = Gauge("llamba_requests_running", "Requests being generated", labels, registry=r)
         self.waiting = Gauge("llamba_requests_waiting", "Requests queued for a model", labels, registry=r)
+        self.busy_slots = Gauge("llamba_kv_slots_busy", "KV-cache slots held by running requests", labels, registry=r)
         self.requests = Counter("llamba_requests", "Requests admitted to a model", labels, registry=r)
         self.rejected = Counter("llamba_requests_rejected", "Requests refused with 429 (queue full)", labels, registry=r)
         self.prompt_tokens = Counter("llamba_prompt_tokens", "Prompt tokens of admitted requests", labels, registry=r)
@@ -37,9 +38,10 @@ class _ModelObserver(Observer):
     def __init__(self, m: Metrics, model: str):
         self.m, self.model = m, model
 
-    def queue(self, running: int, waiting: int) -> None:
+    def queue(self, running: int, waiting: int, busy_slots: int) -> None:
         self.m.running.labels(self.model).set(running)
         self.m.waiting.labels(self.model).set(waiting)
+        self.m.busy_slots.labels(self.model).set(busy_slots)
 
     def admitted(self, job: Job) -> None:
         self.m.requests.labels(self.model).inc()

@@ -26,6 +26,16 @@ from .structured import ChatPlan, output_grammar, plan_chat, tool_call_message
 
 router = APIRouter()
 log = logging.getLogger("llamba")
+# the error answers, in OpenAI's shape, as the OpenAPI document describes them
+ERRORS = {status: {"model": s.ErrorResponse, "description": text} for status, text in (
+    (400, "Invalid request"), (401, "Missing or wrong API key"), (404, "No such model"),
+    (413, "Request body too large"), (429, "The model's queue is full"),
+    (503, "Loading, or shutting down"))}
+
+
+def generation(reply: type) -> dict:
+    """A generation endpoint's answers: the whole reply as JSON, or a stream of its chunks."""
+    return {200: {"model": reply, "content": {"text/event-stream": {}}}, **ERRORS}
 _reported_fields: set[str] = set()
 
 
@@ -98,12 +108,12 @@ def model_card(request: Request, model_id: str) -> s.Model:
     return s.Model(id=model_id, created=st.created, meta=meta)
 
 
-@router.get("/v1/models", dependencies=[Depends(authorize)])
+@router.get("/v1/models", dependencies=[Depends(authorize)], responses=ERRORS)
 async def list_models(request: Request) -> s.ModelList:
     return s.ModelList(data=[model_card(request, i) for i in state(request).model_ids])
 
 
-@router.get("/v1/models/{model_id}", dependencies=[Depends(authorize)])
+@router.get("/v1/models/{model_id}", dependencies=[Depends(authorize)], responses=ERRORS)
 async def get_model(request: Request, model_id: str) -> s.Model:
     if model_id not in state(request).model_ids:
         raise OpenAIError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
@@ -111,13 +121,13 @@ async def get_model(request: Request, model_id: str) -> s.Model:
 
 
 # --- tokenizer --------------------------------------------------------------------------------------
-@router.post("/tokenize", dependencies=[Depends(authorize)])
+@router.post("/tokenize", dependencies=[Depends(authorize)], responses=ERRORS)
 async def tokenize(request: Request, body: s.TokenizeRequest):
     tok = runner_for(request, body.model).loaded.tokenizer
     return {"tokens": tok.encode(body.content, add_special=body.add_special, parse_special=body.parse_special)}
 
 
-@router.post("/detokenize", dependencies=[Depends(authorize)])
+@router.post("/detokenize", dependencies=[Depends(authorize)], responses=ERRORS)
 async def detokenize(request: Request, body: s.DetokenizeRequest):
     runner = runner_for(request, body.model)
     try:
@@ -208,7 +218,7 @@ DONE = {"data": "[DONE]"}
 
 
 # --- chat completions -------------------------------------------------------------------------------
-@router.post("/v1/chat/completions", dependencies=[Depends(authorize)])
+@router.post("/v1/chat/completions", dependencies=[Depends(authorize)], responses=generation(s.ChatCompletion))
 async def chat_completions(request: Request, body: s.ChatCompletionRequest):
     runner = runner_for(request, body.model)
     try:
@@ -297,7 +307,7 @@ def completion_prompts(body: s.CompletionRequest, tok) -> list[list[int]]:
     return [tok.encode(x, add_special=True, parse_special=True) if isinstance(x, str) else list(x) for x in p]
 
 
-@router.post("/v1/completions", dependencies=[Depends(authorize)])
+@router.post("/v1/completions", dependencies=[Depends(authorize)], responses=generation(s.Completion))
 async def completions(request: Request, body: s.CompletionRequest):
     runner = runner_for(request, body.model)
     if body.suffix:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .gguf_file import GGUFError, GGUFFile
 
 SUPPORTED_ARCHITECTURES = ("llama",)
@@ -43,29 +45,40 @@ class LlamaConfig:
         if arch not in SUPPORTED_ARCHITECTURES:
             raise GGUFError(f"{f.path}: unsupported architecture {arch!r} (supported: llama)")
 
-        def need(key: str):
-            if f"llama.{key}" not in meta:
+        def count(key: str, default=None) -> int:
+            """A positive integer (a size or a count) of the llama.* metadata."""
+            value = meta.get(f"llama.{key}", default)
+            if value is None:
                 raise GGUFError(f"{f.path}: missing metadata key 'llama.{key}'")
-            return meta[f"llama.{key}"]
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < value < 2**31:
+                raise GGUFError(f"{f.path}: metadata key 'llama.{key}' must be a positive integer, got {value!r}")
+            return int(value)
 
-        n_heads = int(need("attention.head_count"))
+        def real(key: str, default: float) -> float:
+            value = meta.get(f"llama.{key}", default)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 < value < 1e30:
+                raise GGUFError(f"{f.path}: metadata key 'llama.{key}' must be a positive number, got {value!r}")
+            return float(value)
+
         tokens = meta.get("tokenizer.ggml.tokens")
-        vocab = meta.get("llama.vocab_size", len(tokens) if tokens is not None else None)
-        if vocab is None:
-            raise GGUFError(f"{f.path}: missing metadata key 'llama.vocab_size'")
+        n_heads = count("attention.head_count")
         config = cls(
-            dim=int(need("embedding_length")),
-            n_layers=int(need("block_count")),
+            dim=count("embedding_length"),
+            n_layers=count("block_count"),
             n_heads=n_heads,
-            n_kv_heads=int(meta.get("llama.attention.head_count_kv", n_heads)),
-            ffn_dim=int(need("feed_forward_length")),
-            vocab_size=int(vocab),
-            context_length=int(need("context_length")),
-            rope_base=float(meta.get("llama.rope.freq_base", 10000.0)),
-            rms_eps=float(meta.get("llama.attention.layer_norm_rms_epsilon", 1e-5)),
-            rope_dim=int(meta["llama.rope.dimension_count"]) if "llama.rope.dimension_count" in meta else None,
+            n_kv_heads=count("attention.head_count_kv", n_heads),
+            ffn_dim=count("feed_forward_length"),
+            vocab_size=count("vocab_size", len(tokens) if tokens is not None else None),
+            context_length=count("context_length"),
+            rope_base=real("rope.freq_base", 10000.0),
+            rms_eps=real("attention.layer_norm_rms_epsilon", 1e-5),
+            rope_dim=count("rope.dimension_count") if "llama.rope.dimension_count" in meta else None,
         )
         if config.dim % n_heads or n_heads % config.n_kv_heads:
             raise GGUFError(f"{f.path}: head counts ({n_heads} heads, {config.n_kv_heads} KV heads) "
                             f"do not divide embedding_length {config.dim}")
+        rotated = config.rope_dim or config.head_dim
+        if rotated % 2 or rotated > config.head_dim:
+            raise GGUFError(f"{f.path}: llama.rope.dimension_count {rotated} must be even and at most the "
+                            f"head size {config.head_dim}")
         return config

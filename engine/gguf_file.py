@@ -11,6 +11,7 @@ then the tensor data, aligned to `general.alignment` (default 32).
 """
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import struct
@@ -22,6 +23,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 GGUF_MAGIC = b"GGUF"
 
+GGML_MAX_DIMS = 4
 _SCALAR_FORMATS = {
     GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b",
     GGUFValueType.UINT16: "<H", GGUFValueType.INT16: "<h",
@@ -148,6 +150,9 @@ class GGUFFile:
 
     def _string_array(self, count: int, what: str) -> StringArray:
         # One pass over the length prefixes; the strings stay in the map.
+        if count * 8 > len(self._buf) - self._pos:  # (each string has at least its length prefix)
+            raise self._fail(f"truncated: {what} claims {count} strings at offset {self._pos}, more than "
+                             f"the file's {len(self._buf)} bytes can hold")
         offsets = np.empty(count, np.int64)
         lengths = np.empty(count, np.int64)
         buf, pos, size = self._mmap, self._pos, len(self._buf)
@@ -183,6 +188,8 @@ class GGUFFile:
         for i in range(n_tensors):
             name = self._string(f"tensor info #{i}")
             n_dims = self._scalar(GGUFValueType.UINT32, f"tensor {name!r} dims")
+            if not 1 <= n_dims <= GGML_MAX_DIMS:
+                raise self._fail(f"tensor {name!r} has {n_dims} dimensions (1 to {GGML_MAX_DIMS} expected)")
             dims = [self._scalar(GGUFValueType.UINT64, f"tensor {name!r} dims") for _ in range(n_dims)]
             raw_type = self._scalar(GGUFValueType.UINT32, f"tensor {name!r} type")
             offset = self._scalar(GGUFValueType.UINT64, f"tensor {name!r} offset")
@@ -192,7 +199,9 @@ class GGUFFile:
                 raise self._fail(f"tensor {name!r} has unknown type {raw_type}") from None
             infos.append((name, dims, ttype, offset))
 
-        alignment = int(self.metadata.get("general.alignment", 32))
+        alignment = self.metadata.get("general.alignment", 32)
+        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+            raise self._fail(f"general.alignment must be a power of two, got {alignment!r}")
         data_start = -(-self._pos // alignment) * alignment
         for name, dims, ttype, offset in infos:
             self.tensors[name] = self._tensor(name, dims, ttype, data_start + offset)
@@ -204,7 +213,7 @@ class GGUFFile:
             raise self._fail(f"tensor {name!r}: row length {shape[-1]} is not a multiple of "
                              f"the {ttype.name} block size {block_size}")
         row_bytes = shape[-1] // block_size * type_size
-        n_rows = int(np.prod(shape[:-1], dtype=np.int64))
+        n_rows = math.prod(shape[:-1])  # Python's integers: no overflow from absurd dimensions
         end = start + n_rows * row_bytes
         if end > len(self._buf):
             raise self._fail(f"tensor {name!r} data [{start}, {end}) runs past the end of the "

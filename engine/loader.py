@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numba
 
 from .chat_template import ChatTemplate
+from .gguf_file import GGUFError
 from .grammar import Grammars
 from .model import Llama
 from .sampling import SamplingParams, model_defaults
@@ -43,6 +45,19 @@ def set_threads(threads: int | None) -> int:
     return numba.get_num_threads()
 
 
+@contextmanager
+def reading(path: Path, what: str):
+    """A file that breaks what reading `what` expects (a value of the wrong type, an id out of
+    range, ...) is a GGUFError: one line naming the file and the part, never a traceback."""
+    try:
+        yield
+    except GGUFError:
+        raise
+    except Exception as e:  # noqa: BLE001 — every way a corrupt file can fail
+        detail = (str(e).splitlines() or [""])[0][:200]
+        raise GGUFError(f"{path}: bad {what}: {type(e).__name__}: {detail}") from e
+
+
 def own_sampling(path: Path) -> dict:
     """The sampling that is the model's own beyond its file: the default model's, however its file
     is named (the server's default, `--model` with its path, a test's path)."""
@@ -65,12 +80,20 @@ class LoadedModel:
     @classmethod
     def load(cls, path: str | Path | None = None) -> "LoadedModel":
         path = Path(path) if path else default_model_path()
-        model = Llama(path)
-        tokenizer = Tokenizer.from_gguf(model.file)
-        template = ChatTemplate(model.file.metadata.get("tokenizer.chat_template"),
-                                tokenizer.bos_token, tokenizer.eos_token, strip_bos=tokenizer.add_bos)
-        return cls(path, model, tokenizer, template, model_defaults(model.file.metadata, **own_sampling(path)),
-                   Grammars(tokenizer))
+        with reading(path, "model"):
+            model = Llama(path)
+        meta = model.file.metadata
+        with reading(path, "tokenizer metadata"):
+            tokenizer = Tokenizer.from_gguf(model.file)
+        if tokenizer.vocab_size != model.config.vocab_size:
+            raise GGUFError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model "
+                            f"{model.config.vocab_size}")
+        with reading(path, "tokenizer.chat_template"):
+            template = ChatTemplate(meta.get("tokenizer.chat_template"), tokenizer.bos_token, tokenizer.eos_token,
+                                    strip_bos=tokenizer.add_bos)
+        with reading(path, "general.sampling metadata"):
+            sampling = model_defaults(meta, **own_sampling(path))
+        return cls(path, model, tokenizer, template, sampling, Grammars(tokenizer))
 
     def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None,
                         now: datetime | None = None) -> list[int]:

@@ -76,7 +76,7 @@ class Job:
 class Observer:
     """What the runner reports as it goes (the server turns it into metrics). No-ops here."""
 
-    def queue(self, running: int, waiting: int) -> None: ...
+    def queue(self, running: int, waiting: int, busy_slots: int) -> None: ...
     def admitted(self, job: Job) -> None: ...
     def token(self, job: Job, seconds: float, first: bool) -> None: ...
     def rejected(self) -> None: ...
@@ -259,7 +259,7 @@ class ModelRunner:
         self._report()
 
     def _report(self) -> None:
-        self.observer.queue(len({c.job for c in self.running}), len(self._waiting))
+        self.observer.queue(len({c.job for c in self.running}), len(self._waiting), sum(s.busy for s in self.slots))
 
     def _step(self) -> None:
         for job in {c.job for c in self.running if c.job.cancelled.is_set()}:

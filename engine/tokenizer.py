@@ -85,6 +85,10 @@ class Tokenizer:
             if key not in meta:
                 raise GGUFError(f"{f.path}: missing metadata key {key!r}")
         ids = {k: meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "eot", "eom")}
+        n_tokens = len(meta["tokenizer.ggml.tokens"])
+        for k, i in ids.items():
+            if i is not None and not (isinstance(i, int) and 0 <= i < n_tokens):
+                raise GGUFError(f"{f.path}: tokenizer.ggml.{k}_token_id {i!r} is not a token id (0..{n_tokens - 1})")
         return cls(meta["tokenizer.ggml.tokens"].as_str(), meta["tokenizer.ggml.token_type"].tolist(),
                    pre=meta.get("tokenizer.ggml.pre", "default"), bos_id=ids["bos"], eos_id=ids["eos"],
                    add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", False)),

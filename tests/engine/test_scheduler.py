@@ -18,7 +18,7 @@ class Recorder(Observer):
     def __init__(self):
         self.queues = []
 
-    def queue(self, running: int, waiting: int) -> None:
+    def queue(self, running: int, waiting: int, busy_slots: int) -> None:
         self.queues.append((running, waiting))
 
 
