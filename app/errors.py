@@ -6,6 +6,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from ..engine.errors import InvalidRequest
 from .schemas import ErrorInfo, ErrorResponse
 
 
@@ -37,6 +38,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OpenAIError)
     async def openai_error(request: Request, exc: OpenAIError):
         return error_response(exc.status, exc.info, exc.headers)
+
+    @app.exception_handler(InvalidRequest)
+    async def invalid_request(request: Request, exc: InvalidRequest):  # (routes name the param where they can)
+        return error_response(400, ErrorInfo(message=str(exc), type="invalid_request_error", param=exc.param,
+                                             code=exc.code))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

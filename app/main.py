@@ -97,6 +97,7 @@ class GracefulServer(uvicorn.Server):
         super().__init__(config)
         self.st = st
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.drain_task: asyncio.Task | None = None
 
     async def serve(self, sockets=None) -> None:
         self.loop = asyncio.get_running_loop()
@@ -106,7 +107,10 @@ class GracefulServer(uvicorn.Server):
         if sig != signal.SIGTERM or self.st.draining or self.loop is None:
             return super().handle_exit(sig, frame)
         self.st.draining = True
-        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self.drain()))
+        self.loop.call_soon_threadsafe(self._start_draining)
+
+    def _start_draining(self) -> None:
+        self.drain_task = self.loop.create_task(self.drain())  # (kept: the loop holds tasks weakly)
 
     async def drain(self) -> None:
         runners = set(self.st.runners.values())

@@ -81,14 +81,15 @@ def note_ignored_fields(body: s.OpenAIModel) -> None:
 
 
 # --- models and health ----------------------------------------------------------------------------
-@router.get("/health")
+@router.get("/health", responses={503: {"description": "Loading, or shutting down"}})
 async def health(request: Request):
     st = state(request)
     status = "draining" if st.draining else "ok" if st.ready else "loading"
     return JSONResponse({"status": status}, status_code=200 if status == "ok" else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}, 401: ERRORS[401]})
 async def metrics(request: Request):
     """Prometheus exposition: requests running and waiting, tokens, prefix-cache hits, latencies."""
     if state(request).settings.metrics_need_key:

@@ -18,7 +18,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from .soak import start_server
+from .http import llamba_server
 
 API_KEY = "sk-fuzz"
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
@@ -34,7 +34,7 @@ def main() -> None:
     if args.model:
         flags += ["--model", str(args.model)]
     with tempfile.TemporaryFile("w+") as log:
-        with start_server(flags, env={"LLAMBA_MAX_TOKENS_LIMIT": "4"}, log=log) as (base, _):
+        with llamba_server(flags, env={"LLAMBA_MAX_TOKENS_LIMIT": "4"}, log=log) as (base, _):
             run = subprocess.run(["st", "run", f"{base}/openapi.json", "--checks", CHECKS, "--max-examples",
                                   str(args.max_examples), "--workers", str(args.workers), "-H",
                                   f"Authorization: Bearer {API_KEY}", "--request-timeout", "120",

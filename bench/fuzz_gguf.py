@@ -70,30 +70,35 @@ def put(data: bytearray, at: int, fmt: str, value: int) -> None:
     struct.pack_into(fmt, data, at, value)
 
 
+def pick(rng: np.random.Generator, options: list):
+    """One of `options`, as it is (numpy's choice would turn large integers into floats)."""
+    return options[int(rng.integers(len(options)))]
+
+
 def mutate(source: bytes, layout: Layout, rng: np.random.Generator) -> tuple[str, bytes]:
     """One broken copy of `source` and what was done to it."""
     data = bytearray(source)
-    kind = rng.choice(["bit flips", "huge count", "huge length", "truncated", "tensor offset", "tensor shape",
+    kind = pick(rng, ["bit flips", "huge count", "huge length", "truncated", "tensor offset", "tensor shape",
                        "tensor type", "value type", "random header bytes"])
     if kind == "bit flips":
         for at in rng.integers(0, layout.header_end, rng.integers(1, 9)):
             data[at] ^= 1 << int(rng.integers(8))
     elif kind == "huge count":
-        put(data, int(rng.choice(layout.counts)), "<Q", int(rng.choice([2**63 - 1, 2**64 - 1, 2**32, 10**9])))
+        put(data, pick(rng, layout.counts), "<Q", int(pick(rng, [2**63 - 1, 2**64 - 1, 2**32, 10**9])))
     elif kind == "huge length":
-        put(data, int(rng.choice(layout.lengths)), "<Q", int(rng.choice([2**64 - 1, 2**40, layout.size])))
+        put(data, pick(rng, layout.lengths), "<Q", int(pick(rng, [2**64 - 1, 2**40, layout.size])))
     elif kind == "truncated":
         end = int(rng.integers(0, layout.size))
         return f"{kind} at {end}", bytes(data[:end])
     elif kind == "tensor offset":
-        value = int(rng.choice([rng.integers(0, layout.size), 2**64 - 1, 2**63, layout.size]))
-        put(data, int(rng.choice(layout.offsets)), "<Q", value)
+        value = int(pick(rng, [rng.integers(0, layout.size), 2**64 - 1, 2**63, layout.size]))
+        put(data, pick(rng, layout.offsets), "<Q", value)
     elif kind == "tensor shape":
-        put(data, int(rng.choice(layout.dims)), "<Q", int(rng.choice([0, 1, 3, 2**32 + 64, 2**63, 64 * 1024])))
+        put(data, pick(rng, layout.dims), "<Q", int(pick(rng, [0, 1, 3, 2**32 + 64, 2**63, 64 * 1024])))
     elif kind == "tensor type":
-        put(data, int(rng.choice(layout.tensor_types)), "<I", int(rng.choice([16, 17, 19, 20, 29, 39, 99, 2**31])))
+        put(data, pick(rng, layout.tensor_types), "<I", int(pick(rng, [16, 17, 19, 20, 29, 39, 99, 2**31])))
     elif kind == "value type":
-        put(data, int(rng.choice(layout.value_types)), "<I", int(rng.integers(0, 14)))
+        put(data, pick(rng, layout.value_types), "<I", int(rng.integers(0, 14)))
     else:
         at = int(rng.integers(0, layout.header_end - 8))
         data[at:at + 8] = rng.integers(0, 256, 8, dtype=np.uint8).tobytes()

@@ -14,52 +14,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
+import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from .http import free_port
+from .http import llamba_server
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST_TIMEOUT = 300
 QUESTIONS = ["What is the capital of France?", "Name three colours.", "Write a haiku about the sea.",
              "Explain rain to a child.", "Count from one to ten.", "What is 12 times 12?"]
-
-
-@contextmanager
-def start_server(flags: list[str], env: dict | None = None, log=None):
-    """`llamba serve` on a free loopback port, its log (access log included) to `log` (a file
-    open for writing and reading; a temporary one by default): yields (base URL, pid) once /health
-    says ok."""
-    port = free_port()
-    log = log or tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen([sys.executable, "-m", "llamba", "serve", "--port", str(port), *flags], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **(env or {})})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(3000):
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"llamba serve exited: {log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        yield base, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=120)
 
 
 def resident_mb(pid: int) -> float:
@@ -166,6 +137,13 @@ def summarize(run: dict) -> tuple[dict, list[str]]:
         "memory_end_over_middle": memory["end_mb"] / memory.get("middle_mb", memory["end_mb"]),
     }
     failures = []
+    if "server_log" in run:  # the server's own account, hung-up requests included
+        answered = Counter(re.findall(r'HTTP/1\.1" (\d{3})', run["server_log"]))
+        summary["server_statuses"] = dict(sorted(answered.items()))
+        if any(int(status) >= 500 for status in answered):
+            failures.append(f"the server answered >= 500: {summary['server_statuses']}")
+        if "Traceback" in run["server_log"]:
+            failures.append("the server logged a traceback")
     server_errors = {s: n for s, n in statuses.items() if s.isdigit() and int(s) >= 500}
     if server_errors:
         failures.append(f"statuses >= 500: {server_errors}")
@@ -199,10 +177,13 @@ def main() -> None:
     flags = ["--threads", str(args.threads), "--parallel", str(args.parallel), "--queue-size", "64", "--ctx", "1024"]
     if args.model:
         flags += ["--model", str(args.model)]
-    with start_server(flags) as (base, pid):
-        started = time.monotonic()
-        run = asyncio.run(soak(base, pid, model_id, args.requests, args.concurrency, args.seed))
-        seconds = time.monotonic() - started
+    with tempfile.TemporaryFile("w+") as log:
+        with llamba_server(flags, log=log) as (base, proc):
+            started = time.monotonic()
+            run = asyncio.run(soak(base, proc.pid, model_id, args.requests, args.concurrency, args.seed))
+            seconds = time.monotonic() - started
+        log.seek(0)
+        run["server_log"] = log.read()
     summary, failures = summarize(run)
     summary.update(model=model_id, concurrency=args.concurrency, threads=args.threads, seconds=round(seconds),
                    machine=isa.describe(), failures=failures)

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import tiktoken
 
+from .errors import InvalidRequest
 from .gguf_file import GGUFError, GGUFFile
 
 # llama.cpp's pre-tokenizer regexes (llama-vocab.cpp), as one pattern each.
@@ -66,6 +67,7 @@ class Tokenizer:
         self.encoding = tiktoken.Encoding(name=f"gguf-{pre}", pat_str=PRE_TOKENIZERS[pre],
                                           mergeable_ranks=ranks, special_tokens=self.special)
         self.vocab_size = len(tokens)
+        self._single_bytes = frozenset(raw[0] for raw in ranks if len(raw) == 1)
         self.bos_id, self.eos_id, self.add_bos = bos_id, eos_id, add_bos
         self.bos_token = tokens[bos_id] if bos_id is not None else ""
         self.eos_token = tokens[eos_id] if eos_id is not None else ""
@@ -98,7 +100,16 @@ class Tokenizer:
         """Token ids of `text`: BOS first when `add_special` and the model asks for it; special-token
         text becomes its id only when `parse_special` (user-defined tokens always, as llama.cpp)."""
         allowed = "all" if parse_special else self._user_defined
-        ids = self.encoding.encode(text, allowed_special=allowed, disallowed_special=())
+        try:
+            ids = self.encoding.encode(text, allowed_special=allowed, disallowed_special=())
+        except UnicodeEncodeError:
+            raise InvalidRequest("the text is not valid Unicode (it has a lone surrogate)") from None
+        except BaseException as e:  # tiktoken panics (pyo3) on a byte the vocabulary lacks
+            if type(e).__name__ != "PanicException":
+                raise
+            missing = sorted(set(text.encode()) - self._single_bytes)
+            raise InvalidRequest("the text has characters this model's vocabulary cannot encode (UTF-8 bytes "
+                                 f"{', '.join(f'0x{b:02x}' for b in missing) or 'unknown'})") from None
         if add_special and self.add_bos and self.bos_id is not None:
             ids.insert(0, self.bos_id)
         return ids

@@ -1,4 +1,6 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `support`, the shared helpers
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))  # for `support` and `serving`, the shared helpers
+sys.path.insert(1, str(TESTS.parent))  # for `bench`, whose server starter and fuzzers the tests reuse

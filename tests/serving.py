@@ -1,11 +1,6 @@
 """Starting a real `llamba serve` on a free port, for the server tests."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -13,15 +8,10 @@ from contextlib import contextmanager
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import ROOT, SMOLLM2, model_path
+from bench.http import free_port, llamba_server  # noqa: F401 (free_port: for the tests)
+from support import SMOLLM2, model_path
 
 API_KEY = "sk-test-llamba"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -32,37 +22,11 @@ def running_server(*flags: str, env: dict | None = None):
 
 @contextmanager
 def server_process(*flags: str, env: dict | None = None):
-    """A real `llamba serve` on a free port: yields its base URL and its process."""
+    """A real `llamba serve` on a free port (bench/http.py starts it): yields its base URL and its
+    process, whose log is `proc.log`. A short shutdown grace, so that tests end quickly."""
     model_path(SMOLLM2)  # skips with the reason when the default model is absent
-    port = free_port()
-    log = tempfile.TemporaryFile("w+")  # (a pipe nobody reads would fill up and stall the server)
-    proc = subprocess.Popen([sys.executable, "-m", "llamba", "serve", "--port", str(port), *flags],
-                            cwd=ROOT, env={**os.environ, "LLAMBA_SHUTDOWN_GRACE": "2", **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=log, text=True)
-    proc.log = log
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"server exited: {log.read()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("server did not become ready")
+    with llamba_server(list(flags), env={"LLAMBA_SHUTDOWN_GRACE": "2", **(env or {})}, patience=180) as (base, proc):
         yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def metrics(base: str) -> dict[str, float]:

@@ -13,6 +13,8 @@ MODEL = "smollm2-135m-instruct"
 def test_a_small_soak_leaves_no_errors_and_an_idle_server():
     with server_process("--parallel", "4", "--queue-size", "64", "--ctx", "1024") as (base, proc):
         run = asyncio.run(soak(base, proc.pid, MODEL, requests=120, concurrency=12, seed=3))
+        proc.log.seek(0)
+        run["server_log"] = proc.log.read()
     summary, failures = summarize(run)
     failures = [f for f in failures if not f.startswith("resident memory")]  # (too few requests to judge)
     assert not failures, (failures, summary)
