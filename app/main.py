@@ -84,7 +84,22 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     errors.install(app)
     app.include_router(router)
+    describe_models(app, st.model_ids)
     return app
+
+
+def describe_models(app: FastAPI, model_ids: list[str]) -> None:
+    """The OpenAPI document names the models this server serves as the values `model` may take
+    (so that generated clients and API fuzzers send requests that reach a model)."""
+    fastapi_document = app.openapi
+
+    def document() -> dict:
+        if app.openapi_schema is None:
+            schemas = fastapi_document()["components"]["schemas"]
+            for name in ("ChatCompletionRequest", "CompletionRequest"):
+                schemas[name]["properties"]["model"]["enum"] = model_ids
+        return app.openapi_schema
+    app.openapi = document
 
 
 class GracefulServer(uvicorn.Server):

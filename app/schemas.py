@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import replace
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -110,7 +110,7 @@ class SamplingRequest(OpenAIModel):
     model's defaults (engine/sampling.py, the model file, the server's configuration)."""
     model: str
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    logit_bias: dict[int, float] | None = Field(None, max_length=1024)
+    logit_bias: dict[int, Annotated[float, Field(ge=-100, le=100)]] | None = Field(None, max_length=1024)
     max_tokens: int | None = Field(None, ge=1)
     n: int = Field(1, ge=1, le=16)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
@@ -124,7 +124,7 @@ class SamplingRequest(OpenAIModel):
     # --8<-- extensions (llama-server, vLLM)
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0.0, le=1.0)
-    repeat_penalty: float | None = Field(None, gt=0.0)
+    repeat_penalty: float | None = Field(None, ge=0.01, le=100.0)
     ignore_eos: bool = False
     return_tokens_as_token_ids: bool = False
 

@@ -33,7 +33,7 @@ class SamplingSettings(Strict):
     top_k: int | None = Field(None, ge=0)
     top_p: float | None = Field(None, gt=0, le=1)
     min_p: float | None = Field(None, ge=0, le=1)
-    repeat_penalty: float | None = Field(None, gt=0)
+    repeat_penalty: float | None = Field(None, ge=0.01, le=100)
     max_tokens: int | None = Field(None, ge=1)
 
     def given(self) -> dict:

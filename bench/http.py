@@ -42,7 +42,7 @@ def llamba_server(flags: list[str], env: dict | None = None, log=None, patience:
     port = free_port()
     log = log or tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "-m", "llamba", "serve", "--port", str(port), *flags], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **(env or {})})
+                            stdout=log, stderr=log, env={**os.environ, **(env or {})})
     proc.log = log
     base = f"http://127.0.0.1:{port}"
     try:

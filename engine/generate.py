@@ -85,8 +85,10 @@ class Sequence:
         if self.constraint is not None:
             logits = self.constraint.mask(logits)
         token = self.sampler(logits, self.context, self.generated)
-        if self.constraint is not None:
-            self.constraint.accept(token)
+        if self.constraint is not None and not self.constraint.accept(token):
+            # the grammar's parser gave up: the answer ends before a token it cannot follow
+            return TokenEvent(token, self.stops.push(self.decoder.flush())[0] + self.stops.flush(),
+                              index=self.index, finish_reason="stop")
         self.context.append(token)
         self.generated.append(token)
         event = TokenEvent(token, "", index=self.index)

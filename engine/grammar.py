@@ -11,16 +11,19 @@ tokens are allowed only where the grammar may end; once it must end, only they a
 from __future__ import annotations
 
 import json
+import logging
 from functools import cached_property
 
 import llguidance
 import numpy as np
-from llguidance.gbnf_to_lark import GbnfToLarkError, any_to_lark
+from llguidance.gbnf_to_lark import any_to_lark
 from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 from llguidance.tiktoken import lltokenizer_from_encoding
 
 from .errors import InvalidRequest
 from .tokenizer import Tokenizer
+
+log = logging.getLogger("llamba")
 
 # JSON as OpenAI's structured outputs write it: no whitespace between tokens, so a small model
 # cannot wander off into runaway newlines.
@@ -62,7 +65,7 @@ def lark_grammar(text: str, param: str = "grammar") -> str:
     llguidance converts."""
     try:
         return llguidance.LLMatcher.grammar_from_lark(any_to_lark(text))
-    except GbnfToLarkError as e:
+    except Exception as e:  # noqa: BLE001 — GbnfToLarkError, or llguidance's own (an empty grammar, ...)
         raise InvalidRequest(f"the grammar cannot be used: {e}", param=param) from None
 
 
@@ -86,22 +89,27 @@ class Constraint:
     def mask(self, logits: np.ndarray) -> np.ndarray:
         """The logits with every token the grammar does not allow next at -inf (unchanged unless
         the grammar is active)."""
-        if self.state != "active":
+        if self.state != "active" or self.matcher.is_error():
             return logits
-        return np.where(self.allowed(), logits, np.float32(-np.inf)).astype(np.float32)
+        allowed = self.allowed()
+        if not allowed.any():  # (the parser gave up, e.g. too complex): the choice ends at accept
+            return logits
+        return np.where(allowed, logits, np.float32(-np.inf)).astype(np.float32)
 
-    def accept(self, token: int) -> None:
+    def accept(self, token: int) -> bool:
+        """Follow `token`; False if the grammar cannot (its parser gave up): the choice must end."""
         if self.state == "waiting":
             self.waited.append(token)
             text = self.tokenizer.decode(self.waited).lstrip()
             if any(text.startswith(t) for t in self.triggers):
                 self.state = "active"  # the grammar follows the text from its start
-                for t in self.waited:
-                    self.accept(t)
-            elif text and not any(t.startswith(text) for t in self.triggers):
+                return all(self.accept(t) for t in self.waited)
+            if text and not any(t.startswith(text) for t in self.triggers):
                 self.state = "free"
         elif self.state == "active" and not self.matcher.consume_token(token):
-            raise RuntimeError(f"grammar refused token {token}: {self.matcher.get_error()}")
+            log.warning("constrained decoding stopped: %s", self.matcher.get_error().splitlines()[0])
+            return False
+        return True
 
     @property
     def finished(self) -> bool:

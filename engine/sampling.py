@@ -49,6 +49,9 @@ def model_defaults(metadata: dict, **overrides) -> SamplingParams:
     return replace(SamplingParams(), **values)
 
 
+FLOAT32_MAX = np.finfo(np.float32).max
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64) - logits.max()
     return z - np.log(np.exp(z).sum())
@@ -68,7 +71,10 @@ def apply_penalties(logits: np.ndarray, p: SamplingParams, context: list[int], g
         ids = np.fromiter(counts.keys(), dtype=np.int64)
         n = np.fromiter(counts.values(), dtype=np.float32)
         logits[ids] -= n * p.frequency_penalty + p.presence_penalty
-    return logits
+    # extreme penalties overflow: keep the order, in finite numbers (a grammar's -inf stays, and
+    # a NaN, from 0 times infinity, is never chosen)
+    finite = np.clip(logits, -FLOAT32_MAX, FLOAT32_MAX)
+    return np.where(np.isneginf(logits) | np.isnan(logits), np.float32(-np.inf), finite).astype(np.float32)
 
 
 def filter_candidates(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.ndarray]:
@@ -76,8 +82,8 @@ def filter_candidates(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray
     order = np.argsort(-logits, kind="stable")
     if p.top_k > 0:
         order = order[:p.top_k]
-    z = logits[order].astype(np.float64) / p.temperature
-    probs = np.exp(z - z[0])
+    top = logits[order].astype(np.float64)
+    probs = np.exp((top - top[0]) / p.temperature)  # (differences first: a tiny temperature cannot overflow)
     probs /= probs.sum()
     if p.min_p > 0:
         keep = probs >= p.min_p * probs[0]
