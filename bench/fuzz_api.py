@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
-from collections import Counter
 from pathlib import Path
 
-from .http import llamba_server
+from .http import answered_statuses, llamba_server
 
 API_KEY = "sk-fuzz"
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
@@ -40,7 +38,7 @@ def main() -> None:
                                   f"Authorization: Bearer {API_KEY}", "--request-timeout", "120", "--phases", "examples,fuzzing,stateful",
                                   "--continue-on-failure"])
         log.seek(0)
-        answered = Counter(m.group(1) for m in re.finditer(r'HTTP/1\.1" (\d{3})', log.read()))
+        answered = answered_statuses(log.read())
     requests = sum(answered.values())
     print(json.dumps({"requests_answered": requests, "by_status": dict(sorted(answered.items())),
                       "schemathesis_exit": run.returncode}))

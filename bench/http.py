@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -64,6 +66,12 @@ def llamba_server(flags: list[str], env: dict | None = None, log=None, patience:
             proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def answered_statuses(server_log: str, paths: str = "/") -> Counter:
+    """Statuses of the requests a server answered, from its access log, for paths starting with
+    `paths` (its own readiness polls of /health answer 503 while it loads)."""
+    return Counter(re.findall(rf'"[A-Z]+ {re.escape(paths)}\S* HTTP/1\.1" (\d{{3}})', server_log))
 
 
 def server_command(engine: str, model: str, threads: int, port: int) -> list[str]:

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from .http import llamba_server
+from .http import answered_statuses, llamba_server
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST_TIMEOUT = 300
@@ -138,7 +137,7 @@ def summarize(run: dict) -> tuple[dict, list[str]]:
     }
     failures = []
     if "server_log" in run:  # the server's own account, hung-up requests included
-        answered = Counter(re.findall(r'HTTP/1\.1" (\d{3})', run["server_log"]))
+        answered = answered_statuses(run["server_log"], "/v1/")
         summary["server_statuses"] = dict(sorted(answered.items()))
         if any(int(status) >= 500 for status in answered):
             failures.append(f"the server answered >= 500: {summary['server_statuses']}")
