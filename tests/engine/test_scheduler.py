@@ -47,8 +47,8 @@ def test_admits_up_to_parallel_and_queues_the_rest(lm):
         observer = Recorder()
         runner = ModelRunner(lm, 512, queue_size=4, parallel=2, observer=observer)
         jobs = [runner.submit([prompt(lm, f"Story {i}.")], LONG) for i in range(3)]
-        for _ in range(500):  # until two are admitted (a guard, not a speed check)
-            if runner.running:
+        for _ in range(1000):  # until two are admitted, one step apart at most (a guard, not a speed check)
+            if len({c.job for c in runner.running}) == 2:
                 break
             await asyncio.sleep(0.01)
         running_then = (len({c.job for c in runner.running}), len(runner._waiting))
