@@ -80,6 +80,10 @@ class Constraint:
         self.waited: list[int] = []  # tokens generated while waiting for a trigger
         self._mask = allocate_token_bitmask(1, tokenizer.vocab_size)
 
+    def copy(self) -> "Constraint":
+        """A fresh follower of the same compiled grammar (each choice of a request needs its own)."""
+        return Constraint(self.matcher.deep_copy(), self.tokenizer, self.triggers)
+
     def allowed(self) -> np.ndarray:
         """A bool per token id: may it come next?"""
         fill_next_token_bitmask(self.matcher, self._mask)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 
 from .errors import InvalidRequest
 from .generate import Sequence, TokenEvent, check_request
+from .grammar import Constraint
 from .loader import LoadedModel, set_threads
 from .model import Span
 from .sampling import SamplingParams
@@ -55,6 +56,7 @@ class Job:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None
+    constraint: Constraint | None = None  # its grammar, compiled once; each choice follows a copy
     cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
     submitted: float = field(default_factory=time.monotonic)
     unfinished: int = 0     # choices not yet finished (set at admission)
@@ -151,9 +153,9 @@ class ModelRunner:
         if (params.max_tokens or 0) > self.max_tokens_limit:
             raise InvalidRequest(f"max_tokens is too large: {params.max_tokens}. This server allows at most "
                                  f"{self.max_tokens_limit} completion tokens.", param="max_tokens")
-        if params.grammar is not None:  # compiled now, so that a bad grammar is refused at once
-            self.loaded.grammars.constraint(params.grammar)
         job = Job([list(p) for p in prompts], params, n, asyncio.get_running_loop())
+        if params.grammar is not None:  # compiled here, off the model's thread: a bad one is refused at once
+            job.constraint = self.loaded.grammars.constraint(params.grammar, triggers=params.grammar_triggers)
         if job.choices > self.parallel:
             raise InvalidRequest(f"{job.choices} choices ({len(prompts)} prompts x n={n}) exceed the "
                                  f"{self.parallel} this server generates at once", param="n")
@@ -225,17 +227,12 @@ class ModelRunner:
             leader = None
             for i in range(job.n):
                 sequence = Sequence(self.loaded.tokenizer, prompt, job.params, self.n_ctx, index=i,
-                                    constraint=self._constraint(job.params))
+                                    constraint=job.constraint.copy() if job.constraint else None)
                 choice = Choice(job, p * job.n + i, self._take_slot(job, prompt, shared=leader is None),
                                 sequence, last_event=job.submitted, leader=leader)
                 self.running.append(choice)
                 leader = leader or choice
         self.observer.admitted(job)
-
-    def _constraint(self, params: SamplingParams):
-        if params.grammar is None:
-            return None
-        return self.loaded.grammars.constraint(params.grammar, triggers=params.grammar_triggers)
 
     def _take_slot(self, job: Job, prompt: list[int], shared: bool) -> Slot:
         """A free slot: the one sharing the longest prefix with the prompt (for the choice that
