@@ -227,9 +227,7 @@ async def chat_completions(request: Request, body: s.ChatCompletionRequest):
         prompt_ids = runner.loaded.chat_prompt_ids(plan.messages, tools=plan.tools)
     except InvalidRequest as e:
         raise bad_request(str(e), param=e.param or "messages") from None
-    grammar_param = ("tools" if plan.tool_format else "response_format" if body.response_format
-                     else "json_schema" if body.json_schema is not None else "grammar")
-    job = submit(runner, [prompt_ids], body, "messages", plan.grammar, plan.triggers, grammar_param)
+    job = submit(runner, [prompt_ids], body, "messages", plan.grammar, plan.triggers, plan.grammar_param)
     reply = s.ChatCompletion if not body.stream else s.ChatCompletionChunk
     head = dict(id=s.new_id("chatcmpl"), created=s.now(), model=body.model,
                 system_fingerprint=state(request).fingerprint)
@@ -314,12 +312,8 @@ async def completions(request: Request, body: s.CompletionRequest):
     if body.suffix:
         raise bad_request("suffix (fill-in-the-middle) is not supported by Llama models.", param="suffix")
     prompts = completion_prompts(body, runner.loaded.tokenizer)
-    try:
-        grammar = output_grammar(body)
-    except InvalidRequest as e:
-        raise bad_request(str(e), param=e.param) from None
-    job = submit(runner, prompts, body, "prompt", grammar,  # every prompt in one batched job
-                 grammar_param="json_schema" if body.json_schema is not None else "grammar")
+    grammar, grammar_param = output_grammar(body)  # (an InvalidRequest is a 400, app/errors.py)
+    job = submit(runner, prompts, body, "prompt", grammar, grammar_param=grammar_param)  # one batched job
     head = dict(id=s.new_id("cmpl"), created=s.now(), model=body.model,
                 system_fingerprint=state(request).fingerprint)
     if body.stream:

@@ -24,24 +24,26 @@ class ChatPlan:
     messages: list[dict]                 # for the chat template
     tools: list[dict] | None             # for the chat template (templates that render tools)
     grammar: str | None                  # an llguidance grammar, or None for free text
+    grammar_param: str = "grammar"       # the request field the grammar comes from
     triggers: tuple[str, ...] = ()       # lazy grammar: applies once the output starts so
     tool_format: str | None = None       # "llama3" or "generic" when calls are read from the output
 
 
-def output_grammar(body: s.ChatCompletionRequest | s.CompletionRequest) -> str | None:
-    """The grammar of `response_format` (chat), `json_schema` or `grammar` (both endpoints)."""
+def output_grammar(body: s.ChatCompletionRequest | s.CompletionRequest) -> tuple[str | None, str]:
+    """The grammar of `response_format` (chat), `json_schema` or `grammar` (both endpoints), and
+    the field it comes from (named by the error if it cannot be compiled)."""
     fmt = getattr(body, "response_format", None)
     if fmt is not None and fmt.type == "json_object":
-        return json_schema_grammar({"type": "object"})
+        return json_schema_grammar({"type": "object"}), "response_format"
     if fmt is not None and fmt.type == "json_schema":
         if fmt.json_schema is None or fmt.json_schema.schema_ is None:
             raise InvalidRequest("response_format json_schema needs a `json_schema.schema`", param="response_format")
-        return json_schema_grammar(fmt.json_schema.schema_)
+        return json_schema_grammar(fmt.json_schema.schema_), "response_format"
     if body.json_schema is not None:
-        return json_schema_grammar(body.json_schema, param="json_schema")
+        return json_schema_grammar(body.json_schema, param="json_schema"), "json_schema"
     if body.grammar is not None:
-        return lark_grammar(body.grammar)
-    return None
+        return lark_grammar(body.grammar), "grammar"
+    return None, "grammar"
 
 
 def plan_chat(body: s.ChatCompletionRequest, loaded: LoadedModel) -> ChatPlan:
@@ -51,7 +53,7 @@ def plan_chat(body: s.ChatCompletionRequest, loaded: LoadedModel) -> ChatPlan:
         if isinstance(choice, s.NamedToolChoice) or choice == "required":
             raise InvalidRequest("tool_choice asks for a tool call but no tools are given", param="tool_choice")
         messages = [m.for_template() for m in body.messages]
-        return ChatPlan([tool_calls.history_message("none", m) for m in messages], None, output_grammar(body))
+        return ChatPlan([tool_calls.history_message("none", m) for m in messages], None, *output_grammar(body))
     fmt = tool_calls.tool_format(loaded.template.source)
     if isinstance(choice, s.NamedToolChoice):
         tools = [t for t in tools if t["function"]["name"] == choice.function.name]
@@ -69,7 +71,8 @@ def plan_chat(body: s.ChatCompletionRequest, loaded: LoadedModel) -> ChatPlan:
             instructions["content"] = messages[0]["content"] + "\n\n" + instructions["content"]
             messages = messages[1:]
         messages = [instructions, *messages]
-    return ChatPlan(messages, tools if fmt == "llama3" else None, lark_grammar(grammar, param="tools"), triggers, fmt)
+    return ChatPlan(messages, tools if fmt == "llama3" else None, lark_grammar(grammar, param="tools"), "tools",
+                    triggers, fmt)
 
 
 def tool_call_message(text: str, tool_format: str | None) -> s.ChatCompletionMessage:
