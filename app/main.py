@@ -150,10 +150,6 @@ def serve(args) -> int:
         overrides["models"] = [ModelSettings(id=args.model_id or Path(args.model).stem, path=args.model)]
     try:
         settings = Settings.load(args.config, **overrides)
-    except ConfigError as e:
-        print(f"llamba: error: {e}", file=sys.stderr)
-        return 2
-    try:
         kv_bytes = check_kv_budget(settings)
     except ConfigError as e:
         print(f"llamba: error: {e}", file=sys.stderr)

@@ -6,6 +6,7 @@ that read one input are packed side by side (wqkv, w13) so each is one product.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,14 +123,17 @@ class KVCache:
 
     def __init__(self, c: LlamaConfig, n_ctx: int, n_slots: int = 1):
         self.n_ctx, self.n_slots = n_ctx, n_slots
-        self.k = np.zeros((c.n_layers, n_slots, n_ctx, c.n_kv_heads, c.head_dim), np.float32)
+        self.k = np.zeros(self.shape(c, n_ctx, n_slots), np.float32)
         self.v = np.zeros(self.k.shape, np.float32)  # (zeros_like would write every page)
+
+    @staticmethod
+    def shape(c: LlamaConfig, n_ctx: int, n_slots: int) -> tuple[int, ...]:
+        return (c.n_layers, n_slots, n_ctx, c.n_kv_heads, c.head_dim)
 
     @staticmethod
     def size(c: LlamaConfig, n_ctx: int, n_slots: int) -> int:
         """Bytes of a cache whose every position is used: keys and values, float32."""
-        return 2 * c.n_layers * n_slots * n_ctx * c.n_kv_heads * c.head_dim * 4
-
+        return 2 * math.prod(KVCache.shape(c, n_ctx, n_slots)) * np.dtype(np.float32).itemsize
 
     def copy(self, src: int, dst: int, n: int) -> None:
         """Slot dst takes the keys and values of slot src's first n positions (a shared prompt)."""

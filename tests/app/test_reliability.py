@@ -38,15 +38,15 @@ def test_sigterm_lets_running_streams_end_refuses_new_requests_and_exits_0():
         with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=120) as r:
             for line in r.iter_lines():
                 lines.append(line)
-                if len(lines) == 1:
-                    started.wait()
+                if sum(x.startswith("data: ") for x in lines) == 2 and line.startswith("data: "):
+                    started.wait()  # (the role chunk, then a token: decoding has begun)
         results[i] = [line[6:] for line in lines if line.startswith("data: ")]
 
     with server_process("--parallel", "8", env={"LLAMBA_SHUTDOWN_GRACE": "3"}) as (base, proc):
         threads = [threading.Thread(target=stream, args=(i, base)) for i in range(8)]
         for t in threads:
             t.start()
-        started.wait(timeout=120)  # every stream has its first tokens
+        started.wait(timeout=300)  # every stream has its first token
         proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         time.sleep(0.3)
