@@ -41,8 +41,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidRequest)
     async def invalid_request(request: Request, exc: InvalidRequest):  # (routes name the param where they can)
-        return error_response(400, ErrorInfo(message=str(exc), type="invalid_request_error", param=exc.param,
-                                             code=exc.code))
+        return error_response(400, bad_request(str(exc), param=exc.param, code=exc.code).info)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
