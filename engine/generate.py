@@ -74,7 +74,7 @@ class Sequence:
         self.tokenizer, self.params, self.index, self.constraint = tokenizer, params, index, constraint
         room = n_ctx - len(prompt_ids)
         self.max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
-        self.sampler = Sampler(params, index)
+        self.sampler = Sampler(params, index, unpenalized=tokenizer.stop_ids)
         self.decoder, self.stops = StreamDecoder(tokenizer), StopStrings(params.stop)
         self.context, self.generated = list(prompt_ids), []
 

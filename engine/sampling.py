@@ -57,12 +57,16 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum())
 
 
-def apply_penalties(logits: np.ndarray, p: SamplingParams, context: list[int], generated: list[int]) -> np.ndarray:
+def apply_penalties(logits: np.ndarray, p: SamplingParams, context: list[int], generated: list[int],
+                    unpenalized: frozenset[int] = frozenset()) -> np.ndarray:
+    """`unpenalized`: ids the repeat penalty leaves alone — the end-of-turn tokens, which a chat
+    prompt holds after every message: penalized, they keep a small model from ending its answer
+    (1 answer in 800 to SmolLM2 ran on to max_tokens, 0 in 400 without)."""
     logits = logits.astype(np.float32, copy=True)
     for token, bias in p.logit_bias.items():
         logits[token] += bias
     if p.repeat_penalty != 1.0 and p.repeat_last_n > 0:
-        recent = np.unique(np.asarray(context[-p.repeat_last_n:], dtype=np.int64))
+        recent = np.unique(np.asarray([t for t in context[-p.repeat_last_n:] if t not in unpenalized], dtype=np.int64))
         if len(recent):
             values = logits[recent]
             logits[recent] = np.where(values > 0, values / p.repeat_penalty, values * p.repeat_penalty)
@@ -95,17 +99,18 @@ def filter_candidates(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray
 
 
 class Sampler:
-    def __init__(self, params: SamplingParams, index: int = 0):
+    def __init__(self, params: SamplingParams, index: int = 0, unpenalized: frozenset[int] = frozenset()):
         """`index`: the choice of a request (n > 1); each draws from its own stream, all fixed by
-        the seed (the first choice's is the seed's own, as with n = 1)."""
-        self.params = params
+        the seed (the first choice's is the seed's own, as with n = 1). `unpenalized`: see
+        apply_penalties."""
+        self.params, self.unpenalized = params, unpenalized
         seed = None if params.seed is None else params.seed % 2**64  # numpy takes no negative seeds
         seed = seed if seed is None or index == 0 else [seed, index]
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, logits: np.ndarray, context: list[int], generated: list[int]) -> int:
         p = self.params
-        logits = apply_penalties(logits, p, context, generated)
+        logits = apply_penalties(logits, p, context, generated, self.unpenalized)
         if p.temperature <= 0:
             return int(np.argmax(logits))
         ids, probs = filter_candidates(logits, p)

@@ -21,6 +21,11 @@ SYNTH = ["synth-llama3-tiny-f32", "synth-llama3-small-q4_0", "synth-llama3-small
          "synth-llama3-small-q4_k_m"]
 ALL_MODELS = SYNTH + [SMOLLM2]
 
+# the engine's greedy and perplexity checks hold for the default 16-bit activations
+exact_activations = pytest.mark.skipif(os.environ.get("LLAMBA_ACTIVATIONS", "16") == "8", reason=(
+    "LLAMBA_ACTIVATIONS=8 rounds activations as llama.cpp does, but not its float16 KV cache and "
+    "attention: the results follow neither reference within the checks' bounds (engine/kernels/isa.py)"))
+
 
 def reference(name: str, exact: bool = False) -> dict:
     return json.loads((DATA / f"{name}{'.exact' if exact else ''}.json").read_text())

@@ -2,7 +2,8 @@
 
 `pack` turns a GGUF tensor's raw bytes into a `Weight` laid out for its kernel (layout.py);
 `matmul(weight, x)` multiplies. Quantized types run integer kernels over activations kept to ~16
-bits (activations.py); plain float types multiply in float32.
+bits, or rounded to 8 as llama.cpp does on the paths where that halves the work (activations.py);
+plain float types multiply in float32.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .legacy_quants import pack_q4_0, pack_q4_1, pack_q8_0, q4_0_product, q4_1_p
 QUANT_KERNELS = {T.Q4_0: (pack_q4_0, q4_0_product), T.Q4_1: (pack_q4_1, q4_1_product),
                  T.Q8_0: (pack_q8_0, q8_0_product), T.Q4_K: (pack_q4_k, q4_k_product),
                  T.Q5_K: (pack_q5_k, q5_k_product), T.Q6_K: (pack_q6_k, q6_k_product)}
+K_QUANTS = (T.Q4_K, T.Q5_K, T.Q6_K)  # 256-value blocks, which read 8-bit activations per 256 too
 FLOAT_TYPES = (T.F32, T.F16, T.BF16)
 SUPPORTED_TYPES = tuple(QUANT_KERNELS) + FLOAT_TYPES
 
@@ -49,7 +51,7 @@ def pack(name: str, ttype: T, shape: tuple[int, int], raw: np.ndarray) -> Weight
         return Weight(name, ttype, shape, (raw.view(np.uint32 if ttype == T.F32 else np.uint16),))
     if ttype not in QUANT_KERNELS:
         raise ValueError(f"{name}: tensor type {ttype.name} is not supported")
-    if rows % GROUP or k % 256 and ttype in (T.Q4_K, T.Q5_K, T.Q6_K):
+    if rows % GROUP or k % 256 and ttype in K_QUANTS:
         raise ValueError(f"{name}: shape {shape} does not fit {ttype.name} kernels (rows % {GROUP})")
     return Weight(name, ttype, shape, QUANT_KERNELS[ttype][0](raw.reshape(rows, -1)))
 
@@ -70,7 +72,8 @@ def product(weight: Weight, a: Activations, out: np.ndarray) -> tuple[Callable, 
     """The kernel that multiplies `weight` by `a` into `out`, and its arguments."""
     if weight.type in FLOAT_TYPES:
         return float_product, (int(weight.type), weight.arrays[0], a.x, F16_TABLE, out)
-    return QUANT_KERNELS[weight.type][1], (weight.arrays, a.quantized, (a.scale, a.sums16, a.sums32), out)
+    quantized, sums = a.quantized(256 if weight.type in K_QUANTS else 32)
+    return QUANT_KERNELS[weight.type][1], (weight.arrays, quantized, sums, out)
 
 
 def matvec(weight: Weight, x: np.ndarray) -> np.ndarray:

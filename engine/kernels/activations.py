@@ -1,25 +1,46 @@
-"""Activations as the integer kernels read them: each 32-value block of x in 16 bits, split in two
-int8 halves so that byte dot products can multiply them.
+"""Activations as the integer kernels read them: each block of x rounded to integers and a scale.
 
-llama.cpp rounds activations to int8 (relative error ~4e-3 per value) before every quantized
-product. We keep ~16 bits instead: x ~= scale * (256 * hi + lo), with hi = round(x / d),
-lo = round(256 * (x / d - hi)) and d = max|x| / 127 over the block, both in [-127, 127]. Every
-product is then two exact integer dot products (hi and lo) per block, and the results follow an
-exact float computation to ~2e-5, not llama.cpp's 8-bit rounding.
+16 bits (isa.ACTIVATION_BITS = 16): llama.cpp rounds activations to int8 (relative error ~4e-3
+per value) before every quantized product. We keep ~16 bits instead: x ~= scale * (256 * hi + lo),
+with hi = round(x / d), lo = round(256 * (x / d - hi)) and d = max|x| / 127 over each 32-value
+block, both in [-127, 127]. Every product is then two exact integer dot products (hi and lo) per
+block, and the results follow an exact float computation to ~2e-5, not llama.cpp's rounding.
+
+8 bits (the paths where a second byte costs a second product, isa.py): llama.cpp's own rounding,
+reproduced exactly as its x86 code does it, so that the results are llama.cpp's:
+- weights in 32-value blocks (Q4_0, Q4_1, Q8_0) read q8_0/q8_1: d = max|x| / 127 stored as
+  float16, q = round-half-even(x * (127 / max|x|)), and (q8_1, for Q4_1's min term) the block's
+  sum as float16(d * sum q);
+- K-quants read q8_K over 256 values: with m the value of largest magnitude (the first such),
+  q = min(127, round-half-even(x * (-127 / m))) and d = 1 / (-127 / m) in float32.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit
 
+from .isa import ACTIVATION_BITS
+
+
+@njit(inline="always")
+def _store(t, j, a, even, odd):
+    """Activation j of row t, as the 16-bit products read it (dot.py): values 4i, 4i + 2 in
+    `even`, 4i + 1, 4i + 3 in `odd`."""
+    pair = 2 * (j // 4) + (j % 4) // 2
+    if j % 2 == 0:
+        even[t, pair] = np.int16(a)
+    else:
+        odd[t, pair] = np.int16(a)
+
 
 @njit(cache=True, nogil=True)
 def quantize_rows(x, hi, lo, even, odd, scale, sums16, sums32):
-    """x (n, k) float32 -> hi, lo (n, k) int8; scale (n, k/32) float32 such that a value is
-    scale * (256 hi + lo); even, odd (n, k/2) int16: 256 hi + lo of values 4i, 4i + 2 and of
-    4i + 1, 4i + 3 (for 16-bit products, dot.py); sums16 (n, k/16) int32: sum of 256 hi + lo over
-    each 16 values (the kernels' zero-point terms); sums32 (n, k/32) float32: the exact sum of x
-    over each 32."""
+    """16 bits. x (n, k) float32 -> hi, lo (n, k) int8; scale (n, k/32) float32 such that a value
+    is scale * (256 hi + lo); even, odd (n, k/2) int16: 256 hi + lo (_store); sums16 (n, k/16)
+    int32: sum of 256 hi + lo over each 16 values (the kernels' zero-point terms); sums32 (n, k/32)
+    float32: the exact sum of x over each 32."""
     n, k = x.shape
     for t in range(n):
         for b in range(k // 32):
@@ -39,32 +60,90 @@ def quantize_rows(x, hi, lo, even, odd, scale, sums16, sums32):
                     low = min(max(np.rint((v - h) * np.float32(256)), np.float32(-127)), np.float32(127))
                     hi[t, j], lo[t, j] = np.int8(h), np.int8(low)
                     a16 = np.int32(256) * np.int32(h) + np.int32(low)
-                    pair = 2 * (j // 4) + (j % 4) // 2
-                    if j % 2 == 0:
-                        even[t, pair] = np.int16(a16)
-                    else:
-                        odd[t, pair] = np.int16(a16)
+                    _store(t, j, a16, even, odd)
                     s += a16
                 sums16[t, 2 * b + half] = s
 
 
+@njit(inline="always")
+def to_f16(v):
+    """v rounded to the nearest float16 (ties to even), as a float32: how llama.cpp stores
+    q8_0/q8_1 scales and sums (float16's subnormals keep their fixed spacing, 2^-24; beyond its
+    largest, 65504, it is infinite)."""
+    if v == 0:
+        return np.float32(0)
+    _, e = math.frexp(abs(v))  # |v| = m 2^e, m in [0.5, 1): 11 significant bits leave 2^(e - 11)
+    ulp = math.ldexp(1.0, max(e - 11, -24))
+    rounded = np.rint(abs(v) / ulp) * ulp
+    return np.float32(math.copysign(rounded if rounded <= 65504 else math.inf, v))
+
+
+@njit(cache=True, nogil=True)
+def quantize_rows_8bit(x, block, hi, even, odd, scale, sums16, sums32):
+    """8 bits, llama.cpp's q8_0/q8_1 (block 32) or q8_K (block 256). x (n, k) float32 -> hi (n, k)
+    int8: q; even, odd: q (_store); scale (n, k/32): each 32's d (q8_K's repeated over its 256);
+    sums16 (n, k/16) int32: sum of q over each 16; sums32 (n, k/32): what the minimum terms read,
+    q8_1's float16(d * sum q) or, for q8_K, d * sum q."""
+    n, k = x.shape
+    for t in range(n):
+        for b in range(k // block):
+            amax, top = np.float32(0), np.float32(0)
+            for j in range(block * b, block * b + block):
+                if abs(x[t, j]) > amax:
+                    amax, top = abs(x[t, j]), x[t, j]
+            if block == 32:
+                d_exact = amax / np.float32(127)
+                inverse = np.float32(127) / amax if amax > 0 else np.float32(0)
+                d = to_f16(d_exact)
+            else:
+                inverse = np.float32(-127) / top if amax > 0 else np.float32(0)
+                d = np.float32(1) / inverse if amax > 0 else np.float32(0)
+                d_exact = d
+            for c in range(block * b // 16, (block * b + block) // 16):
+                s = np.int32(0)
+                for j in range(16 * c, 16 * c + 16):
+                    q = np.int32(min(np.rint(x[t, j] * inverse), np.float32(127)))
+                    hi[t, j] = np.int8(q)
+                    _store(t, j, q, even, odd)
+                    s += q
+                sums16[t, c] = s
+            for c in range(block * b // 32, (block * b + block) // 32):
+                scale[t, c] = d
+                total = d_exact * np.float32(sums16[t, 2 * c] + sums16[t, 2 * c + 1])
+                sums32[t, c] = to_f16(total) if block == 32 else total
+
+
 class Activations:
-    """A batch of activations (n, k), quantized once and shared by every weight that reads it.
-    `quantized` holds hi, lo, even and odd as the kernels take them: as int32 (4 bytes or 2 int16
-    each), the unit of a byte dot product."""
+    """A batch of activations (n, k), quantized once per block format and shared by every weight
+    that reads it."""
 
     def __init__(self, x: np.ndarray):
         self.x = np.ascontiguousarray(x, dtype=np.float32)
-        n, k = self.x.shape
-        hi, lo = np.empty((n, k), np.int8), np.empty((n, k), np.int8)
-        even, odd = np.empty((n, k // 2), np.int16), np.empty((n, k // 2), np.int16)
-        self.scale = np.empty((n, k // 32), np.float32)
-        self.sums16 = np.empty((n, k // 16), np.int32)
-        self.sums32 = np.empty((n, k // 32), np.float32)
-        if k % 32 == 0:
-            quantize_rows(self.x, hi, lo, even, odd, self.scale, self.sums16, self.sums32)
-        self.quantized = tuple(a.view(np.int32) for a in (hi, lo, even, odd))
+        self._formats = {}
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.x.shape
+
+    def quantized(self, block: int) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """For weights in blocks of `block` values (32, or 256 for K-quants): hi, lo, even and odd
+        as the kernels take them, as int32 (4 bytes or 2 int16 each, the unit of a byte dot
+        product), and (scale, sums16, sums32). 16-bit activations are the same for every block."""
+        key = block if ACTIVATION_BITS == 8 else 32
+        if key not in self._formats:
+            self._formats[key] = self._quantize(key)
+        return self._formats[key]
+
+    def _quantize(self, block: int):
+        n, k = self.x.shape
+        hi = np.empty((n, k), np.int8)
+        lo = hi if ACTIVATION_BITS == 8 else np.empty((n, k), np.int8)  # 8 bits: never read
+        even, odd = np.empty((n, k // 2), np.int16), np.empty((n, k // 2), np.int16)
+        scale, sums32 = np.empty((n, k // 32), np.float32), np.empty((n, k // 32), np.float32)
+        sums16 = np.empty((n, k // 16), np.int32)
+        if k % block == 0:
+            if ACTIVATION_BITS == 8:
+                quantize_rows_8bit(self.x, block, hi, even, odd, scale, sums16, sums32)
+            else:
+                quantize_rows(self.x, hi, lo, even, odd, scale, sums16, sums32)
+        return tuple(a.view(np.int32) for a in (hi, lo, even, odd)), (scale, sums16, sums32)

@@ -5,13 +5,15 @@ path (isa.py), all computing the same exact integer sums.
 
 Each vector w_i of the tuple w (4 or 8: 16 or 32 values) holds, per lane (an output row), 4
 unsigned weight bytes, below 2^bits (`bits` is a literal 4, 5, 6 or 8). Element p + i of each
-activation row describes the 4 activations w_i multiplies, each a = 256 hi + lo (activations.py):
-hi and lo hold their 4 signed bytes hi and lo; even and odd hold a of values 0 and 2, and of
-values 1 and 3, as two int16. Per lane the result is sum_i sum_j w_i[j] a_i[j], exact in int32
-(at most 32 * 255 * 32639 < 2^31).
+activation row describes the 4 activations w_i multiplies, each a = 256 hi + lo with 16-bit
+activations, a = hi with 8-bit ones (activations.py, isa.ACTIVATION_BITS): hi and lo hold their 4
+signed bytes hi and lo; even and odd hold a of values 0 and 2, and of values 1 and 3, as two
+int16. Per lane the result is sum_i sum_j w_i[j] a_i[j], exact in int32 (at most
+32 * 255 * 32639 < 2^31).
 
 How each path multiplies:
 - avx512vnni, avxvnni: `vpdpbusd` (u8 x s8, 4 products summed into an i32 lane), on hi then lo.
+  (With 8-bit activations every path skips lo: half the byte products.)
 - avx2, avx512bw: `vpmaddubsw` (u8 x s8 pairs into saturating i16) summed in i16 while no sum can
   saturate, then `vpmaddwd` into i32. Bytes (Q8_0) would saturate: they take `vpmaddwd` on 16-bit
   activations instead (`_sixteen_bit`), as does the generic path for every width.
@@ -27,7 +29,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .isa import PATH
+from .isa import ACTIVATION_BITS, PATH
 from .simd import I32x16
 
 _I8, _I16, _I32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
@@ -96,7 +98,8 @@ def _sdot(builder, acc, w, a):
 
 
 def _accumulating(builder, w, hi, lo, bits, dot):
-    """sum_i w_i . (256 hi_i + lo_i), dot(acc, weights, activations) adding 4-byte dots to acc;
+    """sum_i w_i . (256 hi_i + lo_i), or w_i . hi_i when lo is None (8-bit activations),
+    dot(acc, weights, activations) adding 4-byte dots to acc;
     w[i][k] is vector i's piece k, and the result a list over pieces. Each piece sums in chains of
     4 dots (independent chains overlap their latencies), vector by vector across the pieces."""
     pieces, n = len(w[0]), w[0][0].type.count
@@ -114,6 +117,8 @@ def _accumulating(builder, w, hi, lo, bits, dot):
                 acc = chains.get((i // 4, k), _const(_I32, n, 0))
                 chains[i // 4, k] = dot(builder, acc, w[i][k], acts[i])
         return [_sum(builder, [chains[c, k] for c in range((len(w) + 3) // 4)]) for k in range(pieces)]
+    if lo is None:
+        return sums(hi)
     return [builder.add(_shl(builder, h, 8), low) for h, low in zip(sums(hi), sums(lo))]
 
 
@@ -156,32 +161,35 @@ def _sixteen_bit(builder, w, even, odd, madd):
 def _maddubs(builder, w, hi, lo, bits):
     """Weights below 2^6: vpmaddubsw summed in i16 while no sum can saturate (a group's
     2 * group products of at most (2^bits - 1) * 127 stay below 2^15), then vpmaddwd by 256 (hi)
-    or 1 (lo) into i32. w[i][k]: vector i's piece k. Vector by vector, each piece in turn: each
+    or 1 (lo, or hi alone when lo is None) into i32. w[i][k]: vector i's piece k. Vector by
+    vector, each piece in turn: each
     weight and activation is used as soon as it is there, so that AVX2's 16 registers hold what
     is live."""
     pieces, n = len(w[0]), w[0][0].type.count
     name = "llvm.x86.avx512.pmaddubs.w.512" if n == 16 else "llvm.x86.avx2.pmadd.ub.sw"
     group = {4: 8, 5: 4, 6: 2}[bits]
+    halves = ((hi, 256), (lo, 1)) if lo is not None else ((hi, 1),)
     terms = [[] for _ in range(pieces)]
     for start in range(0, len(w), group):
         sums = {}
         for i in range(start, min(start + group, len(w))):
             for k in range(pieces):
-                for half, acts in (("hi", hi), ("lo", lo)):
+                for half, (acts, _) in enumerate(halves):
                     p = _call(builder, name, _vec(_I16, 2 * n), [_as(builder, w[i][k], _I8), _as(builder, acts[i], _I8)])
                     sums[k, half] = builder.add(sums[k, half], p) if (k, half) in sums else p
         for k in range(pieces):
-            terms[k] += [_madd_x86(builder, sums[k, "hi"], _const(_I16, 2 * n, 256)),
-                         _madd_x86(builder, sums[k, "lo"], _const(_I16, 2 * n, 1))]
+            terms[k] += [_madd_x86(builder, sums[k, half], _const(_I16, 2 * n, weight))
+                         for half, (_, weight) in enumerate(halves)]
     return [_sum(builder, t) for t in terms]
 
 
-def dot_ir(builder, path, w, hi, lo, even, odd, bits):
+def dot_ir(builder, path, w, hi, lo, even, odd, bits, activation_bits=16):
     """The IR of `dot` for `path`: w four or eight <16 x i32>; hi, lo, even and odd as many i32
-    scalars each."""
+    scalars each (lo unused with 8-bit activations)."""
     lanes = LANES[path]
     w = [_pieces(builder, wi, lanes) if lanes < 16 else [wi] for wi in w]
     hi, lo, even, odd = ([_splat(builder, x, lanes) for x in acts] for acts in (hi, lo, even, odd))
+    lo = lo if activation_bits == 16 else None
     if path in ("avx512vnni", "avxvnni"):
         pieces = _accumulating(builder, w, hi, lo, bits, _vpdpbusd)
     elif path == "neon":
@@ -210,5 +218,5 @@ def dot(typingctx, w, hi, lo, even, odd, p, bits):
             data = cgutils.create_struct_proxy(array_type)(context, builder, value=array).data
             acts.append([builder.load(builder.gep(data, [builder.add(index, ir.Constant(index.type, i))]))
                          for i in range(len(vectors))])
-        return dot_ir(builder, PATH, vectors, *acts, bits.literal_value)
+        return dot_ir(builder, PATH, vectors, *acts, bits.literal_value, ACTIVATION_BITS)
     return I32x16(w, hi, lo, even, odd, p, bits), codegen

@@ -2,7 +2,8 @@
 
 numba checks only the source file of the function it compiled, but the kernels inline helpers
 from dot.py, simd.py and layout.py: after an edit there, a cached kernel would keep the old code.
-Functions defined in the engine get a cache locator whose stamp hashes all its files."""
+Functions defined in the engine get a cache locator whose stamp hashes all its files, and names
+the activation width the kernels are compiled for (isa.py), which no file or CPU feature shows."""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from numba.core.caching import CacheImpl, InTreeCacheLocator, UserProvidedCacheLocator
+
+from .isa import ACTIVATION_BITS
 
 ENGINE = Path(__file__).resolve().parent.parent
 
@@ -32,7 +35,7 @@ class _PackageStamp:
     def get_source_stamp(self):
         # the module's name too: cached code refers to its module by name (engine.kernels.x
         # from a source tree, llamba.engine.kernels.x installed)
-        return f"{engine_stamp()}:{self.module}"
+        return f"{engine_stamp()}:{self.module}:a{ACTIVATION_BITS}"
 
 
 class KernelCacheDirLocator(_PackageStamp, UserProvidedCacheLocator):

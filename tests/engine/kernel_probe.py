@@ -28,7 +28,7 @@ def outputs(path: str) -> None:
     rng = np.random.default_rng(2024)
     results = {}
     for ttype in SUPPORTED_TYPES:
-        weight, _ = random_weight(ttype, 48, 512, rng)
+        weight, _, _ = random_weight(ttype, 48, 512, rng)
         for n in (1, 5):
             results[f"{ttype.name}-{n}"] = matmul(weight, rng.standard_normal((n, 512)).astype(np.float32))
     np.savez(path, **results)
@@ -38,7 +38,7 @@ def assembly() -> None:
     rng = np.random.default_rng(0)
     found = {}
     for ttype in QUANT_TYPES:
-        weight, _ = random_weight(ttype, 16, 256, rng)
+        weight, _, _ = random_weight(ttype, 16, 256, rng)
         a = Activations(np.ones((1, 256), np.float32))
         kernel, args = product(weight, a, np.empty((1, 16), np.float32))
         signature = tuple(numba.typeof(x) for x in args)

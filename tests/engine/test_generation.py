@@ -75,6 +75,9 @@ def test_penalties_and_filters():
     p = SamplingParams(repeat_penalty=2.0, presence_penalty=0.5, frequency_penalty=0.25)
     out = apply_penalties(logits, p, context=[0, 2], generated=[2, 2])
     assert out[0] == pytest.approx(1.5) and out[2] == pytest.approx(-2.0 - 0.5 - 0.5)
+    # an end-of-turn token in the prompt is not held against ending the answer
+    out = apply_penalties(logits, p, context=[0, 3], generated=[], unpenalized=frozenset({3}))
+    assert out[0] == pytest.approx(1.5) and out[3] == logits[3]
     neutral = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
     ids, probs = filter_candidates(logits, SamplingParams(**{**neutral, "top_p": 0.5}))
     assert list(ids) == [0] and probs[0] == 1.0

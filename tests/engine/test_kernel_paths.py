@@ -51,6 +51,15 @@ def test_engine_checks_pass_on_every_path_this_cpu_runs(path):
     assert " passed" in result.stdout and " failed" not in result.stdout
 
 
+@pytest.mark.parametrize("path", sorted({isa.PATH, "avx2"} & set(isa.runnable_paths())))
+def test_8bit_activation_kernels_round_as_llama_cpp(path):
+    """LLAMBA_ACTIVATIONS=8: every kernel against llama.cpp's rounding of its activations."""
+    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "test_kernels.py")],
+                 {"LLAMBA_KERNELS": path, "LLAMBA_ACTIVATIONS": "8"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout
+
+
 def test_every_path_gives_the_same_products_bit_for_bit(tmp_path):
     outputs = {}
     for path in isa.runnable_paths():

@@ -6,9 +6,10 @@ import re
 import pytest
 
 from llamba.app.cli import main
-from support import ALL_MODELS, GPL_TEXT, model_path, reference
+from support import ALL_MODELS, GPL_TEXT, exact_activations, model_path, reference
 
 
+@exact_activations
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_perplexity_command_matches_exact_reference(name, capsys):
     if not GPL_TEXT.exists():
