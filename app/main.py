@@ -36,8 +36,9 @@ class ServerState:
     ready: bool = False
     draining: bool = False  # after SIGTERM: running requests finish, new ones get 503
     created: int = field(default_factory=lambda: int(time.time()))
-    # names this build and the kernels it runs, as OpenAI's system_fingerprint names a backend
-    fingerprint: str = field(default_factory=lambda: f"llamba-{__version__}-{isa.PATH}")
+    # names this build and the kernels it runs (and their activation width, which changes the
+    # results), as OpenAI's system_fingerprint names a backend
+    fingerprint: str = field(default_factory=lambda: f"llamba-{__version__}-{isa.PATH}-a{isa.ACTIVATION_BITS}")
 
     @property
     def model_ids(self) -> list[str]:
@@ -47,7 +48,8 @@ class ServerState:
 def load_runners(settings: Settings, metrics: Metrics) -> dict[str, ModelRunner]:
     threads = set_threads(settings.threads)
     cpu = isa.describe()
-    log.info("CPU %s (%s): %s kernels, %d threads", cpu["cpu"], cpu["cpu_name"], cpu["kernels"], threads)
+    log.info("CPU %s (%s): %s kernels, %s-bit activations, %d threads", cpu["cpu"], cpu["cpu_name"], cpu["kernels"],
+             cpu["activation_bits"], threads)
     runners = {}
     for m in settings.models:
         loaded = LoadedModel.load(m.path)
