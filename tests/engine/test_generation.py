@@ -5,7 +5,7 @@ import pytest
 
 from support import SMOLLM2, loaded
 from llamba.engine.generate import StopStrings, generate
-from llamba.engine.sampling import SamplingParams, apply_penalties, filter_candidates, model_defaults
+from llamba.engine.sampling import SamplingParams, apply_penalties, filter_candidates, largest, model_defaults
 
 
 def run(params: SamplingParams, prompt="Once upon a time,"):
@@ -83,6 +83,18 @@ def test_penalties_and_filters():
     assert list(ids) == [0] and probs[0] == 1.0
     ids, _ = filter_candidates(logits, SamplingParams(**{**neutral, "min_p": 0.3}))
     assert list(ids) == [0, 1]
+
+
+def test_largest_are_a_stable_sorts_first_k():
+    """top-k without a full sort picks what a stable sort would, ties and -inf included."""
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        n = int(rng.integers(1, 2000))
+        logits = (rng.integers(-4, 4, n) if trial % 2 else rng.standard_normal(n)).astype(np.float32)
+        logits[rng.integers(0, n, n // 3 if trial % 3 == 0 else 0)] = -np.inf
+        k = int(rng.integers(0, n + 2))
+        stable = np.argsort(-logits, kind="stable")
+        assert np.array_equal(largest(logits, k), stable[:k] if k > 0 else stable), (n, k)
 
 
 def test_model_defaults_come_from_the_file_then_overrides():
