@@ -25,23 +25,24 @@ from .isa import ACTIVATION_BITS
 
 
 @njit(inline="always")
-def _store(t, j, a, even, odd):
-    """Activation j of row t, as the 16-bit products read it (dot.py): values 4i, 4i + 2 in
-    `even`, 4i + 1, 4i + 3 in `odd`."""
-    pair = 2 * (j // 4) + (j % 4) // 2
-    if j % 2 == 0:
-        even[t, pair] = np.int16(a)
-    else:
-        odd[t, pair] = np.int16(a)
+def _store_block(t, b, a, even, odd, sums16):
+    """Block b's 32 activations a (int32) of row t as the 16-bit products read them (dot.py):
+    values 4i, 4i + 2 in `even`, 4i + 1, 4i + 3 in `odd`; and their sums over each 16. (A loop
+    of its own: scattered in the rounding loop, the stores kept it from vectorizing, 10x slower.)"""
+    for i in range(8):
+        even[t, 16 * b + 2 * i], even[t, 16 * b + 2 * i + 1] = np.int16(a[4 * i]), np.int16(a[4 * i + 2])
+        odd[t, 16 * b + 2 * i], odd[t, 16 * b + 2 * i + 1] = np.int16(a[4 * i + 1]), np.int16(a[4 * i + 3])
+    sums16[t, 2 * b], sums16[t, 2 * b + 1] = a[:16].sum(), a[16:].sum()
 
 
 @njit(cache=True, nogil=True)
 def quantize_rows(x, hi, lo, even, odd, scale, sums16, sums32):
     """16 bits. x (n, k) float32 -> hi, lo (n, k) int8; scale (n, k/32) float32 such that a value
-    is scale * (256 hi + lo); even, odd (n, k/2) int16: 256 hi + lo (_store); sums16 (n, k/16)
-    int32: sum of 256 hi + lo over each 16 values (the kernels' zero-point terms); sums32 (n, k/32)
-    float32: the exact sum of x over each 32."""
+    is scale * (256 hi + lo); even, odd (n, k/2) int16: 256 hi + lo (_store_block); sums16
+    (n, k/16) int32: sum of 256 hi + lo over each 16 values (the kernels' zero-point terms);
+    sums32 (n, k/32) float32: the exact sum of x over each 32."""
     n, k = x.shape
+    a = np.empty(32, np.int32)
     for t in range(n):
         for b in range(k // 32):
             amax = np.float32(0)
@@ -52,17 +53,13 @@ def quantize_rows(x, hi, lo, even, odd, scale, sums16, sums32):
             sums32[t, b] = total
             inverse = np.float32(127) / amax if amax > 0 else np.float32(0)
             scale[t, b] = amax / np.float32(127 * 256)
-            for half in range(2):
-                s = np.int32(0)
-                for j in range(32 * b + 16 * half, 32 * b + 16 * half + 16):
-                    v = x[t, j] * inverse
-                    h = np.rint(v)
-                    low = min(max(np.rint((v - h) * np.float32(256)), np.float32(-127)), np.float32(127))
-                    hi[t, j], lo[t, j] = np.int8(h), np.int8(low)
-                    a16 = np.int32(256) * np.int32(h) + np.int32(low)
-                    _store(t, j, a16, even, odd)
-                    s += a16
-                sums16[t, 2 * b + half] = s
+            for j in range(32):
+                v = x[t, 32 * b + j] * inverse
+                h = np.rint(v)
+                low = min(max(np.rint((v - h) * np.float32(256)), np.float32(-127)), np.float32(127))
+                hi[t, 32 * b + j], lo[t, 32 * b + j] = np.int8(h), np.int8(low)
+                a[j] = np.int32(256) * np.int32(h) + np.int32(low)
+            _store_block(t, b, a, even, odd, sums16)
 
 
 @njit(inline="always")
@@ -81,10 +78,11 @@ def to_f16(v):
 @njit(cache=True, nogil=True)
 def quantize_rows_8bit(x, block, hi, even, odd, scale, sums16, sums32):
     """8 bits, llama.cpp's q8_0/q8_1 (block 32) or q8_K (block 256). x (n, k) float32 -> hi (n, k)
-    int8: q; even, odd: q (_store); scale (n, k/32): each 32's d (q8_K's repeated over its 256);
+    int8: q; even, odd: q (_store_block); scale (n, k/32): each 32's d (q8_K's repeated over its 256);
     sums16 (n, k/16) int32: sum of q over each 16; sums32 (n, k/32): what the minimum terms read,
     q8_1's float16(d * sum q) or, for q8_K, d * sum q."""
     n, k = x.shape
+    a = np.empty(32, np.int32)
     for t in range(n):
         for b in range(k // block):
             amax, top = np.float32(0), np.float32(0)
@@ -99,15 +97,11 @@ def quantize_rows_8bit(x, block, hi, even, odd, scale, sums16, sums32):
                 inverse = np.float32(-127) / top if amax > 0 else np.float32(0)
                 d = np.float32(1) / inverse if amax > 0 else np.float32(0)
                 d_exact = d
-            for c in range(block * b // 16, (block * b + block) // 16):
-                s = np.int32(0)
-                for j in range(16 * c, 16 * c + 16):
-                    q = np.int32(min(np.rint(x[t, j] * inverse), np.float32(127)))
-                    hi[t, j] = np.int8(q)
-                    _store(t, j, q, even, odd)
-                    s += q
-                sums16[t, c] = s
             for c in range(block * b // 32, (block * b + block) // 32):
+                for j in range(32):
+                    a[j] = np.int32(min(np.rint(x[t, 32 * c + j] * inverse), np.float32(127)))
+                    hi[t, 32 * c + j] = np.int8(a[j])
+                _store_block(t, c, a, even, odd, sums16)
                 scale[t, c] = d
                 total = d_exact * np.float32(sums16[t, 2 * c] + sums16[t, 2 * c + 1])
                 sums32[t, c] = to_f16(total) if block == 32 else total
