@@ -14,7 +14,7 @@ results bit for bit.
 Activations (activations.py) are kept to 16 bits: two bytes per value, and two byte products per
 weight. LLAMBA_ACTIVATIONS=8 rounds them to 8 bits instead, as llama.cpp rounds them (its
 q8_0/q8_1/q8_K blocks, reproduced exactly): half the byte products, which pays where a second
-byte costs a second instruction (vpmaddubsw on avx2 and avx512bw: +15-27% aggregate for 8
+byte costs a second instruction (vpmaddubsw on avx2 and avx512bw: +44% aggregate for 8
 streaming clients measured on the avx2 path). It is not the default: the engine's results then follow
 neither reference within the correctness checks' bounds (llama.cpp also keeps its KV cache and
 attention sums in float16, which the engine does not reproduce), so the greedy and perplexity
