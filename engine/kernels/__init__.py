@@ -2,7 +2,7 @@
 
 `pack` turns a GGUF tensor's raw bytes into a `Weight` laid out for its kernel (layout.py);
 `matmul(weight, x)` multiplies. Quantized types run integer kernels over activations kept to ~16
-bits, or rounded to 8 as llama.cpp does on the paths where that halves the work (activations.py);
+bits, or with LLAMBA_ACTIVATIONS=8 rounded to 8 bits as llama.cpp rounds them (activations.py);
 plain float types multiply in float32.
 """
 from __future__ import annotations

@@ -6,8 +6,9 @@ with hi = round(x / d), lo = round(256 * (x / d - hi)) and d = max|x| / 127 over
 block, both in [-127, 127]. Every product is then two exact integer dot products (hi and lo) per
 block, and the results follow an exact float computation to ~2e-5, not llama.cpp's rounding.
 
-8 bits (the paths where a second byte costs a second product, isa.py): llama.cpp's own rounding,
-reproduced exactly as its x86 code does it, so that the results are llama.cpp's:
+8 bits (LLAMBA_ACTIVATIONS=8, isa.py, for the paths where a second byte costs a second product):
+llama.cpp's own rounding, reproduced exactly as its x86 code does it (its results also carry its
+float16 KV cache and attention, which the engine does not reproduce):
 - weights in 32-value blocks (Q4_0, Q4_1, Q8_0) read q8_0/q8_1: d = max|x| / 127 stored as
   float16, q = round-half-even(x * (127 / max|x|)), and (q8_1, for Q4_1's min term) the block's
   sum as float16(d * sum q);
