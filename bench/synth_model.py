@@ -20,7 +20,8 @@ from gguf import GGML_QUANT_SIZES, GGUFWriter, GGMLQuantizationType as T
 from llamba.engine.gguf_file import GGUFFile
 
 ROOT = Path(__file__).resolve().parent.parent
-VOCAB_SOURCE = ROOT.parent / "shared" / "models" / "synth-llama3-small-q4_0.gguf"  # its Llama 3 vocabulary
+SHARED_MODELS = Path(os.environ.get("LLAMBA_SHARED", ROOT.parent / "shared")) / "models"  # as tests/support.py
+VOCAB_SOURCE = SHARED_MODELS / "synth-llama3-small-q4_0.gguf"  # its Llama 3 vocabulary
 CACHE = Path(os.environ.get("LLAMBA_CACHE", Path.home() / ".cache" / "llamba"))
 SHAPE = dict(vocab=128256, dim=2048, n_layers=16, n_heads=32, n_kv_heads=8, ffn=8192)
 # where each block type keeps its fp16 scale(s), and a typical magnitude for them
@@ -113,7 +114,6 @@ def bench_model(quant: str = "q4_0") -> Path:
     return path
 
 
-SHARED_MODELS = ROOT.parent / "shared" / "models"
 BENCH_MODELS = {"q4_0": "1B-shaped Q4_0", "q8_0": "1B-shaped Q8_0", "smollm2": "SmolLM2-135M Q4_1",
                 "q4_k_m": "synth small Q4_K_M"}
 
