@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from llamba.engine.kernels import isa
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 SHARED = Path(os.environ.get("LLAMBA_SHARED", ROOT.parent / "shared"))
@@ -22,7 +24,7 @@ SYNTH = ["synth-llama3-tiny-f32", "synth-llama3-small-q4_0", "synth-llama3-small
 ALL_MODELS = SYNTH + [SMOLLM2]
 
 # the engine's greedy and perplexity checks hold for the default 16-bit activations
-exact_activations = pytest.mark.skipif(os.environ.get("LLAMBA_ACTIVATIONS", "16") == "8", reason=(
+exact_activations = pytest.mark.skipif(isa.ACTIVATION_BITS == 8, reason=(
     "LLAMBA_ACTIVATIONS=8 rounds activations as llama.cpp does, but not its float16 KV cache and "
     "attention: the results follow neither reference within the checks' bounds (engine/kernels/isa.py)"))
 

@@ -41,23 +41,24 @@ def run(args: list[str], env: dict, timeout: int = 1500) -> subprocess.Completed
                           timeout=timeout)
 
 
+def assert_tests_pass(files: list[str], env: dict) -> None:
+    """These test files of tests/engine pass in a fresh process with `env` set."""
+    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(HERE / f) for f in files)],
+                 env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout
+
+
 @pytest.mark.parametrize("path", OTHER_PATHS)
 def test_engine_checks_pass_on_every_path_this_cpu_runs(path):
     """The kernel tests and the engine's greedy and perplexity checks, with the path forced."""
-    tests = [str(HERE / f) for f in ("test_kernels.py", "test_greedy.py", "test_perplexity.py")]
-    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
-                 {"LLAMBA_KERNELS": path})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and " failed" not in result.stdout
+    assert_tests_pass(["test_kernels.py", "test_greedy.py", "test_perplexity.py"], {"LLAMBA_KERNELS": path})
 
 
 @pytest.mark.parametrize("path", sorted({isa.PATH, "avx2"} & set(isa.runnable_paths())))
 def test_8bit_activation_kernels_round_as_llama_cpp(path):
     """LLAMBA_ACTIVATIONS=8: every kernel against llama.cpp's rounding of its activations."""
-    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "test_kernels.py")],
-                 {"LLAMBA_KERNELS": path, "LLAMBA_ACTIVATIONS": "8"})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and " failed" not in result.stdout
+    assert_tests_pass(["test_kernels.py"], {"LLAMBA_KERNELS": path, "LLAMBA_ACTIVATIONS": "8"})
 
 
 def test_every_path_gives_the_same_products_bit_for_bit(tmp_path):
