@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
 from support import ALL_MODELS, model_path, reference
 
 GAP, BOUND = 0.05, 0.05
@@ -87,7 +88,8 @@ def main() -> None:
     if engine == "llama.cpp-avx2":  # its own process, with the AVX2-only build first on the path
         from .llama_cpp_avx2 import avx2_build
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(avx2_build()), os.environ.get("PYTHONPATH", "")])}
-        subprocess.run([sys.executable, "-m", "bench.reference_agreement", "llama.cpp", *names], env=env, check=True)
+        subprocess.run([sys.executable, "-m", "bench.reference_agreement", "llama.cpp", *names], cwd=ROOT, env=env,
+                       check=True)
         return
     kind = Llamba if engine == "llamba" else LlamaCpp
     if engine == "llamba":
