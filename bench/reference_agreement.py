@@ -18,18 +18,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from llamba.engine.sampling import log_softmax
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from support import ALL_MODELS, model_path, reference
 
 GAP, BOUND = 0.05, 0.05
-
-
-def log_softmax(logits) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = z - z.max()
-    return z - np.log(np.exp(z).sum())
 
 
 class Llamba:
