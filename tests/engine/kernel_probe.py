@@ -1,12 +1,18 @@
-"""Run in a subprocess by test_kernel_paths.py, with LLAMBA_KERNELS or NUMBA_CPU_* set:
+"""Run in a subprocess by test_kernel_paths.py:
 
     python tests/engine/kernel_probe.py outputs FILE.npz   # every kernel's products, computed
-    python tests/engine/kernel_probe.py asm                # every kernel compiled, never run: JSON
+    python tests/engine/kernel_probe.py arguments FILE     # every quant kernel's arguments, pickled
+    python tests/engine/kernel_probe.py asm FILE           # those kernels compiled, never run: JSON
 
-`asm` prints the chosen path and, for each quant type, how often each byte-dot-product
-instruction and each vector register width occurs in the kernel's assembly. It only compiles, so
-it works for CPUs other than this one."""
+`outputs` runs on a path this CPU can execute (LLAMBA_KERNELS). `arguments` runs natively and
+pickles the arrays each quant kernel takes (packing the weights and quantizing the activations
+runs jitted code). `asm` runs with NUMBA_CPU_NAME / NUMBA_CPU_FEATURES set for another CPU: it
+unpickles those arrays and only compiles, so it executes nothing built for that CPU (an AVX-512
+instruction would stop it on an AVX2 machine); it prints the chosen path and, for each quant type,
+how often each byte-dot-product instruction and each vector register width occurs in the
+kernel's assembly."""
 import json
+import pickle
 import re
 import sys
 from collections import Counter
@@ -14,13 +20,13 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from gguf import GGMLQuantizationType as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for support
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llamba.engine.kernels import Activations, SUPPORTED_TYPES, FLOAT_TYPES, isa, matmul, product  # noqa: E402
+from llamba.engine.kernels import Activations, QUANT_KERNELS, SUPPORTED_TYPES, isa, matmul, product  # noqa: E402
 from test_kernels import random_weight  # noqa: E402
 
-QUANT_TYPES = [t for t in SUPPORTED_TYPES if t not in FLOAT_TYPES]
 DOT_INSTRUCTIONS = r"\{vex\} vpdpbusd|vpdpbusd|vpmaddubsw|vpmaddwd|pmaddubsw|pmaddwd|sdot|udot"
 
 
@@ -34,21 +40,27 @@ def outputs(path: str) -> None:
     np.savez(path, **results)
 
 
-def assembly() -> None:
+def arguments(path: str) -> None:
     rng = np.random.default_rng(0)
     found = {}
-    for ttype in QUANT_TYPES:
+    for ttype in QUANT_KERNELS:
         weight, _, _ = random_weight(ttype, 16, 256, rng)
-        a = Activations(np.ones((1, 256), np.float32))
-        kernel, args = product(weight, a, np.empty((1, 16), np.float32))
+        found[ttype.name] = product(weight, Activations(np.ones((1, 256), np.float32)), np.empty((1, 16), np.float32))[1]
+    Path(path).write_bytes(pickle.dumps(found))
+
+
+def assembly(path: str) -> None:
+    found = {}
+    for name, args in pickle.loads(Path(path).read_bytes()).items():
+        kernel = QUANT_KERNELS[T[name]][1]
         signature = tuple(numba.typeof(x) for x in args)
         kernel.compile(signature)
         asm = kernel.inspect_asm(signature)
-        found[ttype.name] = dict(
+        found[name] = dict(
             instructions=Counter(m.group(0) for m in re.finditer(DOT_INSTRUCTIONS, asm)),
             registers=Counter(r[:3] for r in re.findall(r"%(zmm|ymm|xmm)\d+", asm)))
     print(json.dumps(dict(path=isa.PATH, kernels=found)))
 
 
 if __name__ == "__main__":
-    outputs(sys.argv[2]) if sys.argv[1] == "outputs" else assembly()
+    {"outputs": outputs, "arguments": arguments, "asm": assembly}[sys.argv[1]](sys.argv[2])

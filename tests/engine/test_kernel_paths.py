@@ -74,12 +74,22 @@ def test_every_path_gives_the_same_products_bit_for_bit(tmp_path):
             assert np.array_equal(out[key], reference[key]), f"{path} differs from {isa.PATH} on {key}"
 
 
+@pytest.fixture(scope="module")
+def kernel_arguments(tmp_path_factory):
+    """Every quant kernel's arguments, made natively (making them runs jitted code) and pickled."""
+    path = tmp_path_factory.mktemp("probe") / "arguments.pickle"
+    result = run([sys.executable, str(HERE / "kernel_probe.py"), "arguments", str(path)], {})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return path
+
+
 @pytest.mark.parametrize("path", list(X86_CPUS))
-def test_x86_kernels_compile_to_their_paths_instructions(path, tmp_path):
-    """Compiled (never run) for a CPU of the path's class: the path is the one chosen, its dot
-    instruction is in every kernel, and no register is wider than the class has."""
+def test_x86_kernels_compile_to_their_paths_instructions(path, kernel_arguments, tmp_path):
+    """Compiled (never run: the probe only unpickles arguments made natively and compiles) for a
+    CPU of the path's class: the path is the one chosen, its dot instruction is in every kernel,
+    and no register is wider than the class has."""
     cpu, features = X86_CPUS[path]
-    result = run([sys.executable, str(HERE / "kernel_probe.py"), "asm"],
+    result = run([sys.executable, str(HERE / "kernel_probe.py"), "asm", str(kernel_arguments)],
                  {"NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": features, "NUMBA_CACHE_DIR": str(tmp_path),
                   "LLAMBA_KERNELS": "auto"})
     assert result.returncode == 0, result.stderr[-2000:]
