@@ -17,6 +17,7 @@ with np.errstate(invalid="ignore"):
 @njit(parallel=True, cache=True, nogil=True)
 def float_product(kind, w, x, f16, out):
     n, k = x.shape
+    xt = np.ascontiguousarray(x.T)  # (k, n): the tokens of one input column side by side
     for r in prange(w.shape[0]):
         row = np.empty(k, np.float32)
         bits = row.view(np.uint32)
@@ -29,8 +30,11 @@ def float_product(kind, w, x, f16, out):
         else:  # BF16: the top half of a float32
             for j in range(k):
                 bits[j] = np.uint32(w[r, j]) << np.uint32(16)
+        # every token's sum runs over j in order, one lane per token: vectorized across the
+        # batch, and each token's result the same whatever the batch
+        sums = np.zeros(n, np.float32)
+        for j in range(k):
+            for t in range(n):
+                sums[t] += row[j] * xt[j, t]
         for t in range(n):
-            s = np.float32(0)
-            for j in range(k):
-                s += row[j] * x[t, j]
-            out[t, r] = s
+            out[t, r] = sums[t]
