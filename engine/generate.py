@@ -78,9 +78,10 @@ class Sequence:
         self.decoder, self.stops = StreamDecoder(tokenizer), StopStrings(params.stop)
         self.context, self.generated = list(prompt_ids), []
 
-    def accept(self, logits: np.ndarray) -> TokenEvent:
+    def accept(self, logits: np.ndarray, last: bool = False) -> TokenEvent:
         """Sample the next token from `logits` and describe it; the event's finish_reason is set
-        when this is the last one."""
+        when this is the last one. `last`: the caller ends the sequence here (out of time), which
+        finishes it as max_tokens does, with "length" and the text held back flushed."""
         params, tokenizer = self.params, self.tokenizer
         if self.constraint is not None:
             logits = self.constraint.mask(logits)
@@ -106,7 +107,7 @@ class Sequence:
             event.text, event.finish_reason = text + self.stops.push(self.decoder.flush())[0] + self.stops.flush(), "stop"
         elif stopped:
             event.text, event.finish_reason = text, "stop"
-        elif len(self.generated) >= self.max_tokens:
+        elif len(self.generated) >= self.max_tokens or last:
             event.text = text + self.stops.push(self.decoder.flush())[0] + self.stops.flush()
             event.finish_reason = "length"
         else:

@@ -285,9 +285,7 @@ class ModelRunner:
             self._emit(c, row, now)
 
     def _emit(self, c: Choice, logits, now: float) -> None:
-        event = c.sequence.accept(logits)
-        if c.job.deadline is not None and now > c.job.deadline and not event.finish_reason:
-            event.finish_reason = "length"  # out of time: cut short, like max_tokens
+        event = c.sequence.accept(logits, last=c.job.deadline is not None and now > c.job.deadline)
         self.observer.token(c.job, now - c.last_event, first=len(c.sequence.generated) == 1)
         c.last_event = now
         c.job._emit(event)

@@ -145,3 +145,28 @@ def test_n_choices_share_the_prompt_each_with_its_own_seed(lm):
     # the first choice draws what n = 1 with the same seed draws
     solo = [e.token_id for e in generate(lm.model, lm.tokenizer, ids, seeded, lm.model.new_cache(512))]
     assert first[0] == solo
+
+
+def test_a_deadline_cut_flushes_the_text_held_back(lm):
+    """A choice cut short (request_timeout, or the shutdown's grace over) ends as max_tokens ends
+    it: the text held back for a possible stop string reaches the client. The stop string is the
+    whole greedy answer and more, so every piece of text is held until the cut."""
+    ids = prompt(lm, "Tell me a story.")
+    answer = "".join(e.text for e in generate(lm.model, lm.tokenizer, ids, LONG, lm.model.new_cache(512)))
+
+    async def go():
+        runner = ModelRunner(lm, 512)
+        job = runner.submit([ids], SamplingParams(temperature=0, max_tokens=400, ignore_eos=True,
+                                                  stop=[answer + "\x00"]))
+        events = []
+        async for event in runner.stream(job):
+            events.append(event)
+            if len(events) == 3:
+                runner.cut_short()
+        runner.close()
+        return events
+    events = run(go())
+    assert events[-1].finish_reason == "length" and 3 < len(events) < 400
+    text = "".join(e.text for e in events)
+    assert text and text == lm.tokenizer.decode([e.token_id for e in events])
+    assert answer.startswith(text)
