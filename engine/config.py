@@ -77,6 +77,9 @@ class LlamaConfig:
         if config.dim % n_heads or n_heads % config.n_kv_heads:
             raise GGUFError(f"{f.path}: head counts ({n_heads} heads, {config.n_kv_heads} KV heads) "
                             f"do not divide embedding_length {config.dim}")
+        if config.head_dim % 16:  # attention works on 16-lane vectors (ops.attention)
+            raise GGUFError(f"{f.path}: head size {config.head_dim} (embedding_length / head_count) is not "
+                            f"a multiple of 16, which the attention kernel needs")
         rotated = config.rope_dim or config.head_dim
         if rotated % 2 or rotated > config.head_dim:
             raise GGUFError(f"{f.path}: llama.rope.dimension_count {rotated} must be even and at most the "

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
@@ -118,26 +119,37 @@ def project(projection: Projection, x: Activations) -> np.ndarray:
 
 
 class KVCache:
-    """Keys and values of `n_slots` slots (a sequence each), for every layer:
-    (n_layers, n_slots, n_ctx, kv_heads, head_dim). Pages are allocated as positions are used."""
+    """Keys and values of `n_slots` slots (a sequence each), for every layer. Values:
+    (n_layers, n_slots, n_ctx, kv_heads, head_dim); keys in tiles of ops.TILE positions, each
+    transposed (n_layers, n_slots, n_ctx / TILE, kv_heads, head_dim, TILE), as attention reads
+    them. Pages are allocated as positions are used."""
 
     def __init__(self, c: LlamaConfig, n_ctx: int, n_slots: int = 1):
         self.n_ctx, self.n_slots = n_ctx, n_slots
-        self.k = np.zeros(self.shape(c, n_ctx, n_slots), np.float32)
-        self.v = np.zeros(self.k.shape, np.float32)  # (zeros_like would write every page)
+        k_shape, v_shape = self.shapes(c, n_ctx, n_slots)
+        self.k = np.zeros(k_shape, np.float32)  # (zeros_like would write every page)
+        self.v = np.zeros(v_shape, np.float32)
 
     @staticmethod
-    def shape(c: LlamaConfig, n_ctx: int, n_slots: int) -> tuple[int, ...]:
-        return (c.n_layers, n_slots, n_ctx, c.n_kv_heads, c.head_dim)
+    def shapes(c: LlamaConfig, n_ctx: int, n_slots: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        tiles = -(-n_ctx // ops.TILE)
+        return ((c.n_layers, n_slots, tiles, c.n_kv_heads, c.head_dim, ops.TILE),
+                (c.n_layers, n_slots, n_ctx, c.n_kv_heads, c.head_dim))
 
     @staticmethod
     def size(c: LlamaConfig, n_ctx: int, n_slots: int) -> int:
         """Bytes of a cache whose every position is used: keys and values, float32."""
-        return 2 * math.prod(KVCache.shape(c, n_ctx, n_slots)) * np.dtype(np.float32).itemsize
+        return sum(math.prod(shape) for shape in KVCache.shapes(c, n_ctx, n_slots)) * np.dtype(np.float32).itemsize
+
+    def store(self, layer: int, slots: np.ndarray, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
+        """Keys and values (n, kv_heads, head_dim) of n tokens at these slots and positions."""
+        self.k[layer, slots, positions // ops.TILE, :, :, positions % ops.TILE] = k
+        self.v[layer, slots, positions] = v
 
     def copy(self, src: int, dst: int, n: int) -> None:
-        """Slot dst takes the keys and values of slot src's first n positions (a shared prompt)."""
-        self.k[:, dst, :n] = self.k[:, src, :n]
+        """Slot dst takes the keys and values of slot src's first n positions (a shared prompt;
+        the rest of the last tile's keys come along, to be overwritten before they are read)."""
+        self.k[:, dst, :-(-n // ops.TILE)] = self.k[:, src, :-(-n // ops.TILE)]
         self.v[:, dst, :n] = self.v[:, src, :n]
 
 
@@ -196,6 +208,7 @@ class Llama:
         if positions.max() >= cache.n_ctx:
             raise ValueError(f"context overflow: {positions.max() + 1} tokens do not fit in {cache.n_ctx}")
         cos, sin = ops.rope_tables(positions, c.head_dim, c.rope_base, w.rope_freqs)
+        blocks, heads_per_job = ops.attention_jobs(slots, positions, c.n_heads, c.n_kv_heads, numba.get_num_threads())
         x = embed(self.file, w.token_embd, tokens)  # (n, dim)
         for i, layer in enumerate(w.layers):
             # attention, with its input normed and quantized once for Q, K and V
@@ -205,10 +218,9 @@ class Llama:
             k = np.ascontiguousarray(qkv[:, c.dim:c.dim + c.kv_dim]).reshape(n, c.n_kv_heads, c.head_dim)
             ops.apply_rope(q, cos, sin)
             ops.apply_rope(k, cos, sin)
-            cache.k[i, slots, positions] = k
-            cache.v[i, slots, positions] = qkv[:, c.dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim)
+            cache.store(i, slots, positions, k, qkv[:, c.dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim))
             attn = np.empty_like(q)
-            ops.attention(q, cache.k[i], cache.v[i], slots, positions, attn)
+            ops.attention(q, cache.k[i], cache.v[i], slots, positions, blocks, heads_per_job, attn)
             x = x + matmul(layer.wo, attn.reshape(n, c.dim))  # residual
             # feed-forward (SwiGLU)
             h = Activations(ops.rmsnorm(x, layer.ffn_norm, c.rms_eps))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .kernels.simd import exp_f32, load_f32, max_lanes, splat_f32, store_f32, sum_lanes
+
 
 @njit(cache=True, nogil=True)
 def rmsnorm(x, weight, eps):
@@ -47,39 +49,99 @@ def apply_rope(x, cos, sin):
                 x[t, h, 2 * i + 1] = even * sin[t, i] + odd * cos[t, i]
 
 
-# The sums over head_dim may be reordered (and so vectorized): the order is fixed when the
-# kernel is compiled, the same for every token and batch.
-@njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def attention(q, k_cache, v_cache, slots, positions, out):
+TILE = 32  # keys per tile; tiles start at multiples of TILE from position 0, for every token
+QUERIES = 8  # consecutive tokens of one slot that read each tile of keys together
+
+
+def attention_jobs(slots: np.ndarray, positions: np.ndarray, n_heads: int, kv_heads: int,
+                   threads: int) -> tuple[np.ndarray, int]:
+    """How a step's attention is split up: the first token of each block of at most QUERIES
+    consecutive tokens of one slot (and n, at the end), and how many query heads each job takes
+    (all that share a KV head, or one each when that leaves too few jobs for the threads). Only
+    the work is split: each token's arithmetic is the same whatever its block."""
+    n = len(slots)
+    starts, run = [], 0
+    for t in range(n):
+        same_run = t > 0 and slots[t] == slots[t - 1] and positions[t] == positions[t - 1] + 1
+        run = run + 1 if same_run else 0
+        if run % QUERIES == 0:
+            starts.append(t)
+    n_rep = n_heads // kv_heads
+    heads_per_job = n_rep if len(starts) * kv_heads >= 2 * threads else 1
+    return np.array(starts + [n], np.int64), heads_per_job
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def attention(q, k_tiles, v_cache, slots, positions, blocks, heads_per_job, out):
     """Causal grouped-query attention of n tokens, token t at position positions[t] of KV slot
-    slots[t]. q: (n, heads, head_dim); k_cache, v_cache: (n_slots, ctx, kv_heads, head_dim),
-    already holding the new tokens' keys and values; out: (n, heads, head_dim)."""
+    slots[t], as flash attention computes it: keys a tile at a time, a running maximum and sum
+    per query (online softmax), values accumulated per tile.
+    q: (n, heads, head_dim); k_tiles: (n_slots, ctx / TILE, kv_heads, head_dim, TILE), keys
+    transposed within each tile so that 16 positions' scores are one vector; v_cache:
+    (n_slots, ctx, kv_heads, head_dim); both already hold the new tokens'; out: like q.
+    Every sum runs in a fixed order that depends only on the token's position (tiles from 0,
+    dimensions in order, even and odd ones apart), so a token's result is the same in any batch."""
     n, n_heads, head_dim = q.shape
-    n_rep = n_heads // k_cache.shape[2]
+    n_tiles, kv_heads = k_tiles.shape[1], k_tiles.shape[2]
+    ctx = v_cache.shape[1]
+    n_rep = n_heads // kv_heads
+    groups = n_rep // heads_per_job
     scale = np.float32(1.0 / np.sqrt(head_dim))
-    for job in prange(n * n_heads):
-        t, h = job // n_heads, job % n_heads
-        s, kv, length = slots[t], h // n_rep, positions[t] + 1
-        query = q[t, h]
-        scores = np.empty(length, np.float32)
-        for p in range(length):
-            key = k_cache[s, p, kv]
-            dot = np.float32(0)
-            for i in range(head_dim):
-                dot += query[i] * key[i]
-            scores[p] = dot * scale
-        top = scores.max()
-        total = np.float32(0)
-        for p in range(length):
-            scores[p] = np.exp(scores[p] - top)
-            total += scores[p]
-        mixed = np.zeros(head_dim, np.float32)
-        for p in range(length):
-            weight = scores[p] / total
-            value = v_cache[s, p, kv]
-            for i in range(head_dim):
-                mixed[i] += weight * value[i]
-        out[t, h] = mixed
+    row_stride = kv_heads * head_dim  # from one position's values to the next
+    scores = np.empty((n * n_heads, TILE), np.float32)  # one row per (token, head): no sharing
+    for job in prange((len(blocks) - 1) * kv_heads * groups):
+        b, g, first = job // (kv_heads * groups), job // groups % kv_heads, job % groups * heads_per_job
+        t0, t1 = blocks[b], blocks[b + 1]
+        s = slots[t0]
+        top = np.full((t1 - t0) * heads_per_job, -np.inf, np.float32)
+        total = np.zeros((t1 - t0) * heads_per_job, np.float32)
+        acc = np.zeros((t1 - t0) * heads_per_job * head_dim, np.float32)
+        for tile in range((positions[t1 - 1] + TILE) // TILE):
+            p0 = tile * TILE
+            keys = (((s * n_tiles + tile) * kv_heads + g) * head_dim) * TILE  # k_tiles[s, tile, g, 0, 0]
+            values = ((s * ctx + p0) * kv_heads + g) * head_dim  # v_cache[s, p0, g, 0]
+            for i in range(t1 - t0):
+                t = t0 + i
+                stop = min(TILE, positions[t] + 1 - p0)  # keys of this tile the token sees
+                if stop <= 0:
+                    continue
+                for j in range(heads_per_job):
+                    h, row = g * n_rep + first + j, i * heads_per_job + j
+                    sc = scores[t * n_heads + h]
+                    lo0, lo1, hi0, hi1 = splat_f32(0), splat_f32(0), splat_f32(0), splat_f32(0)
+                    for d in range(0, head_dim, 2):
+                        q0, q1 = splat_f32(q[t, h, d] * scale), splat_f32(q[t, h, d + 1] * scale)
+                        k = keys + d * TILE
+                        lo0 = lo0 + q0 * load_f32(k_tiles, k)
+                        hi0 = hi0 + q0 * load_f32(k_tiles, k + 16)
+                        lo1 = lo1 + q1 * load_f32(k_tiles, k + TILE)
+                        hi1 = hi1 + q1 * load_f32(k_tiles, k + TILE + 16)
+                    store_f32(sc, 0, lo0 + lo1)
+                    store_f32(sc, 16, hi0 + hi1)
+                    for p in range(stop, TILE):  # positions after the token's own
+                        sc[p] = -np.inf
+                    lo, hi = load_f32(sc, 0), load_f32(sc, 16)
+                    new_top = max(top[row], max_lanes(lo), max_lanes(hi))
+                    correction = np.exp(top[row] - new_top)
+                    shift = splat_f32(new_top)
+                    store_f32(sc, 0, exp_f32(lo - shift))
+                    store_f32(sc, 16, exp_f32(hi - shift))
+                    for p in range(stop, TILE):
+                        sc[p] = 0
+                    total[row] = total[row] * correction + sum_lanes(load_f32(sc, 0) + load_f32(sc, 16))
+                    top[row] = new_top
+                    o = row * head_dim
+                    for c in range(0, head_dim, 16):
+                        store_f32(acc, o + c, load_f32(acc, o + c) * splat_f32(correction))
+                    for p in range(stop):
+                        w, v = splat_f32(sc[p]), values + p * row_stride
+                        for c in range(0, head_dim, 16):
+                            store_f32(acc, o + c, load_f32(acc, o + c) + w * load_f32(v_cache, v + c))
+        for i in range(t1 - t0):
+            for j in range(heads_per_job):
+                row = i * heads_per_job + j
+                for d in range(head_dim):
+                    out[t0 + i, g * n_rep + first + j, d] = acc[row * head_dim + d] / total[row]
 
 
 @njit(parallel=True, cache=True, nogil=True)

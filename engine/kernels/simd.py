@@ -188,3 +188,56 @@ _register(operator.and_, _binary("and_", "and_"), _ints)
 _register(operator.or_, _binary("or_", "or_"), _ints)
 _register(operator.rshift, _shift("lshr"), _by_int)
 _register(operator.lshift, _shift("shl"), _by_int)
+
+
+# --- exp, for softmax: numba calls libm's expf one value at a time, the cost of attention ---
+
+_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+
+
+@intrinsic
+def exp_f32(typingctx, vec):
+    """e^x per lane, to ~1 ulp (Cephes' expf: x = n ln2 + r, a degree-6 polynomial in r, times
+    2^n made in the exponent bits); x is clamped to [-87.3, 88], so exp(-inf) gives ~1e-38, not 0."""
+    def codegen(context, builder, sig, args):
+        f32x16, i32x16 = _vector(_F32), _vector(_I32)
+
+        def c(v):
+            return ir.Constant(f32x16, [v] * 16)
+
+        def call(name, *operands):
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32x16, [f32x16] * len(operands)),
+                                                f"{name}.v16f32")
+            return builder.call(fn, operands)
+        x = call("llvm.minnum", call("llvm.maxnum", args[0], c(-87.3)), c(88.0))
+        n = call("llvm.rint", builder.fmul(x, c(1.4426950408889634)))
+        r = builder.fsub(builder.fsub(x, builder.fmul(n, c(0.693359375))), builder.fmul(n, c(-2.12194440e-4)))
+        p = c(_EXP_POLY[0])
+        for coefficient in _EXP_POLY[1:]:
+            p = builder.fadd(builder.fmul(p, r), c(coefficient))
+        p = builder.fadd(builder.fadd(builder.fmul(builder.fmul(p, r), r), r), c(1.0))
+        exponent = builder.shl(builder.add(builder.fptosi(n, i32x16), ir.Constant(i32x16, [127] * 16)),
+                               ir.Constant(i32x16, [23] * 16))
+        return builder.fmul(p, builder.bitcast(exponent, f32x16))
+    return F32x16(vec), codegen
+
+
+def _reduce(name, method):
+    @intrinsic
+    def reduce(typingctx, vec):
+        """One lane's worth of the 16, combined in lane order (a fixed order: the same result
+        for the same lanes, whatever the CPU)."""
+        def codegen(context, builder, sig, args):
+            return method(builder, name, args[0])
+        return types.float32(vec), codegen
+    return reduce
+
+
+def _call_reduce(builder, name, operands, types_):
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, types_), name)
+    return builder.call(fn, operands)
+
+
+sum_lanes = _reduce("llvm.vector.reduce.fadd.v16f32", lambda b, n, v: _call_reduce(
+    b, n, [ir.Constant(_F32, 0.0), v], [_F32, _vector(_F32)]))
+max_lanes = _reduce("llvm.vector.reduce.fmax.v16f32", lambda b, n, v: _call_reduce(b, n, [v], [_vector(_F32)]))

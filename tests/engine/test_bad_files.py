@@ -53,20 +53,20 @@ def test_empty_file(tmp_path):
     assert "empty.gguf" in cli_error(bad)
 
 
-def write_gguf(path, arch="llama", skip_key=None, q_shape=(8, 8)):
+def write_gguf(path, arch="llama", skip_key=None, q_shape=(32, 32), heads=2):
     w = GGUFWriter(str(path), arch)
-    keys = {"context_length": 64, "embedding_length": 8, "block_count": 1, "feed_forward_length": 16,
-            "attention.head_count": 2}
+    keys = {"context_length": 64, "embedding_length": 32, "block_count": 1, "feed_forward_length": 64,
+            "attention.head_count": heads}
     for key, value in keys.items():
         if key != skip_key:
             w.add_uint32(f"{arch}.{key}", value)
     w.add_uint32(f"{arch}.vocab_size", 4)
-    # one whole layer (kv heads default to the heads: k and v are 8 x 8 too)
+    # one whole layer (kv heads default to the heads: k and v are 32 x 32 too)
     for name in ("attn_norm", "ffn_norm"):
-        w.add_tensor(f"blk.0.{name}.weight", np.ones(8, np.float32))
+        w.add_tensor(f"blk.0.{name}.weight", np.ones(32, np.float32))
     w.add_tensor("blk.0.attn_q.weight", np.zeros(q_shape, np.float32))
-    for name, shape in (("attn_k", (8, 8)), ("attn_v", (8, 8)), ("attn_output", (8, 8)),
-                        ("ffn_gate", (16, 8)), ("ffn_up", (16, 8)), ("ffn_down", (8, 16))):
+    for name, shape in (("attn_k", (32, 32)), ("attn_v", (32, 32)), ("attn_output", (32, 32)),
+                        ("ffn_gate", (64, 32)), ("ffn_up", (64, 32)), ("ffn_down", (32, 64))):
         w.add_tensor(f"blk.0.{name}.weight", np.zeros(shape, np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -87,9 +87,15 @@ def test_unsupported_architecture_is_named(tmp_path):
 
 
 def test_wrong_tensor_shape_is_named(tmp_path):
-    write_gguf(tmp_path / "s.gguf", q_shape=(8, 4))
-    with pytest.raises(GGUFError, match=r"tensor 'blk.0.attn_q.weight' has shape \(8, 4\), expected \(8, 8\)"):
+    write_gguf(tmp_path / "s.gguf", q_shape=(32, 16))
+    with pytest.raises(GGUFError, match=r"tensor 'blk.0.attn_q.weight' has shape \(32, 16\), expected \(32, 32\)"):
         LoadedModel.load(tmp_path / "s.gguf")
+
+
+def test_head_size_the_attention_kernel_cannot_take_is_named(tmp_path):
+    write_gguf(tmp_path / "h.gguf", heads=4)
+    with pytest.raises(GGUFError, match="h.gguf: head size 8 .* is not a multiple of 16"):
+        LoadedModel.load(tmp_path / "h.gguf")
 
 
 def test_copy_of_good_file_loads(tmp_path):
