@@ -76,10 +76,10 @@ def check_kv_budget(settings: Settings) -> int:
         except GGUFError as e:
             raise ConfigError(str(e)) from None
         n_ctx = min(settings.context_length, config.context_length)
-        size = KVCache.size(config, n_ctx, slots)
+        size = KVCache.size(config, n_ctx, slots, settings.kv_cache_type)
         needed += size
         files += path.stat().st_size
-        parts.append(f"{m.id}: {slots} slots x {n_ctx} positions x {config.n_layers} layers = {size / MB:,.0f} MB")
+        parts.append(f"{m.id}: {slots} slots x {n_ctx} positions x {config.n_layers} layers, {settings.kv_cache_type} = {size / MB:,.0f} MB")
     if settings.kv_cache_limit_mb is not None:
         limit, what = settings.kv_cache_limit_mb * MB, "kv_cache_limit_mb"
     else:

@@ -56,11 +56,12 @@ def load_runners(settings: Settings, metrics: Metrics) -> dict[str, ModelRunner]
         n_ctx = min(settings.context_length, loaded.model.config.context_length)
         runner = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout,
                              parallel=settings.parallel, step_tokens=settings.step_tokens,
-                             cache_slots=settings.cache_slots, observer=metrics.observer(m.id),
+                             cache_slots=settings.cache_slots, kv_type=settings.kv_cache_type, observer=metrics.observer(m.id),
                              threads=settings.threads, defaults=replace(loaded.sampling, **m.sampling.given()),
                              max_tokens_limit=settings.max_tokens_limit)
         runners.update(dict.fromkeys((m.id, *m.aliases), runner))
-        log.info("model %s loaded from %s (context %d)", m.id, loaded.path, n_ctx)
+        log.info("model %s loaded from %s (context %d, %s KV cache)", m.id, loaded.path, n_ctx,
+                 settings.kv_cache_type)
     return runners
 
 

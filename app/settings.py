@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     parallel: int = Field(8, ge=1)
     step_tokens: int = Field(256, ge=1)
     cache_slots: int = Field(4, ge=0)
+    kv_cache_type: Literal["f16", "f32"] = "f16"
     request_timeout: float | None = Field(600, gt=0)
     api_keys: list[str] = []
     metrics_need_key: bool = False

@@ -1,12 +1,14 @@
 """llamba against llama.cpp (llama-cpp-python) on the same model files, in one run.
 
     python -m bench [--models q4_0 q8_0 smollm2 q4_k_m] [--threads 1 2] [--repeats 3]
-                    [--kernels auto|avx2|...] [--out bench/results]
+                    [--kernels auto|avx2|...] [--long 2048 8192] [--out bench/results]
 
 For each file and thread count the two engines alternate, each run in a fresh process
 (bench/engines.py), then each behind its HTTP server (bench/http.py). Prints the machine (CPU,
 SIMD features, the kernel path llamba chose and llama.cpp's build), medians and the ratio
 llamba / llama.cpp for every figure, and writes perf-<cpu>-<kernels>.json and .png to --out.
+--long adds, for each model and thread count, the long-prompt figures (pp2048, decode at each
+depth given, bench/engines.py --long), in a process of their own per engine and repeat.
 
 --kernels forces llamba's kernel path (LLAMBA_KERNELS). A path below AVX-512 on an AVX-512
 machine is compared with llama.cpp built for AVX2 only (bench/llama_cpp_avx2.py), so that both
@@ -31,7 +33,11 @@ FIGURES = {"tg64_tps": ("decode tg64, tokens/s", True), "pp128_tps": ("prefill p
            "rss_after_512_mb": ("resident memory after 512 tokens, MB", False),
            "start_to_first_answer_s": ("server start to first answer, s", False),
            "http_ttft_s": ("HTTP time to first token, s", False),
-           "http_stream_tps": ("HTTP streamed tokens/s", True)}
+           "http_stream_tps": ("HTTP streamed tokens/s", True),
+           "pp2048_tps": ("prefill pp2048, tokens/s", True),
+           "tg32_d2048_tps": ("decode tg32 at depth 2048, tokens/s", True),
+           "tg32_d8192_tps": ("decode tg32 at depth 8192, tokens/s", True),
+           "rss_at_depth_mb": ("resident memory at the deepest depth, MB", False)}
 
 
 def engine_env(engine: str, kernels: str) -> dict:
@@ -45,15 +51,16 @@ def engine_env(engine: str, kernels: str) -> dict:
     return env
 
 
-def run(module: str, engine: str, model: Path, threads: int, kernels: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", module, engine, str(model), str(threads)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=1800, env=engine_env(engine, kernels))
+def run(module: str, engine: str, model: Path, threads: int, kernels: str, *extra: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", module, engine, str(model), str(threads), *extra], cwd=ROOT,
+                         capture_output=True, text=True, timeout=3600, env=engine_env(engine, kernels))
     if out.returncode:
         raise RuntimeError(f"{module} {engine} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(model: str, threads: int, repeats: int, http: bool, kernels: str, systems: dict) -> dict:
+def measure(model: str, threads: int, repeats: int, http: bool, kernels: str, systems: dict,
+            long: list[int]) -> dict:
     path = bench_file(model)
     runs = {e: [] for e in ENGINES}
     for _ in range(repeats):
@@ -62,6 +69,9 @@ def measure(model: str, threads: int, repeats: int, http: bool, kernels: str, sy
             systems[engine] = figures.pop("system")
             if http:
                 figures |= run("bench.http", engine, path, threads, kernels)
+            if long:
+                figures |= {k: v for k, v in run("bench.engines", engine, path, threads, kernels, "--long",
+                                                 *map(str, long)).items() if k != "system"}
             runs[engine].append(figures)
             print(f"  {model} {threads}T {engine}: " + ", ".join(f"{k}={v:.3g}" for k, v in figures.items()),
                   flush=True)
@@ -106,13 +116,16 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=list(BENCH_MODELS), choices=list(BENCH_MODELS))
     p.add_argument("--kernels", default="auto", help="llamba's kernel path (LLAMBA_KERNELS), default: the CPU's best")
     p.add_argument("--http-threads", type=int, nargs="*", default=[2], help="thread counts measured over HTTP too")
+    p.add_argument("--long", type=int, nargs="*", default=[], metavar="DEPTH",
+                   help="measure pp2048 and decode at these depths too (e.g. 2048 8192)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args()
     results, systems = {}, {}
     for model in args.models:
         for threads in args.threads:
             http = threads in args.http_threads and model in ("q4_0", "q8_0", "smollm2")
-            results[f"{model}/{threads}"] = measure(model, threads, args.repeats, http, args.kernels, systems)
+            results[f"{model}/{threads}"] = measure(model, threads, args.repeats, http, args.kernels, systems,
+                                                    args.long)
     machine = dict(systems, repeats=args.repeats)
     print("\n".join(f"{k}: {v}" for k, v in machine.items()))
     print(table(results))

@@ -118,17 +118,22 @@ def project(projection: Projection, x: Activations) -> np.ndarray:
     return np.concatenate([matmul(w, x) for w in projection], axis=1)
 
 
-class KVCache:
-    """Keys and values of `n_slots` slots (a sequence each), for every layer. Values:
-    (n_layers, n_slots, n_ctx, kv_heads, head_dim); keys in tiles of ops.TILE positions, each
-    transposed (n_layers, n_slots, n_ctx / TILE, kv_heads, head_dim, TILE), as attention reads
-    them. Pages are allocated as positions are used."""
+KV_TYPES = {"f32": np.float32, "f16": np.float16}  # as llama.cpp's -ctk/-ctv; f16 is its default too
 
-    def __init__(self, c: LlamaConfig, n_ctx: int, n_slots: int = 1):
-        self.n_ctx, self.n_slots = n_ctx, n_slots
+
+class KVCache:
+    """Keys and values of `n_slots` slots (a sequence each), for every layer, as float16 (the
+    default) or float32. Values: (n_layers, n_slots, n_ctx, kv_heads, head_dim); keys in tiles of
+    ops.TILE positions, each transposed (n_layers, n_slots, n_ctx / TILE, kv_heads, head_dim,
+    TILE), as attention reads them. Pages are allocated as positions are used."""
+
+    def __init__(self, c: LlamaConfig, n_ctx: int, n_slots: int = 1, kv_type: str = "f16"):
+        if kv_type not in KV_TYPES:
+            raise ValueError(f"unknown KV cache type {kv_type!r}: expected one of {', '.join(KV_TYPES)}")
+        self.n_ctx, self.n_slots, self.kv_type = n_ctx, n_slots, kv_type
         k_shape, v_shape = self.shapes(c, n_ctx, n_slots)
-        self.k = np.zeros(k_shape, np.float32)  # (zeros_like would write every page)
-        self.v = np.zeros(v_shape, np.float32)
+        self.k = np.zeros(k_shape, KV_TYPES[kv_type])  # (zeros_like would write every page)
+        self.v = np.zeros(v_shape, KV_TYPES[kv_type])
 
     @staticmethod
     def shapes(c: LlamaConfig, n_ctx: int, n_slots: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -137,12 +142,20 @@ class KVCache:
                 (c.n_layers, n_slots, n_ctx, c.n_kv_heads, c.head_dim))
 
     @staticmethod
-    def size(c: LlamaConfig, n_ctx: int, n_slots: int) -> int:
-        """Bytes of a cache whose every position is used: keys and values, float32."""
-        return sum(math.prod(shape) for shape in KVCache.shapes(c, n_ctx, n_slots)) * np.dtype(np.float32).itemsize
+    def size(c: LlamaConfig, n_ctx: int, n_slots: int, kv_type: str = "f16") -> int:
+        """Bytes of a cache whose every position is used: keys and values."""
+        return sum(math.prod(shape) for shape in KVCache.shapes(c, n_ctx, n_slots)) * np.dtype(KV_TYPES[kv_type]).itemsize
+
+    def layer(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Layer i's keys and values as ops.attention takes them (float16 as its bits: numba
+        has no float16 arithmetic)."""
+        if self.k.dtype == np.float16:
+            return self.k[i].view(np.uint16), self.v[i].view(np.uint16)
+        return self.k[i], self.v[i]
 
     def store(self, layer: int, slots: np.ndarray, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
-        """Keys and values (n, kv_heads, head_dim) of n tokens at these slots and positions."""
+        """Keys and values (n, kv_heads, head_dim) of n tokens at these slots and positions
+        (rounded to the nearest float16, as llama.cpp stores them, when the cache is float16)."""
         self.k[layer, slots, positions // ops.TILE, :, :, positions % ops.TILE] = k
         self.v[layer, slots, positions] = v
 
@@ -176,8 +189,8 @@ class Llama:
         self.config = LlamaConfig.from_gguf(self.file)
         self.weights = Weights.from_gguf(self.file, self.config)
 
-    def new_cache(self, n_ctx: int, n_slots: int = 1) -> KVCache:
-        return KVCache(self.config, min(n_ctx, self.config.context_length), n_slots)
+    def new_cache(self, n_ctx: int, n_slots: int = 1, kv_type: str = "f16") -> KVCache:
+        return KVCache(self.config, min(n_ctx, self.config.context_length), n_slots, kv_type)
 
     def check_tokens(self, tokens) -> None:
         """Token ids must index the vocabulary (the embedding table and the logits)."""
@@ -220,7 +233,7 @@ class Llama:
             ops.apply_rope(k, cos, sin)
             cache.store(i, slots, positions, k, qkv[:, c.dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim))
             attn = np.empty_like(q)
-            ops.attention(q, cache.k[i], cache.v[i], slots, positions, blocks, heads_per_job, attn)
+            ops.attention(q, *cache.layer(i), slots, positions, blocks, heads_per_job, attn)
             x = x + matmul(layer.wo, attn.reshape(n, c.dim))  # residual
             # feed-forward (SwiGLU)
             h = Activations(ops.rmsnorm(x, layer.ffn_norm, c.rms_eps))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels.simd import exp_f32, load_f32, max_lanes, splat_f32, store_f32, sum_lanes
+from .kernels.simd import exp_f32, load_f32, load_lanes, max_lanes, splat_f32, store_f32, sum_lanes
 
 
 @njit(cache=True, nogil=True)
@@ -78,7 +78,8 @@ def attention(q, k_tiles, v_cache, slots, positions, blocks, heads_per_job, out)
     per query (online softmax), values accumulated per tile.
     q: (n, heads, head_dim); k_tiles: (n_slots, ctx / TILE, kv_heads, head_dim, TILE), keys
     transposed within each tile so that 16 positions' scores are one vector; v_cache:
-    (n_slots, ctx, kv_heads, head_dim); both already hold the new tokens'; out: like q.
+    (n_slots, ctx, kv_heads, head_dim); both already hold the new tokens', as float32 or as the
+    bits of float16 (uint16; widened as they are read); out: like q.
     Every sum runs in a fixed order that depends only on the token's position (tiles from 0,
     dimensions in order, even and odd ones apart), so a token's result is the same in any batch."""
     n, n_heads, head_dim = q.shape
@@ -112,10 +113,10 @@ def attention(q, k_tiles, v_cache, slots, positions, blocks, heads_per_job, out)
                     for d in range(0, head_dim, 2):
                         q0, q1 = splat_f32(q[t, h, d] * scale), splat_f32(q[t, h, d + 1] * scale)
                         k = keys + d * TILE
-                        lo0 = lo0 + q0 * load_f32(k_tiles, k)
-                        hi0 = hi0 + q0 * load_f32(k_tiles, k + 16)
-                        lo1 = lo1 + q1 * load_f32(k_tiles, k + TILE)
-                        hi1 = hi1 + q1 * load_f32(k_tiles, k + TILE + 16)
+                        lo0 = lo0 + q0 * load_lanes(k_tiles, k)
+                        hi0 = hi0 + q0 * load_lanes(k_tiles, k + 16)
+                        lo1 = lo1 + q1 * load_lanes(k_tiles, k + TILE)
+                        hi1 = hi1 + q1 * load_lanes(k_tiles, k + TILE + 16)
                     store_f32(sc, 0, lo0 + lo1)
                     store_f32(sc, 16, hi0 + hi1)
                     for p in range(stop, TILE):  # positions after the token's own
@@ -136,7 +137,7 @@ def attention(q, k_tiles, v_cache, slots, positions, blocks, heads_per_job, out)
                     for p in range(stop):
                         w, v = splat_f32(sc[p]), values + p * row_stride
                         for c in range(0, head_dim, 16):
-                            store_f32(acc, o + c, load_f32(acc, o + c) + w * load_f32(v_cache, v + c))
+                            store_f32(acc, o + c, load_f32(acc, o + c) + w * load_lanes(v_cache, v + c))
         for i in range(t1 - t0):
             for j in range(heads_per_job):
                 row = i * heads_per_job + j

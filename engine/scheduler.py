@@ -123,8 +123,8 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 class ModelRunner:
     def __init__(self, loaded: LoadedModel, n_ctx: int, queue_size: int = 16, timeout: float | None = None,
-                 parallel: int = 8, step_tokens: int = 256, cache_slots: int = 4, observer: Observer | None = None,
-                 threads: int | None = None, defaults: SamplingParams | None = None,
+                 parallel: int = 8, step_tokens: int = 256, cache_slots: int = 4, kv_type: str = "f16",
+                 observer: Observer | None = None, threads: int | None = None, defaults: SamplingParams | None = None,
                  max_tokens_limit: int | None = None):
         self.loaded, self.n_ctx, self.queue_size, self.timeout = loaded, n_ctx, queue_size, timeout
         self.parallel, self.step_tokens, self.threads = parallel, max(step_tokens, parallel), threads
@@ -135,7 +135,7 @@ class ModelRunner:
             defaults = replace(defaults, max_tokens=self.max_tokens_limit)
         self.defaults = defaults
         self.observer = observer or Observer()
-        self.cache = loaded.model.new_cache(n_ctx, parallel + cache_slots)
+        self.cache = loaded.model.new_cache(n_ctx, parallel + cache_slots, kv_type)
         self.slots = [Slot(i) for i in range(parallel + cache_slots)]
         self.running: list[Choice] = []
         self._waiting: collections.deque[Job] = collections.deque()

@@ -105,6 +105,18 @@ def load_f32(typingctx, array, index):
     return F32x16(array, index), codegen
 
 
+def load_lanes(array, index):
+    """16 floats of a float32 array, or of a uint16 array holding half floats (a float16 KV cache)."""
+
+
+@overload(load_lanes)
+def _load_lanes(array, index):
+    if array.dtype == types.uint16:
+        return lambda array, index: load_f16(array, index)
+    if array.dtype == types.float32:
+        return lambda array, index: load_f32(array, index)
+
+
 @intrinsic
 def store_f32(typingctx, array, index, value):
     def codegen(context, builder, sig, args):

@@ -140,8 +140,8 @@ def test_a_kv_budget_over_the_limit_refuses_to_start_with_both_numbers():
                          env={**os.environ, "LLAMBA_KV_CACHE_LIMIT_MB": "100"}, capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
-    # SmolLM2: 30 layers x 3 KV heads x 64 x 2 (keys, values) x 4 bytes = 46,080 bytes a position
-    needed = 30 * 3 * 64 * 2 * 4 * 2048 * (8 + 4) / 2**20
+    # SmolLM2: 30 layers x 3 KV heads x 64 x 2 (keys, values) x 2 bytes (float16) = 23,040 bytes a position
+    needed = 30 * 3 * 64 * 2 * 2 * 2048 * (8 + 4) / 2**20
     assert f"{needed:,.0f} MB" in run.stderr and "100 MB" in run.stderr, run.stderr
 
 
@@ -154,7 +154,7 @@ def resident_mb(pid: int) -> float:
 
 def test_every_slot_full_stays_within_the_kv_budget():
     n_ctx, parallel = 1024, 4
-    budget_mb = 30 * 3 * 64 * 2 * 4 * n_ctx * parallel / 2**20  # cache_slots 0
+    budget_mb = 30 * 3 * 64 * 2 * 2 * n_ctx * parallel / 2**20  # cache_slots 0, float16
     with server_process("--ctx", str(n_ctx), "--parallel", str(parallel), env={
             "LLAMBA_CACHE_SLOTS": "0", "LLAMBA_KV_CACHE_LIMIT_MB": str(budget_mb + 1)}) as (base, proc):
         body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}

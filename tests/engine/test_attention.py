@@ -21,23 +21,29 @@ def reference(q, k, v, slots, positions):
 
 
 def run(q, k, v, slots, positions, threads=2):
-    """ops.attention with k laid out in transposed tiles, as KVCache keeps it."""
+    """ops.attention with k laid out in transposed tiles, as KVCache keeps it; float16 k and v
+    passed as their bits, as KVCache.layer does."""
     n_slots, ctx, kv_heads, head_dim = k.shape
     tiles = -(-ctx // ops.TILE)
-    padded = np.zeros((n_slots, tiles * ops.TILE, kv_heads, head_dim), np.float32)
+    padded = np.zeros((n_slots, tiles * ops.TILE, kv_heads, head_dim), k.dtype)
     padded[:, :ctx] = k
     k_tiles = np.ascontiguousarray(padded.reshape(n_slots, tiles, ops.TILE, kv_heads, head_dim).transpose(0, 1, 3, 4, 2))
+    v = np.ascontiguousarray(v)
+    if k.dtype == np.float16:
+        k_tiles, v = k_tiles.view(np.uint16), v.view(np.uint16)
     blocks, heads_per_job = ops.attention_jobs(slots, positions, q.shape[1], kv_heads, threads)
     out = np.empty_like(q)
-    ops.attention(q, k_tiles, np.ascontiguousarray(v), slots, positions, blocks, heads_per_job, out)
+    ops.attention(q, k_tiles, v, slots, positions, blocks, heads_per_job, out)
     return out
 
 
+@pytest.mark.parametrize("kv_type", [np.float32, np.float16])
 @pytest.mark.parametrize("heads, kv_heads, head_dim", [(4, 2, 16), (9, 3, 64), (32, 8, 64), (8, 8, 128)])
-def test_attention_matches_float64_reference(heads, kv_heads, head_dim):
+def test_attention_matches_float64_reference(heads, kv_heads, head_dim, kv_type):
+    """float16 keys and values are read exactly: against the reference over the same halves."""
     rng = np.random.default_rng(heads)
     ctx = 150  # not a whole number of tiles
-    k, v = (rng.standard_normal((2, ctx, kv_heads, head_dim)).astype(np.float32) for _ in range(2))
+    k, v = (rng.standard_normal((2, ctx, kv_heads, head_dim)).astype(kv_type) for _ in range(2))
     # slot 0: a 70-token prompt; slot 1: one token decoding at the end of the context
     slots = np.array([0] * 70 + [1])
     positions = np.array(list(range(3, 73)) + [ctx - 1])
