@@ -123,9 +123,9 @@ KV_TYPES = {"f32": np.float32, "f16": np.float16}  # as llama.cpp's -ctk/-ctv; f
 
 class KVCache:
     """Keys and values of `n_slots` slots (a sequence each), for every layer, as float16 (the
-    default) or float32. Values: (n_layers, n_slots, n_ctx, kv_heads, head_dim); keys in tiles of
-    ops.TILE positions, each transposed (n_layers, n_slots, n_ctx / TILE, kv_heads, head_dim,
-    TILE), as attention reads them. Pages are allocated as positions are used."""
+    default) or float32, in tiles of ops.TILE positions as attention reads them: values (n_layers,
+    n_slots, n_ctx / TILE, kv_heads, TILE, head_dim), keys transposed within each tile (n_layers,
+    n_slots, n_ctx / TILE, kv_heads, head_dim, TILE). Pages are allocated as positions are used."""
 
     def __init__(self, c: LlamaConfig, n_ctx: int, n_slots: int = 1, kv_type: str = "f16"):
         if kv_type not in KV_TYPES:
@@ -139,11 +139,11 @@ class KVCache:
     def shapes(c: LlamaConfig, n_ctx: int, n_slots: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         tiles = -(-n_ctx // ops.TILE)
         return ((c.n_layers, n_slots, tiles, c.n_kv_heads, c.head_dim, ops.TILE),
-                (c.n_layers, n_slots, n_ctx, c.n_kv_heads, c.head_dim))
+                (c.n_layers, n_slots, tiles, c.n_kv_heads, ops.TILE, c.head_dim))
 
     @staticmethod
     def size(c: LlamaConfig, n_ctx: int, n_slots: int, kv_type: str = "f16") -> int:
-        """Bytes of a cache whose every position is used: keys and values."""
+        """Bytes of a cache whose every tile is used: keys and values."""
         return sum(math.prod(shape) for shape in KVCache.shapes(c, n_ctx, n_slots)) * np.dtype(KV_TYPES[kv_type]).itemsize
 
     def layer(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,13 +157,14 @@ class KVCache:
         """Keys and values (n, kv_heads, head_dim) of n tokens at these slots and positions
         (rounded to the nearest float16, as llama.cpp stores them, when the cache is float16)."""
         self.k[layer, slots, positions // ops.TILE, :, :, positions % ops.TILE] = k
-        self.v[layer, slots, positions] = v
+        self.v[layer, slots, positions // ops.TILE, :, positions % ops.TILE] = v
 
     def copy(self, src: int, dst: int, n: int) -> None:
         """Slot dst takes the keys and values of slot src's first n positions (a shared prompt;
-        the rest of the last tile's keys come along, to be overwritten before they are read)."""
-        self.k[:, dst, :-(-n // ops.TILE)] = self.k[:, src, :-(-n // ops.TILE)]
-        self.v[:, dst, :n] = self.v[:, src, :n]
+        the rest of the last tile comes along, to be overwritten before it is read)."""
+        tiles = -(-n // ops.TILE)
+        self.k[:, dst, :tiles] = self.k[:, src, :tiles]
+        self.v[:, dst, :tiles] = self.v[:, src, :tiles]
 
 
 @dataclass

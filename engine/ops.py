@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels.simd import exp_f32, load_f32, load_lanes, max_lanes, splat_f32, store_f32, sum_lanes
+from .kernels.simd import exp_f32, load_f32, load_lanes, max_lanes, prefetch, splat_f32, store_f32, sum_lanes
 
 
 @njit(cache=True, nogil=True)
@@ -72,77 +72,105 @@ def attention_jobs(slots: np.ndarray, positions: np.ndarray, n_heads: int, kv_he
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def attention(q, k_tiles, v_cache, slots, positions, blocks, heads_per_job, out):
+def attention(q, k_tiles, v_tiles, slots, positions, blocks, heads_per_job, out):
     """Causal grouped-query attention of n tokens, token t at position positions[t] of KV slot
     slots[t], as flash attention computes it: keys a tile at a time, a running maximum and sum
     per query (online softmax), values accumulated per tile.
     q: (n, heads, head_dim); k_tiles: (n_slots, ctx / TILE, kv_heads, head_dim, TILE), keys
-    transposed within each tile so that 16 positions' scores are one vector; v_cache:
-    (n_slots, ctx, kv_heads, head_dim); both already hold the new tokens', as float32 or as the
-    bits of float16 (uint16; widened as they are read); out: like q.
+    transposed within each tile so that 16 positions' scores are one vector; v_tiles: (n_slots,
+    ctx / TILE, kv_heads, TILE, head_dim); both already hold the new tokens', as float32 or as the
+    bits of float16 (uint16); out: like q. Each tile is widened to float32 once for all the
+    queries that read it, while the next one is fetched from memory.
     Every sum runs in a fixed order that depends only on the token's position (tiles from 0,
-    dimensions in order, even and odd ones apart), so a token's result is the same in any batch."""
+    dimensions and positions in fixed interleaved partial sums), so a token's result is the same
+    in any batch."""
     n, n_heads, head_dim = q.shape
     n_tiles, kv_heads = k_tiles.shape[1], k_tiles.shape[2]
-    ctx = v_cache.shape[1]
     n_rep = n_heads // kv_heads
     groups = n_rep // heads_per_job
     scale = np.float32(1.0 / np.sqrt(head_dim))
-    row_stride = kv_heads * head_dim  # from one position's values to the next
-    scores = np.empty((n * n_heads, TILE), np.float32)  # one row per (token, head): no sharing
+    size = head_dim * TILE  # of one tile of one KV head, keys or values
     for job in prange((len(blocks) - 1) * kv_heads * groups):
         b, g, first = job // (kv_heads * groups), job // groups % kv_heads, job % groups * heads_per_job
         t0, t1 = blocks[b], blocks[b + 1]
-        s = slots[t0]
-        top = np.full((t1 - t0) * heads_per_job, -np.inf, np.float32)
-        total = np.zeros((t1 - t0) * heads_per_job, np.float32)
-        acc = np.zeros((t1 - t0) * heads_per_job * head_dim, np.float32)
-        for tile in range((positions[t1 - 1] + TILE) // TILE):
-            p0 = tile * TILE
-            keys = (((s * n_tiles + tile) * kv_heads + g) * head_dim) * TILE  # k_tiles[s, tile, g, 0, 0]
-            values = ((s * ctx + p0) * kv_heads + g) * head_dim  # v_cache[s, p0, g, 0]
+        rows = (t1 - t0) * heads_per_job  # (token, head) pairs of this job
+        top = np.full(rows, -np.inf, np.float32)
+        total = np.zeros(rows, np.float32)
+        acc = np.zeros(rows * head_dim, np.float32)
+        queries = np.empty(rows * head_dim, np.float32)
+        keys, values, weights = np.empty(size, np.float32), np.empty(size, np.float32), np.empty(TILE, np.float32)
+        for i in range(t1 - t0):
+            for j in range(heads_per_job):
+                for d in range(head_dim):
+                    queries[(i * heads_per_job + j) * head_dim + d] = q[t0 + i, g * n_rep + first + j, d] * scale
+        n_seen = (positions[t1 - 1] + TILE) // TILE
+        for tile in range(n_seen):
+            here = ((slots[t0] * n_tiles + tile) * kv_heads + g) * size  # [slot, tile, g, 0, 0]
+            if tile + 1 < n_seen:
+                for e in range(here + kv_heads * size, here + kv_heads * size + size, 32):
+                    prefetch(k_tiles, e)
+                    prefetch(v_tiles, e)
+            for e in range(0, size, 16):
+                store_f32(keys, e, load_lanes(k_tiles, here + e))
+                store_f32(values, e, load_lanes(v_tiles, here + e))
             for i in range(t1 - t0):
-                t = t0 + i
-                stop = min(TILE, positions[t] + 1 - p0)  # keys of this tile the token sees
+                stop = min(TILE, positions[t0 + i] + 1 - tile * TILE)  # keys of this tile the token sees
                 if stop <= 0:
                     continue
                 for j in range(heads_per_job):
-                    h, row = g * n_rep + first + j, i * heads_per_job + j
-                    sc = scores[t * n_heads + h]
-                    lo0, lo1, hi0, hi1 = splat_f32(0), splat_f32(0), splat_f32(0), splat_f32(0)
-                    for d in range(0, head_dim, 2):
-                        q0, q1 = splat_f32(q[t, h, d] * scale), splat_f32(q[t, h, d + 1] * scale)
-                        k = keys + d * TILE
-                        lo0 = lo0 + q0 * load_lanes(k_tiles, k)
-                        hi0 = hi0 + q0 * load_lanes(k_tiles, k + 16)
-                        lo1 = lo1 + q1 * load_lanes(k_tiles, k + TILE)
-                        hi1 = hi1 + q1 * load_lanes(k_tiles, k + TILE + 16)
-                    store_f32(sc, 0, lo0 + lo1)
-                    store_f32(sc, 16, hi0 + hi1)
-                    for p in range(stop, TILE):  # positions after the token's own
-                        sc[p] = -np.inf
-                    lo, hi = load_f32(sc, 0), load_f32(sc, 16)
+                    row = i * heads_per_job + j
+                    lo, hi = _scores(queries, row * head_dim, keys, head_dim)
+                    if stop < TILE:  # positions after the token's own
+                        store_f32(weights, 0, lo)
+                        store_f32(weights, 16, hi)
+                        weights[stop:] = -np.inf
+                        lo, hi = load_f32(weights, 0), load_f32(weights, 16)
                     new_top = max(top[row], max_lanes(lo), max_lanes(hi))
                     correction = np.exp(top[row] - new_top)
                     shift = splat_f32(new_top)
-                    store_f32(sc, 0, exp_f32(lo - shift))
-                    store_f32(sc, 16, exp_f32(hi - shift))
-                    for p in range(stop, TILE):
-                        sc[p] = 0
-                    total[row] = total[row] * correction + sum_lanes(load_f32(sc, 0) + load_f32(sc, 16))
+                    store_f32(weights, 0, exp_f32(lo - shift))
+                    store_f32(weights, 16, exp_f32(hi - shift))
+                    weights[stop:] = 0
+                    total[row] = total[row] * correction + sum_lanes(load_f32(weights, 0) + load_f32(weights, 16))
                     top[row] = new_top
-                    o = row * head_dim
-                    for c in range(0, head_dim, 16):
-                        store_f32(acc, o + c, load_f32(acc, o + c) * splat_f32(correction))
-                    for p in range(stop):
-                        w, v = splat_f32(sc[p]), values + p * row_stride
-                        for c in range(0, head_dim, 16):
-                            store_f32(acc, o + c, load_f32(acc, o + c) + w * load_lanes(v_cache, v + c))
+                    _accumulate(acc, row * head_dim, correction, weights, stop, values, head_dim)
         for i in range(t1 - t0):
             for j in range(heads_per_job):
                 row = i * heads_per_job + j
                 for d in range(head_dim):
                     out[t0 + i, g * n_rep + first + j, d] = acc[row * head_dim + d] / total[row]
+
+
+@njit(inline="always")
+def _scores(queries, o, keys, head_dim):
+    """One query's (queries[o:o + head_dim]) scores against a tile of keys (head_dim, TILE), as
+    two vectors of 16 positions; eight partial sums (dimensions 4i..4i+3, twice 16 positions), so
+    that the multiply-adds do not wait on each other."""
+    lo0, lo1, lo2, lo3 = splat_f32(0), splat_f32(0), splat_f32(0), splat_f32(0)
+    hi0, hi1, hi2, hi3 = splat_f32(0), splat_f32(0), splat_f32(0), splat_f32(0)
+    for d in range(0, head_dim, 4):
+        k = d * TILE
+        q0, q1, q2, q3 = splat_f32(queries[o + d]), splat_f32(queries[o + d + 1]), splat_f32(queries[o + d + 2]), \
+            splat_f32(queries[o + d + 3])
+        lo0, hi0 = lo0 + q0 * load_f32(keys, k), hi0 + q0 * load_f32(keys, k + 16)
+        lo1, hi1 = lo1 + q1 * load_f32(keys, k + TILE), hi1 + q1 * load_f32(keys, k + TILE + 16)
+        lo2, hi2 = lo2 + q2 * load_f32(keys, k + 2 * TILE), hi2 + q2 * load_f32(keys, k + 2 * TILE + 16)
+        lo3, hi3 = lo3 + q3 * load_f32(keys, k + 3 * TILE), hi3 + q3 * load_f32(keys, k + 3 * TILE + 16)
+    return (lo0 + lo1) + (lo2 + lo3), (hi0 + hi1) + (hi2 + hi3)
+
+
+@njit(inline="always")
+def _accumulate(acc, o, correction, weights, stop, values, head_dim):
+    """acc[o:o + head_dim] = acc * correction + sum of weights[p] * values[p] over the tile's
+    first `stop` positions; even and odd positions in two partial sums."""
+    for c in range(0, head_dim, 16):
+        even, odd = load_f32(acc, o + c) * splat_f32(correction), splat_f32(0)
+        for p in range(0, stop - 1, 2):
+            even = even + splat_f32(weights[p]) * load_f32(values, p * head_dim + c)
+            odd = odd + splat_f32(weights[p + 1]) * load_f32(values, (p + 1) * head_dim + c)
+        if stop % 2:
+            even = even + splat_f32(weights[stop - 1]) * load_f32(values, (stop - 1) * head_dim + c)
+        store_f32(acc, o + c, even + odd)
 
 
 @njit(parallel=True, cache=True, nogil=True)

@@ -21,19 +21,21 @@ def reference(q, k, v, slots, positions):
 
 
 def run(q, k, v, slots, positions, threads=2):
-    """ops.attention with k laid out in transposed tiles, as KVCache keeps it; float16 k and v
-    passed as their bits, as KVCache.layer does."""
+    """ops.attention with k and v laid out in tiles, k transposed within each, as KVCache keeps
+    them; float16 k and v passed as their bits, as KVCache.layer does."""
     n_slots, ctx, kv_heads, head_dim = k.shape
     tiles = -(-ctx // ops.TILE)
-    padded = np.zeros((n_slots, tiles * ops.TILE, kv_heads, head_dim), k.dtype)
-    padded[:, :ctx] = k
-    k_tiles = np.ascontiguousarray(padded.reshape(n_slots, tiles, ops.TILE, kv_heads, head_dim).transpose(0, 1, 3, 4, 2))
-    v = np.ascontiguousarray(v)
+
+    def tiled(x):  # (n_slots, tiles, kv_heads, TILE, head_dim)
+        padded = np.zeros((n_slots, tiles * ops.TILE, kv_heads, head_dim), x.dtype)
+        padded[:, :ctx] = x
+        return padded.reshape(n_slots, tiles, ops.TILE, kv_heads, head_dim).transpose(0, 1, 3, 2, 4)
+    k_tiles, v_tiles = np.ascontiguousarray(tiled(k).transpose(0, 1, 2, 4, 3)), np.ascontiguousarray(tiled(v))
     if k.dtype == np.float16:
-        k_tiles, v = k_tiles.view(np.uint16), v.view(np.uint16)
+        k_tiles, v_tiles = k_tiles.view(np.uint16), v_tiles.view(np.uint16)
     blocks, heads_per_job = ops.attention_jobs(slots, positions, q.shape[1], kv_heads, threads)
     out = np.empty_like(q)
-    ops.attention(q, k_tiles, v, slots, positions, blocks, heads_per_job, out)
+    ops.attention(q, k_tiles, v_tiles, slots, positions, blocks, heads_per_job, out)
     return out
 
 
