@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -41,24 +42,37 @@ def run(args: list[str], env: dict, timeout: int = 1500) -> subprocess.Completed
                           timeout=timeout)
 
 
-def assert_tests_pass(files: list[str], env: dict) -> None:
-    """These test files of tests/engine pass in a fresh process with `env` set."""
-    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(HERE / f) for f in files)],
-                 env)
+def run_tests(files: list[str], env: dict) -> subprocess.CompletedProcess:
+    """These test files of tests/engine, in a fresh process with `env` set."""
+    return run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(HERE / f) for f in files)], env)
+
+
+def assert_passed(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and " failed" not in result.stdout
 
 
+@pytest.fixture(scope="module")
+def engine_checks():
+    """The engine checks of every other path, started at once, two at a time on one thread each:
+    a fresh process spends most of its time compiling, which numba does on one core."""
+    pool = ThreadPoolExecutor(max_workers=2)
+    runs = {path: pool.submit(run_tests, ["test_kernels.py", "test_greedy.py", "test_perplexity.py"],
+                              {"LLAMBA_KERNELS": path, "NUMBA_NUM_THREADS": "1"}) for path in OTHER_PATHS}
+    yield runs
+    pool.shutdown(cancel_futures=True)
+
+
 @pytest.mark.parametrize("path", OTHER_PATHS)
-def test_engine_checks_pass_on_every_path_this_cpu_runs(path):
+def test_engine_checks_pass_on_every_path_this_cpu_runs(path, engine_checks):
     """The kernel tests and the engine's greedy and perplexity checks, with the path forced."""
-    assert_tests_pass(["test_kernels.py", "test_greedy.py", "test_perplexity.py"], {"LLAMBA_KERNELS": path})
+    assert_passed(engine_checks[path].result())
 
 
 @pytest.mark.parametrize("path", sorted({isa.PATH, "avx2"} & set(isa.runnable_paths())))
 def test_8bit_activation_kernels_round_as_llama_cpp(path):
     """LLAMBA_ACTIVATIONS=8: every kernel against llama.cpp's rounding of its activations."""
-    assert_tests_pass(["test_kernels.py"], {"LLAMBA_KERNELS": path, "LLAMBA_ACTIVATIONS": "8"})
+    assert_passed(run_tests(["test_kernels.py"], {"LLAMBA_KERNELS": path, "LLAMBA_ACTIVATIONS": "8"}))
 
 
 def test_every_path_gives_the_same_products_bit_for_bit(tmp_path):
