@@ -130,7 +130,7 @@ class KVCache:
     def __init__(self, c: LlamaConfig, n_ctx: int, n_slots: int = 1, kv_type: str = "f16"):
         if kv_type not in KV_TYPES:
             raise ValueError(f"unknown KV cache type {kv_type!r}: expected one of {', '.join(KV_TYPES)}")
-        self.n_ctx, self.n_slots, self.kv_type = n_ctx, n_slots, kv_type
+        self.n_ctx, self.n_slots = n_ctx, n_slots
         k_shape, v_shape = self.shapes(c, n_ctx, n_slots)
         self.k = np.zeros(k_shape, KV_TYPES[kv_type])  # (zeros_like would write every page)
         self.v = np.zeros(v_shape, KV_TYPES[kv_type])
