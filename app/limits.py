@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..engine.config import LlamaConfig
 from ..engine.gguf_file import GGUFError, GGUFFile
 from ..engine.loader import default_model_path
-from ..engine.model import KVCache
+from ..engine.kv_cache import KVCache
 from .errors import error_response
 from .schemas import ErrorInfo
 from .settings import ConfigError, Settings
@@ -64,10 +64,11 @@ def available_memory() -> int:
 
 
 def check_kv_budget(settings: Settings) -> int:
-    """The bytes every model's KV cache takes when every slot is full (`parallel` + `cache_slots`
-    slots of the context length each); ConfigError, with the numbers, if that exceeds
-    `kv_cache_limit_mb`, or (when no limit is set) the memory left beside the model files."""
-    slots = settings.parallel + settings.cache_slots
+    """The bytes every model's KV cache takes when its pool is full (blocks for `parallel` whole
+    contexts; the cache slots keep prefixes in what the running ones leave free); ConfigError,
+    with the numbers, if that exceeds `kv_cache_limit_mb`, or (when no limit is set) the memory
+    left beside the model files."""
+    slots = settings.parallel
     needed, files, parts = 0, 0, []
     for m in settings.models:
         path = Path(m.path) if m.path else default_model_path()
@@ -86,5 +87,5 @@ def check_kv_budget(settings: Settings) -> int:
         limit, what = available_memory() - files, "the memory available beside the model files"
     if needed > limit:
         raise ConfigError(f"the KV cache needs {needed / MB:,.0f} MB ({'; '.join(parts)}) but {what} is "
-                          f"{limit / MB:,.0f} MB: lower parallel, cache_slots or context_length")
+                          f"{limit / MB:,.0f} MB: lower parallel or context_length")
     return needed

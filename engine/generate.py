@@ -9,7 +9,8 @@ import numpy as np
 
 from .errors import InvalidRequest
 from .grammar import Constraint
-from .model import KVCache, Llama
+from .kv_cache import KVCache
+from .model import Llama
 from .sampling import Sampler, SamplingParams, log_softmax
 from .tokenizer import StreamDecoder, Tokenizer
 

@@ -6,7 +6,6 @@ that read one input are packed side by side (wqkv, w13) so each is one product.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from .config import LlamaConfig
 from .errors import InvalidRequest
 from .gguf_file import GGUFError, GGUFFile, Tensor
 from .kernels import SUPPORTED_TYPES, Activations, Weight, matmul
+from .kv_cache import KVCache
 from .packed import packed_weights
 
 GGUF_NAMES = {
@@ -118,55 +118,6 @@ def project(projection: Projection, x: Activations) -> np.ndarray:
     return np.concatenate([matmul(w, x) for w in projection], axis=1)
 
 
-KV_TYPES = {"f32": np.float32, "f16": np.float16}  # as llama.cpp's -ctk/-ctv; f16 is its default too
-
-
-class KVCache:
-    """Keys and values of `n_slots` slots (a sequence each), for every layer, as float16 (the
-    default) or float32, in tiles of ops.TILE positions as attention reads them: values (n_layers,
-    n_slots, n_ctx / TILE, kv_heads, TILE, head_dim), keys transposed within each tile (n_layers,
-    n_slots, n_ctx / TILE, kv_heads, head_dim, TILE). Pages are allocated as positions are used."""
-
-    def __init__(self, c: LlamaConfig, n_ctx: int, n_slots: int = 1, kv_type: str = "f16"):
-        if kv_type not in KV_TYPES:
-            raise ValueError(f"unknown KV cache type {kv_type!r}: expected one of {', '.join(KV_TYPES)}")
-        self.n_ctx, self.n_slots = n_ctx, n_slots
-        k_shape, v_shape = self.shapes(c, n_ctx, n_slots)
-        self.k = np.zeros(k_shape, KV_TYPES[kv_type])  # (zeros_like would write every page)
-        self.v = np.zeros(v_shape, KV_TYPES[kv_type])
-
-    @staticmethod
-    def shapes(c: LlamaConfig, n_ctx: int, n_slots: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        tiles = -(-n_ctx // ops.TILE)
-        return ((c.n_layers, n_slots, tiles, c.n_kv_heads, c.head_dim, ops.TILE),
-                (c.n_layers, n_slots, tiles, c.n_kv_heads, ops.TILE, c.head_dim))
-
-    @staticmethod
-    def size(c: LlamaConfig, n_ctx: int, n_slots: int, kv_type: str = "f16") -> int:
-        """Bytes of a cache whose every tile is used: keys and values."""
-        return sum(math.prod(shape) for shape in KVCache.shapes(c, n_ctx, n_slots)) * np.dtype(KV_TYPES[kv_type]).itemsize
-
-    def layer(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Layer i's keys and values as ops.attention takes them (float16 as its bits: numba
-        has no float16 arithmetic)."""
-        if self.k.dtype == np.float16:
-            return self.k[i].view(np.uint16), self.v[i].view(np.uint16)
-        return self.k[i], self.v[i]
-
-    def store(self, layer: int, slots: np.ndarray, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
-        """Keys and values (n, kv_heads, head_dim) of n tokens at these slots and positions
-        (rounded to the nearest float16, as llama.cpp stores them, when the cache is float16)."""
-        self.k[layer, slots, positions // ops.TILE, :, :, positions % ops.TILE] = k
-        self.v[layer, slots, positions // ops.TILE, :, positions % ops.TILE] = v
-
-    def copy(self, src: int, dst: int, n: int) -> None:
-        """Slot dst takes the keys and values of slot src's first n positions (a shared prompt;
-        the rest of the last tile comes along, to be overwritten before it is read)."""
-        tiles = -(-n // ops.TILE)
-        self.k[:, dst, :tiles] = self.k[:, src, :tiles]
-        self.v[:, dst, :tiles] = self.v[:, src, :tiles]
-
-
 @dataclass
 class Span:
     """Tokens of one slot for a step: ids at positions start, start + 1, ... of KV slot `slot`."""
@@ -190,8 +141,8 @@ class Llama:
         self.config = LlamaConfig.from_gguf(self.file)
         self.weights = Weights.from_gguf(self.file, self.config)
 
-    def new_cache(self, n_ctx: int, n_slots: int = 1, kv_type: str = "f16") -> KVCache:
-        return KVCache(self.config, min(n_ctx, self.config.context_length), n_slots, kv_type)
+    def new_cache(self, n_ctx: int, n_slots: int = 1, kv_type: str = "f16", n_blocks: int | None = None) -> KVCache:
+        return KVCache(self.config, min(n_ctx, self.config.context_length), n_slots, kv_type, n_blocks)
 
     def check_tokens(self, tokens) -> None:
         """Token ids must index the vocabulary (the embedding table and the logits)."""
@@ -221,6 +172,8 @@ class Llama:
         self.check_tokens(tokens)
         if positions.max() >= cache.n_ctx:
             raise ValueError(f"context overflow: {positions.max() + 1} tokens do not fit in {cache.n_ctx}")
+        for sp in spans:
+            cache.claim(sp.slot, sp.start, sp.start + len(sp.tokens))
         cos, sin = ops.rope_tables(positions, c.head_dim, c.rope_base, w.rope_freqs)
         blocks, heads_per_job = ops.attention_jobs(slots, positions, c.n_heads, c.n_kv_heads, numba.get_num_threads())
         x = embed(self.file, w.token_embd, tokens)  # (n, dim)
@@ -234,7 +187,7 @@ class Llama:
             ops.apply_rope(k, cos, sin)
             cache.store(i, slots, positions, k, qkv[:, c.dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim))
             attn = np.empty_like(q)
-            ops.attention(q, *cache.layer(i), slots, positions, blocks, heads_per_job, attn)
+            ops.attention(q, *cache.layer(i), cache.table, slots, positions, blocks, heads_per_job, attn)
             x = x + matmul(layer.wo, attn.reshape(n, c.dim))  # residual
             # feed-forward (SwiGLU)
             h = Activations(ops.rmsnorm(x, layer.ffn_norm, c.rms_eps))

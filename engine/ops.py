@@ -72,20 +72,20 @@ def attention_jobs(slots: np.ndarray, positions: np.ndarray, n_heads: int, kv_he
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def attention(q, k_tiles, v_tiles, slots, positions, blocks, heads_per_job, out):
+def attention(q, k_blocks, v_blocks, table, slots, positions, blocks, heads_per_job, out):
     """Causal grouped-query attention of n tokens, token t at position positions[t] of KV slot
     slots[t], as flash attention computes it: keys a tile at a time, a running maximum and sum
     per query (online softmax), values accumulated per tile.
-    q: (n, heads, head_dim); k_tiles: (n_slots, ctx / TILE, kv_heads, head_dim, TILE), keys
-    transposed within each tile so that 16 positions' scores are one vector; v_tiles: (n_slots,
-    ctx / TILE, kv_heads, TILE, head_dim); both already hold the new tokens', as float32 or as the
-    bits of float16 (uint16); out: like q. Each tile is widened to float32 once for all the
-    queries that read it, while the next one is fetched from memory.
+    q: (n, heads, head_dim); tile i of slot s is block table[s, i] of k_blocks (n_blocks,
+    kv_heads, head_dim, TILE), keys transposed within each block so that 16 positions' scores are
+    one vector, and of v_blocks (n_blocks, kv_heads, TILE, head_dim); both already hold the new
+    tokens', as float32 or as the bits of float16 (uint16); out: like q. Each tile is widened to
+    float32 once for all the queries that read it, while the next one is fetched from memory.
     Every sum runs in a fixed order that depends only on the token's position (tiles from 0,
     dimensions and positions in fixed interleaved partial sums), so a token's result is the same
     in any batch."""
     n, n_heads, head_dim = q.shape
-    n_tiles, kv_heads = k_tiles.shape[1], k_tiles.shape[2]
+    kv_heads = k_blocks.shape[1]
     n_rep = n_heads // kv_heads
     groups = n_rep // heads_per_job
     scale = np.float32(1.0 / np.sqrt(head_dim))
@@ -105,14 +105,15 @@ def attention(q, k_tiles, v_tiles, slots, positions, blocks, heads_per_job, out)
                     queries[(i * heads_per_job + j) * head_dim + d] = q[t0 + i, g * n_rep + first + j, d] * scale
         n_seen = (positions[t1 - 1] + TILE) // TILE
         for tile in range(n_seen):
-            here = ((slots[t0] * n_tiles + tile) * kv_heads + g) * size  # [slot, tile, g, 0, 0]
+            here = (table[slots[t0], tile] * kv_heads + g) * size  # [block, g, 0, 0]
             if tile + 1 < n_seen:
-                for e in range(here + kv_heads * size, here + kv_heads * size + size, 32):
-                    prefetch(k_tiles, e)
-                    prefetch(v_tiles, e)
+                after = (table[slots[t0], tile + 1] * kv_heads + g) * size
+                for e in range(after, after + size, 32):
+                    prefetch(k_blocks, e)
+                    prefetch(v_blocks, e)
             for e in range(0, size, 16):
-                store_f32(keys, e, load_lanes(k_tiles, here + e))
-                store_f32(values, e, load_lanes(v_tiles, here + e))
+                store_f32(keys, e, load_lanes(k_blocks, here + e))
+                store_f32(values, e, load_lanes(v_blocks, here + e))
             for i in range(t1 - t0):
                 stop = min(TILE, positions[t0 + i] + 1 - tile * TILE)  # keys of this tile the token sees
                 if stop <= 0:

@@ -11,7 +11,7 @@ A request's life, and the names it goes by:
 - Each step runs, as one batch, a `Span` (model.py) per choice: the next token of every decoding
   choice, then pieces of the prompts of newly admitted ones (up to `step_tokens` tokens), so every
   weight is read once per step for all of them. The choices of one prompt share it: the first
-  computes it, the others copy its keys and values and start from the same logits.
+  computes it, the others share its keys and values and start from the same logits.
 - Each choice's new token becomes a `TokenEvent` (with the choice's index) on its job's queue;
   when every choice of a job has finished, or the job is cancelled (the client went away), the
   job ends and its slots are free for the next.
@@ -19,10 +19,13 @@ A request's life, and the names it goes by:
 A token's result does not depend on its batch (see engine/kernels), so a request gets the same
 tokens alone or among others.
 
-The KV cache has a slot per running choice plus `cache_slots` more. A finished choice's slot keeps
-its keys and values; a new choice takes the free slot sharing the longest prefix with its prompt
-(else the least recently used one) and computes only the rest. That is prefix caching: a chat's
-next turn repeats the conversation and pays only for the new message.
+The KV cache (kv_cache.py) has a slot per running choice plus `cache_slots` more, and a pool of
+blocks enough for every running choice's whole context. A finished choice's slot keeps its keys
+and values while the pool has room (idle slots give their blocks back, least recently used first,
+when a step needs them). A new choice takes a free slot and shares the blocks of the slot, running
+or not, with the longest common prefix, and computes only the rest. That is prefix caching: a
+chat's next turn repeats the conversation and pays only for the new message, and requests with
+one system prompt hold its keys and values once.
 
 The event loop never runs model maths: it submits jobs and awaits their token events.
 """
@@ -38,6 +41,7 @@ from .errors import InvalidRequest
 from .generate import Sequence, TokenEvent, check_request
 from .grammar import Constraint
 from .loader import LoadedModel, set_threads
+from .kv_cache import KVCache
 from .model import Span
 from .sampling import SamplingParams
 
@@ -135,7 +139,8 @@ class ModelRunner:
             defaults = replace(defaults, max_tokens=self.max_tokens_limit)
         self.defaults = defaults
         self.observer = observer or Observer()
-        self.cache = loaded.model.new_cache(n_ctx, parallel + cache_slots, kv_type)
+        self.cache = loaded.model.new_cache(n_ctx, parallel + cache_slots, kv_type,
+                                            n_blocks=parallel * KVCache.tiles(n_ctx))
         self.slots = [Slot(i) for i in range(parallel + cache_slots)]
         self.running: list[Choice] = []
         self._waiting: collections.deque[Job] = collections.deque()
@@ -235,17 +240,32 @@ class ModelRunner:
         self.observer.admitted(job)
 
     def _take_slot(self, job: Job, prompt: list[int], shared: bool) -> Slot:
-        """A free slot: the one sharing the longest prefix with the prompt (for the choice that
-        computes it), else the least recently used."""
+        """A free slot holding the prompt's longest prefix that any slot holds (for the choice
+        that computes the prompt; the others wait for it): that slot itself if it is free, else
+        the least recently used free one, sharing the other's blocks."""
         free = [s for s in self.slots if not s.busy]
-        prefix, slot = max(((common_prefix(s.tokens, prompt) if shared else 0, s) for s in free),
-                           key=lambda pair: (pair[0], -pair[1].last_used))
         # reuse at most all but the last prompt token: its logits start the generation
-        reused = min(prefix, len(prompt) - 1)
-        job.cached_tokens += reused
-        del slot.tokens[reused:]
+        prefix, source = max(((min(common_prefix(s.tokens, prompt), len(prompt) - 1) if shared else 0, s)
+                              for s in self.slots), key=lambda pair: (pair[0], not pair[1].busy, -pair[1].last_used))
+        slot = source if source in free else min(free, key=lambda s: s.last_used)
+        if slot is not source and prefix > 0:
+            self.cache.share(source.index, slot.index, prefix)
+        else:
+            self.cache.truncate(slot.index, prefix)
+        slot.tokens = prompt[:prefix]
+        job.cached_tokens += prefix
         slot.busy = True
         return slot
+
+    def _make_room(self, spans: list[Span]) -> None:
+        """Idle slots give their blocks back, least recently used first, until the pool has the
+        blocks this step writes into."""
+        needed = sum(self.cache.blocks_needed(sp.slot, sp.start, sp.start + len(sp.tokens)) for sp in spans)
+        for slot in sorted((s for s in self.slots if not s.busy and s.tokens), key=lambda s: s.last_used):
+            if len(self.cache.free) >= needed:
+                return
+            self.cache.truncate(slot.index, 0)
+            slot.tokens = []
 
     def _end(self, job: Job) -> None:
         """Retire every choice of a job and end its event stream."""
@@ -271,6 +291,7 @@ class ModelRunner:
                 budget -= len(tokens)
         if not batch:
             return
+        self._make_room([span for _, span in batch])
         logits = self.loaded.model.step([span for _, span in batch], self.cache)
         now = time.monotonic()
         for (c, span), row in zip(batch, logits):
@@ -279,7 +300,7 @@ class ModelRunner:
                 continue
             followers = [f for f in self.running if f.leader is c and len(f.slot.tokens) < len(c.slot.tokens)]
             for f in followers:  # the prompt is in: the choices sharing it start from here too
-                self.cache.copy(c.slot.index, f.slot.index, len(c.slot.tokens))
+                self.cache.share(c.slot.index, f.slot.index, len(c.slot.tokens))
                 f.slot.tokens = list(c.slot.tokens)
                 self._emit(f, row, now)
             self._emit(c, row, now)

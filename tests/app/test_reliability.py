@@ -141,7 +141,7 @@ def test_a_kv_budget_over_the_limit_refuses_to_start_with_both_numbers():
                          timeout=120)
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
     # SmolLM2: 30 layers x 3 KV heads x 64 x 2 (keys, values) x 2 bytes (float16) = 23,040 bytes a position
-    needed = 30 * 3 * 64 * 2 * 2 * 2048 * (8 + 4) / 2**20
+    needed = 30 * 3 * 64 * 2 * 2 * 2048 * 8 / 2**20  # parallel 8, context 2048
     assert f"{needed:,.0f} MB" in run.stderr and "100 MB" in run.stderr, run.stderr
 
 
@@ -153,25 +153,30 @@ def resident_mb(pid: int) -> float:
 
 
 def test_every_slot_full_stays_within_the_kv_budget():
+    """The pool holds `parallel` whole contexts; the cache slots (4 by default) keep finished
+    prompts only in what the running ones leave free: two rounds of `parallel` requests, each
+    filling its context, the second after the first's prompts are kept, stay within the budget."""
     n_ctx, parallel = 1024, 4
-    budget_mb = 30 * 3 * 64 * 2 * 2 * n_ctx * parallel / 2**20  # cache_slots 0, float16
+    budget_mb = 30 * 3 * 64 * 2 * 2 * n_ctx * parallel / 2**20  # float16
     with server_process("--ctx", str(n_ctx), "--parallel", str(parallel), env={
-            "LLAMBA_CACHE_SLOTS": "0", "LLAMBA_KV_CACHE_LIMIT_MB": str(budget_mb + 1)}) as (base, proc):
+            "LLAMBA_KV_CACHE_LIMIT_MB": str(budget_mb + 1)}) as (base, proc):
         body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}
         assert httpx.post(f"{base}/v1/completions", json=body, timeout=120).status_code == 200  # warm
         before = resident_mb(proc.pid)
-        full = {**body, "max_tokens": n_ctx - 5, "ignore_eos": True}  # every position of the slot
         peak, done = before, []
 
-        def one():
+        def one(i):  # a prompt of token ids that shares nothing with the others, to the last position
+            ids = [(i * 7919 + j * 104729) % 40000 + 100 for j in range(n_ctx - 9)]
+            full = {**body, "prompt": ids, "ignore_eos": True}
             done.append(httpx.post(f"{base}/v1/completions", json=full, timeout=600).json())
-        threads = [threading.Thread(target=one) for _ in range(parallel)]
-        for t in threads:
-            t.start()
-        while any(t.is_alive() for t in threads):
-            peak = max(peak, resident_mb(proc.pid))
-            time.sleep(0.2)
+        for round in range(2):
+            threads = [threading.Thread(target=one, args=(round * parallel + i,)) for i in range(parallel)]
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):
+                peak = max(peak, resident_mb(proc.pid))
+                time.sleep(0.1)
         assert wait_until_idle(base)["llamba_requests_running"] == 0
-    assert [d["usage"]["prompt_tokens"] + d["usage"]["completion_tokens"] for d in done] == [n_ctx - 1] * parallel
+    assert [d["usage"]["prompt_tokens"] + d["usage"]["completion_tokens"] for d in done] == [n_ctx - 1] * 2 * parallel
     # the caches grew by at most the budget (plus 32 MB of activations and allocator slack)
     assert peak - before <= budget_mb + 32, (before, peak, budget_mb)

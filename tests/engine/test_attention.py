@@ -21,21 +21,25 @@ def reference(q, k, v, slots, positions):
 
 
 def run(q, k, v, slots, positions, threads=2):
-    """ops.attention with k and v laid out in tiles, k transposed within each, as KVCache keeps
-    them; float16 k and v passed as their bits, as KVCache.layer does."""
+    """ops.attention with k and v laid out in blocks of a tile, k transposed within each, as
+    KVCache keeps them, the blocks of the slots' tiles in a shuffled order; float16 k and v passed
+    as their bits, as KVCache.layer does."""
     n_slots, ctx, kv_heads, head_dim = k.shape
     tiles = -(-ctx // ops.TILE)
 
-    def tiled(x):  # (n_slots, tiles, kv_heads, TILE, head_dim)
+    def tiled(x):  # (n_slots * tiles, kv_heads, TILE, head_dim)
         padded = np.zeros((n_slots, tiles * ops.TILE, kv_heads, head_dim), x.dtype)
         padded[:, :ctx] = x
-        return padded.reshape(n_slots, tiles, ops.TILE, kv_heads, head_dim).transpose(0, 1, 3, 2, 4)
-    k_tiles, v_tiles = np.ascontiguousarray(tiled(k).transpose(0, 1, 2, 4, 3)), np.ascontiguousarray(tiled(v))
+        return padded.reshape(n_slots * tiles, ops.TILE, kv_heads, head_dim).transpose(0, 2, 1, 3)
+    order = np.random.default_rng(1).permutation(n_slots * tiles)  # block b holds tile order[b]
+    table = np.argsort(order).astype(np.int32).reshape(n_slots, tiles)
+    k_blocks = np.ascontiguousarray(tiled(k).transpose(0, 1, 3, 2)[order])
+    v_blocks = np.ascontiguousarray(tiled(v)[order])
     if k.dtype == np.float16:
-        k_tiles, v_tiles = k_tiles.view(np.uint16), v_tiles.view(np.uint16)
+        k_blocks, v_blocks = k_blocks.view(np.uint16), v_blocks.view(np.uint16)
     blocks, heads_per_job = ops.attention_jobs(slots, positions, q.shape[1], kv_heads, threads)
     out = np.empty_like(q)
-    ops.attention(q, k_tiles, v_tiles, slots, positions, blocks, heads_per_job, out)
+    ops.attention(q, k_blocks, v_blocks, table, slots, positions, blocks, heads_per_job, out)
     return out
 
 

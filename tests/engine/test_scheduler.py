@@ -127,6 +127,33 @@ def test_a_repeated_prefix_is_reused(lm):
     assert first == 0 and second == reusable  # all but the first answer's last token (never computed)
 
 
+def test_requests_with_one_system_prompt_hold_its_keys_and_values_once(lm):
+    """A request whose prompt starts as a running one's does shares its blocks (no copy, no
+    recompute) and still gets the tokens it gets alone."""
+    system = {"role": "system", "content": "You are a careful assistant. " * 30}
+    first_ids, second_ids = (lm.chat_prompt_ids([system, {"role": "user", "content": q}])
+                             for q in ("Tell me a story.", "Name a colour."))
+    common = next(i for i, (a, b) in enumerate(zip(first_ids, second_ids)) if a != b)
+    alone = [e.token_id for e in generate(lm.model, lm.tokenizer, second_ids, GREEDY, lm.model.new_cache(512))]
+
+    async def go():
+        runner = ModelRunner(lm, 512, parallel=2, cache_slots=0)
+        first = runner.submit([first_ids], LONG)
+        events = runner.stream(first)
+        await anext(events)  # its prompt is in the cache
+        second = runner.submit([second_ids], GREEDY)
+        answer = (await tokens(runner, second))[0]
+        second_slot = next(s for s in runner.slots if s.tokens[:len(second_ids)] == second_ids)
+        tables = runner.cache.table[[runner.running[0].slot.index, second_slot.index]]
+        first.cancel()
+        runner.close()
+        return second.cached_tokens, answer, tables
+    cached, answer, tables = run(go())
+    assert cached == common > 150 and answer == alone
+    shared_tiles = common // 32
+    assert (tables[0, :shared_tiles] == tables[1, :shared_tiles]).all()  # the same blocks
+
+
 def test_n_choices_share_the_prompt_each_with_its_own_seed(lm):
     ids = prompt(lm, "Tell me about the sea.")
     alone = [e.token_id for e in generate(lm.model, lm.tokenizer, ids, GREEDY, lm.model.new_cache(512))]

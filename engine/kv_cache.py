@@ -1,0 +1,119 @@
+"""The KV cache: keys and values in a pool of blocks of ops.TILE positions that the slots share.
+
+A slot (one sequence) is a row of the block table: its tile i (positions i*TILE .. i*TILE+TILE-1)
+lives in block table[slot, i]. Blocks are taken from the pool as positions are first written and
+given back when a slot lets them go, so memory follows the tokens in use, not slots x context
+(as vLLM's paged attention and llama.cpp's unified cache). Slots with a common prefix hold the
+same blocks (`share`); a block held by several is copied before one of them writes into it.
+"""
+from __future__ import annotations
+
+import math
+import mmap
+
+import numpy as np
+
+from . import ops
+from .config import LlamaConfig
+
+KV_TYPES = {"f32": np.float32, "f16": np.float16}  # as llama.cpp's -ctk/-ctv; f16 is its default too
+
+
+class CacheFull(Exception):
+    """Every block of the pool is held."""
+
+
+def anonymous_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Zeros in an anonymous mapping: pages come into memory as they are first written, 4 KB at a
+    time (numpy asks large arrays for 2 MB huge pages, which a few tokens per block would fill)."""
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    return np.frombuffer(mmap.mmap(-1, max(size, 1)), dtype, math.prod(shape)).reshape(shape)
+
+
+class KVCache:
+    """Keys and values of every layer, float16 (the default) or float32, a block per tile of one
+    slot: values (n_layers, n_blocks, kv_heads, TILE, head_dim), keys transposed within each block
+    (n_layers, n_blocks, kv_heads, head_dim, TILE), as ops.attention reads them. The pool holds
+    `n_blocks` (by default enough for every slot's whole context)."""
+
+    def __init__(self, c: LlamaConfig, n_ctx: int, n_slots: int = 1, kv_type: str = "f16",
+                 n_blocks: int | None = None):
+        if kv_type not in KV_TYPES:
+            raise ValueError(f"unknown KV cache type {kv_type!r}: expected one of {', '.join(KV_TYPES)}")
+        self.n_ctx, self.n_slots = n_ctx, n_slots
+        n_blocks = n_blocks or n_slots * self.tiles(n_ctx)
+        k_shape, v_shape = self.shapes(c, n_blocks)
+        self.k = anonymous_zeros(k_shape, KV_TYPES[kv_type])
+        self.v = anonymous_zeros(v_shape, KV_TYPES[kv_type])
+        self.table = np.full((n_slots, self.tiles(n_ctx)), -1, np.int32)  # -1: no block yet
+        self.holders = np.zeros(n_blocks, np.int32)  # slots holding each block
+        self.free = list(range(n_blocks - 1, -1, -1))  # popped from the end: low blocks first
+
+    @staticmethod
+    def tiles(n_positions: int) -> int:
+        return -(-n_positions // ops.TILE)
+
+    @staticmethod
+    def shapes(c: LlamaConfig, n_blocks: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return ((c.n_layers, n_blocks, c.n_kv_heads, c.head_dim, ops.TILE),
+                (c.n_layers, n_blocks, c.n_kv_heads, ops.TILE, c.head_dim))
+
+    @staticmethod
+    def size(c: LlamaConfig, n_ctx: int, n_slots: int, kv_type: str = "f16") -> int:
+        """Bytes of a pool with blocks for n_slots whole contexts of n_ctx: keys and values."""
+        shapes = KVCache.shapes(c, n_slots * KVCache.tiles(n_ctx))
+        return sum(math.prod(shape) for shape in shapes) * np.dtype(KV_TYPES[kv_type]).itemsize
+
+    def layer(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Layer i's keys and values as ops.attention takes them (float16 as its bits: numba
+        has no float16 arithmetic)."""
+        if self.k.dtype == np.float16:
+            return self.k[i].view(np.uint16), self.v[i].view(np.uint16)
+        return self.k[i], self.v[i]
+
+    def blocks_needed(self, slot: int, start: int, end: int) -> int:
+        """Blocks `claim(slot, start, end)` would take from the pool."""
+        held = self.table[slot, start // ops.TILE:self.tiles(end)]
+        return int(np.sum((held < 0) | (self.holders[np.maximum(held, 0)] > 1)))
+
+    def claim(self, slot: int, start: int, end: int) -> None:
+        """Make positions start..end-1 of a slot writable: a block for each tile that has none,
+        a copy of each block another slot also holds. Raises CacheFull if the pool runs out."""
+        if self.blocks_needed(slot, start, end) > len(self.free):
+            raise CacheFull(f"the KV cache's {len(self.holders)} blocks of {ops.TILE} positions are all in use")
+        for tile in range(start // ops.TILE, self.tiles(end)):
+            held = self.table[slot, tile]
+            if held >= 0 and self.holders[held] == 1:
+                continue
+            block = self.free.pop()
+            self.holders[block] = 1
+            if held >= 0:  # shared: this slot writes into its own copy
+                self.k[:, block], self.v[:, block] = self.k[:, held], self.v[:, held]
+                self.holders[held] -= 1
+            self.table[slot, tile] = block
+
+    def truncate(self, slot: int, n: int) -> None:
+        """The slot keeps only its first n positions: blocks wholly past them go back to the pool
+        (the rest of the last one is overwritten before it is read)."""
+        for tile in range(self.tiles(n), self.table.shape[1]):
+            held = self.table[slot, tile]
+            if held >= 0:
+                self.holders[held] -= 1
+                if self.holders[held] == 0:
+                    self.free.append(held)
+                self.table[slot, tile] = -1
+
+    def share(self, src: int, dst: int, n: int) -> None:
+        """Slot dst holds slot src's first n positions: the same blocks, none copied."""
+        self.truncate(dst, 0)
+        blocks = self.table[src, :self.tiles(n)]
+        self.table[dst, :len(blocks)] = blocks
+        self.holders[blocks] += 1
+
+    def store(self, layer: int, slots: np.ndarray, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
+        """Keys and values (n, kv_heads, head_dim) of n tokens at these slots and (claimed)
+        positions (rounded to the nearest float16, as llama.cpp stores them, when the cache is
+        float16)."""
+        blocks, offsets = self.table[slots, positions // ops.TILE], positions % ops.TILE
+        self.k[layer, blocks, :, :, offsets] = k
+        self.v[layer, blocks, :, offsets] = v

@@ -1,0 +1,80 @@
+"""The KV cache's block pool (engine/kv_cache.py): blocks taken as positions are first written and
+given back, prefixes shared without copying, a shared block copied before one slot writes to it."""
+import numpy as np
+import pytest
+
+from llamba.engine import ops
+from llamba.engine.config import LlamaConfig
+from llamba.engine.kv_cache import CacheFull, KVCache
+
+TILE = ops.TILE
+CONFIG = LlamaConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, vocab_size=100, rms_eps=1e-5,
+                     rope_base=10000.0, context_length=256)
+
+
+def write(cache: KVCache, slot: int, start: int, end: int, value: float) -> None:
+    """Claim positions start..end-1 of a slot and store `value` as every key and value there."""
+    cache.claim(slot, start, end)
+    positions = np.arange(start, end)
+    k = np.full((len(positions), CONFIG.n_kv_heads, CONFIG.head_dim), value, np.float32)
+    for layer in range(CONFIG.n_layers):
+        cache.store(layer, np.full(len(positions), slot), positions, k, k)
+
+
+def keys(cache: KVCache, slot: int, position: int) -> np.ndarray:
+    block = cache.table[slot, position // TILE]
+    return cache.k[:, block, :, :, position % TILE]
+
+
+def test_blocks_are_taken_as_positions_are_written_and_given_back():
+    cache = KVCache(CONFIG, 128, n_slots=2, n_blocks=5)
+    write(cache, 0, 0, 40, 1.0)  # two tiles
+    assert len(cache.free) == 3 and (cache.table[0, :2] >= 0).all() and (cache.table[0, 2:] < 0).all()
+    write(cache, 0, 40, 41, 2.0)  # within the second tile: nothing new
+    assert len(cache.free) == 3
+    cache.truncate(0, 20)  # keeps the first tile
+    assert len(cache.free) == 4 and cache.table[0, 1] < 0
+    assert (keys(cache, 0, 19) == 1.0).all()
+
+
+def test_a_shared_prefix_is_held_once_and_copied_only_where_written():
+    cache = KVCache(CONFIG, 128, n_slots=2, n_blocks=8)
+    write(cache, 0, 0, 70, 1.0)  # three tiles, the last one partly
+    cache.share(0, 1, 70)
+    assert (cache.table[1, :3] == cache.table[0, :3]).all() and len(cache.free) == 5
+    assert cache.blocks_needed(1, 70, 71) == 1  # the shared third tile must be copied first
+    write(cache, 1, 70, 72, 2.0)
+    assert cache.table[1, 2] != cache.table[0, 2] and (cache.table[1, :2] == cache.table[0, :2]).all()
+    assert (keys(cache, 1, 69) == 1.0).all() and (keys(cache, 1, 71) == 2.0).all()  # the copy, then the write
+    assert (keys(cache, 0, 69) == 1.0).all() and (keys(cache, 0, 71) == 0.0).all()  # slot 0 untouched
+    cache.truncate(0, 0)  # the blocks slot 1 still holds stay taken
+    assert len(cache.free) == 8 - 3
+
+
+def test_a_full_pool_says_so():
+    cache = KVCache(CONFIG, 128, n_slots=2, n_blocks=3)
+    write(cache, 0, 0, 3 * TILE, 1.0)
+    with pytest.raises(CacheFull, match="3 blocks of 32 positions are all in use"):
+        cache.claim(1, 0, 1)
+    assert cache.table[1, 0] < 0  # nothing taken
+
+
+def test_positions_not_yet_written_cost_no_memory():
+    """The pool's pages come into memory as they are written (an anonymous mapping, no huge pages)."""
+    big = LlamaConfig(dim=512, n_layers=4, n_heads=8, n_kv_heads=8, ffn_dim=64, vocab_size=100, rms_eps=1e-5,
+                      rope_base=10000.0, context_length=4096)
+    cache = KVCache(big, 4096, n_slots=8)  # 8 x 4096 positions x 4 layers x 1 KB x 2 = 256 MB
+    before = resident_kb()
+    write_big = np.ones((TILE, 8, 64), np.float32)
+    cache.claim(0, 0, TILE)
+    for layer in range(4):
+        cache.store(layer, np.zeros(TILE, int), np.arange(TILE), write_big, write_big)
+    grown = resident_kb() - before
+    assert grown < 4 * 1024, grown  # 4 layers x 2 x 32 KB written; far below the 256 MB reserved
+
+
+def resident_kb() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
