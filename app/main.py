@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from .. import __version__
 from ..engine.kernels import isa
 from ..engine.loader import LoadedModel, set_threads
+from ..engine.warmup import compile_kernels
 from ..engine.scheduler import ModelRunner
 
 from . import errors
@@ -53,6 +54,8 @@ def load_runners(settings: Settings, metrics: Metrics) -> dict[str, ModelRunner]
     runners = {}
     for m in settings.models:
         loaded = LoadedModel.load(m.path)
+        seconds = compile_kernels(loaded.model, settings.kv_cache_type, parts=threads)
+        log.info("model %s: kernels ready in %.1f s", m.id, seconds)
         n_ctx = min(settings.context_length, loaded.model.config.context_length)
         runner = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout,
                              parallel=settings.parallel, step_tokens=settings.step_tokens,
@@ -73,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
         async def load():
             st.runners = await asyncio.to_thread(load_runners, settings, st.metrics)
             st.ready = True
-        task = asyncio.create_task(load())  # /health answers 503 until the models are in
+        task = asyncio.create_task(load())  # /health answers 503 until the models are in and compiled
         yield
         task.cancel()
         for runner in set(st.runners.values()):

@@ -1,0 +1,58 @@
+"""compile_kernels (engine/warmup.py) compiles, in two processes at once, every kernel a model's
+steps run: afterwards a real generation (a prompt, then decoding) compiles nothing. Fresh numba
+and packed-weight caches, in a fresh process, as a first start after install."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from support import ROOT, SMOLLM2, model_path
+
+PROBE = r"""
+import json, sys
+from numba.core import event
+from llamba.engine.generate import generate
+from llamba.engine.loader import LoadedModel
+from llamba.engine.sampling import SamplingParams
+from llamba.engine.warmup import compile_kernels
+
+lm = LoadedModel.load(sys.argv[1])
+seconds = compile_kernels(lm.model, "f16", parts=2)
+compiled = []
+
+class Compiles(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+
+    def on_end(self, ev):
+        pass
+
+event.register("numba:compile", Compiles())
+ids = lm.tokenizer.encode("The history of the city begins with a small settlement", add_special=True)
+tokens = [e.token_id for e in generate(lm.model, lm.tokenizer, ids, SamplingParams(temperature=0, max_tokens=3,
+                                                                                   ignore_eos=True),
+                                       lm.model.new_cache(64))]
+print(json.dumps(dict(seconds=seconds, compiled=compiled, tokens=tokens)))
+"""
+
+
+@pytest.mark.parametrize("name", [SMOLLM2, "synth-llama3-small-q4_k_m"])
+def test_after_compile_kernels_a_generation_compiles_nothing(name, tmp_path):
+    path = model_path(name)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "LLAMBA_CACHE": str(tmp_path / "llamba")}
+    run = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    print(f"{name}: kernels compiled in {result['seconds']:.1f} s")
+    assert result["compiled"] == [] and len(result["tokens"]) == 3
+
+
+def test_every_kernel_call_is_in_exactly_one_part():
+    from llamba.engine.warmup import part
+    calls = [(cost, object()) for cost in (5, 5, 5, 1, 1, 1, 1)]
+    parts = [part(calls, i, 3) for i in range(3)]
+    assert sorted(map(id, sum(parts, []))) == sorted(id(c) for _, c in calls)
+    assert [len(p) for p in parts] == [3, 2, 2]  # each parallel kernel apart, the serial ones after
