@@ -17,7 +17,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from .. import __version__
 from ..engine.kernels import isa
 from ..engine.loader import LoadedModel, set_threads
-from ..engine.warmup import compile_kernels
 from ..engine.scheduler import ModelRunner
 
 from . import errors
@@ -54,14 +53,14 @@ def load_runners(settings: Settings, metrics: Metrics) -> dict[str, ModelRunner]
     runners = {}
     for m in settings.models:
         loaded = LoadedModel.load(m.path)
-        seconds = compile_kernels(loaded.model, settings.kv_cache_type, parts=threads)
-        log.info("model %s: kernels ready in %.1f s", m.id, seconds)
         n_ctx = min(settings.context_length, loaded.model.config.context_length)
         runner = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout,
                              parallel=settings.parallel, step_tokens=settings.step_tokens,
                              cache_slots=settings.cache_slots, kv_type=settings.kv_cache_type, observer=metrics.observer(m.id),
                              threads=settings.threads, defaults=replace(loaded.sampling, **m.sampling.given()),
-                             max_tokens_limit=settings.max_tokens_limit)
+                             max_tokens_limit=settings.max_tokens_limit, compile_first=True)
+        runner.ready.wait()
+        log.info("model %s: kernels ready in %.1f s", m.id, runner.compile_seconds)
         runners.update(dict.fromkeys((m.id, *m.aliases), runner))
         log.info("model %s loaded from %s (context %d, %s KV cache)", m.id, loaded.path, n_ctx,
                  settings.kv_cache_type)

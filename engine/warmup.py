@@ -4,8 +4,9 @@ numba compiles a kernel on its first call, one kernel at a time (its compiler ho
 GIL): the default model's first answer spent ~17 s of one core compiling. Here the kernels a step
 runs are split into as many parts as there are cores (for a server, as its compute threads): fresh
 processes compile the other parts into numba's on-disk cache while this one compiles its own, then
-a real step (a prompt of two tokens, then one decoded) loads what they wrote. tests/engine/
-test_warmup.py checks that the real step then compiles nothing.
+a real step (a prompt of two tokens, then one decoded) loads what they wrote. With the cache warm
+no process is started. tests/engine/test_warmup.py checks that a generation after it compiles
+nothing.
 
     python -m llamba.engine.warmup MODEL KV_TYPE PART PARTS   # one part, as compile_kernels runs it
 """
@@ -18,6 +19,7 @@ import time
 from typing import Callable
 
 import numpy as np
+from numba.core import event
 
 from . import ops
 from .kernels import Activations, Weight, product
@@ -58,10 +60,10 @@ def kernel_calls(model: Llama, kv_type: str) -> list[tuple[int, Callable[[], Non
         cos, sin = ops.rope_tables(np.arange(2), c.head_dim, c.rope_base, w.rope_freqs)
         ops.apply_rope(np.zeros((2, c.n_heads, c.head_dim), np.float32), cos, sin)
 
-    return [(PARALLEL_COST, attention),
+    return [(SERIAL_COST, lambda: ops.rmsnorm(x, layer.attn_norm, c.rms_eps)),  # first: the cheapest
+            (PARALLEL_COST, attention),
             *[(PARALLEL_COST, matmul_call(weight)) for weight in weights.values()],
             *[(SERIAL_COST, lambda block=block: Activations(x).quantized(block)) for block in activation_blocks(weights)],
-            (SERIAL_COST, lambda: ops.rmsnorm(x, layer.attn_norm, c.rms_eps)),
             (SERIAL_COST, rope),
             (SERIAL_COST, lambda: ops.swiglu(np.zeros((2, 2 * c.ffn_dim), np.float32)))]
 
@@ -89,16 +91,33 @@ def part(calls: list[tuple[int, Callable[[], None]]], index: int, parts: int) ->
     return mine
 
 
+def compiles(call: Callable[[], None]) -> bool:
+    """Whether running `call` made numba compile (its cache did not have the code)."""
+    seen = []
+
+    class Compiles(event.Listener):
+        def on_start(self, ev):
+            seen.append(ev)
+
+        def on_end(self, ev):
+            pass
+    with event.install_listener("numba:compile", Compiles()):
+        call()
+    return bool(seen)
+
+
 def compile_kernels(model: Llama, kv_type: str, parts: int | None = None) -> float:
     """Compile every kernel a step of this model runs, in `parts` processes at once (this one
     among them; default: one per core), then run a short real step that finds them all compiled.
     Returns the seconds it took."""
     start = time.perf_counter()
-    parts = parts or os.cpu_count() or 1
+    calls = kernel_calls(model, kv_type)
+    # the kernels are cached together (numba_cache.py): one found in the cache means all are
+    parts = (parts or os.cpu_count() or 1) if compiles(calls[0][1]) else 1
     helpers = [subprocess.Popen([sys.executable, "-m", __spec__.name, str(model.file.path), kv_type, str(i),
                                  str(parts)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                for i in range(1, parts)]
-    for call in part(kernel_calls(model, kv_type), 0, parts):
+    for call in part(calls, 0, parts):
         call()
     for helper in helpers:  # a helper that fails costs only time: the step below compiles what it lacks
         helper.wait()
