@@ -76,6 +76,10 @@ def check_kv_budget(settings: Settings) -> int:
             config = LlamaConfig.from_gguf(GGUFFile(path))
         except GGUFError as e:
             raise ConfigError(str(e)) from None
+        try:
+            KVCache.check_type(config, settings.kv_cache_type)
+        except ValueError as e:
+            raise ConfigError(f"{m.id}: {e}") from None
         n_ctx = min(settings.context_length, config.context_length)
         size = KVCache.size(config, n_ctx, slots, settings.kv_cache_type)
         needed += size

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
                                YamlConfigSettingsSource)
 
+from ..engine.kv_cache import KV_TYPES
+
+KVType = Literal[tuple(KV_TYPES)]  # the engine's names, as llama.cpp's -ctk/-ctv
 DEFAULT_CONFIG = resources.files("llamba.configs") / "default.yaml"
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 
@@ -59,7 +62,7 @@ class Settings(BaseSettings):
     parallel: int = Field(8, ge=1)
     step_tokens: int = Field(256, ge=1)
     cache_slots: int = Field(4, ge=0)
-    kv_cache_type: Literal["f16", "f32"] = "f16"
+    kv_cache_type: KVType = "f16"
     request_timeout: float | None = Field(600, gt=0)
     api_keys: list[str] = []
     metrics_need_key: bool = False

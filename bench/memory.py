@@ -6,7 +6,7 @@ shared by the slots, so each may hold 4,096), 2 threads each, in one run.
 
 Each client's prompt is a different slice of a long text (nothing for a prefix cache to share);
 each asks for 16 tokens. Peak RSS is the server process's VmHWM after the load. Prints the CPU,
-both figures and their ratio, and writes bench/results/memory-<cpu>.json.
+both figures and their ratio, and writes bench/results/memory-<cpu>-<kv type>.json.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def main() -> None:
         ours, ref = (r["peak_rss_mb"] for r in results.values())
         print(f"peak RSS llamba / llama-server: {ours / ref:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"memory-{machine['cpu_name']}.json"
+    out = args.out / f"memory-{machine['cpu_name']}-{args.kv_type}.json"
     out.write_text(json.dumps(dict(machine=machine, results=results), indent=1))
     print(f"wrote {out}")
 

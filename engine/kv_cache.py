@@ -16,7 +16,22 @@ import numpy as np
 from . import ops
 from .config import LlamaConfig
 
-KV_TYPES = {"f32": np.float32, "f16": np.float16}  # as llama.cpp's -ctk/-ctv; f16 is its default too
+# as llama.cpp's -ctk/-ctv (f16 is its default too); q8_0 keeps int8 values and, per 32 of a
+# position's dimensions, a scale (float16-rounded, as llama.cpp's, but held as float32)
+KV_TYPES = {"f32": np.float32, "f16": np.float16, "q8_0": np.int8}
+Q8 = ops.Q8  # values per q8_0 scale
+
+
+def quantize_q8_0(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x (..., d) float32 -> int8 values and float32 scales (..., d / 32), as llama.cpp's
+    quantize_row_q8_0 (reference): scale = max |x| / 127, value = round(x / scale) half away from
+    zero, the scale stored as float16."""
+    blocks = x.reshape(*x.shape[:-1], -1, Q8).astype(np.float32)
+    d = np.abs(blocks).max(axis=-1) / np.float32(127)
+    inverse = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
+    scaled = blocks * inverse[..., None]
+    q = np.trunc(scaled + np.copysign(np.float32(0.5), scaled)).astype(np.int8)
+    return q.reshape(x.shape), d.astype(np.float16).astype(np.float32)
 
 
 class CacheFull(Exception):
@@ -31,45 +46,62 @@ def anonymous_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
 
 
 class KVCache:
-    """Keys and values of every layer, float16 (the default) or float32, a block per tile of one
-    slot: values (n_layers, n_blocks, kv_heads, TILE, head_dim), keys transposed within each block
-    (n_layers, n_blocks, kv_heads, head_dim, TILE), as ops.attention reads them. The pool holds
-    `n_blocks` (by default enough for every slot's whole context)."""
+    """Keys and values of every layer, float16 (the default), float32 or q8_0, a block per tile of
+    one slot: values (n_layers, n_blocks, kv_heads, TILE, head_dim), keys transposed within each
+    block (n_layers, n_blocks, kv_heads, head_dim, TILE), as ops.attention reads them; q8_0's
+    scales likewise, one per 32 dimensions: (n_layers, n_blocks, kv_heads, TILE, head_dim / 32)
+    and (n_layers, n_blocks, kv_heads, head_dim / 32, TILE) (other types: one unused scale). The
+    pool holds `n_blocks` (by default enough for every slot's whole context)."""
 
     def __init__(self, c: LlamaConfig, n_ctx: int, n_slots: int = 1, kv_type: str = "f16",
                  n_blocks: int | None = None):
-        if kv_type not in KV_TYPES:
-            raise ValueError(f"unknown KV cache type {kv_type!r}: expected one of {', '.join(KV_TYPES)}")
+        self.check_type(c, kv_type)
         self.n_ctx, self.n_slots = n_ctx, n_slots
         n_blocks = n_blocks or n_slots * self.tiles(n_ctx)
-        k_shape, v_shape = self.shapes(c, n_blocks)
+        k_shape, v_shape, k_scale_shape, v_scale_shape = self.shapes(c, n_blocks, kv_type)
         self.k = anonymous_zeros(k_shape, KV_TYPES[kv_type])
         self.v = anonymous_zeros(v_shape, KV_TYPES[kv_type])
+        self.k_scales = anonymous_zeros(k_scale_shape, np.float32)
+        self.v_scales = anonymous_zeros(v_scale_shape, np.float32)
         self.table = np.full((n_slots, self.tiles(n_ctx)), -1, np.int32)  # -1: no block yet
         self.holders = np.zeros(n_blocks, np.int32)  # slots holding each block
         self.free = list(range(n_blocks - 1, -1, -1))  # popped from the end: low blocks first
+
+    @staticmethod
+    def check_type(c: LlamaConfig, kv_type: str) -> None:
+        """ValueError unless a cache of this type can hold this model's keys and values."""
+        if kv_type not in KV_TYPES:
+            raise ValueError(f"unknown KV cache type {kv_type!r}: expected one of {', '.join(KV_TYPES)}")
+        if kv_type == "q8_0" and c.head_dim % Q8:
+            raise ValueError(f"a q8_0 KV cache needs a head dimension divisible by {Q8}, not {c.head_dim}")
 
     @staticmethod
     def tiles(n_positions: int) -> int:
         return -(-n_positions // ops.TILE)
 
     @staticmethod
-    def shapes(c: LlamaConfig, n_blocks: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def shapes(c: LlamaConfig, n_blocks: int, kv_type: str) -> tuple[tuple[int, ...], ...]:
+        """Of keys, values, and their scales."""
+        scales = c.head_dim // Q8 if kv_type == "q8_0" else 1
+        shape = (c.n_layers, n_blocks if kv_type == "q8_0" else 1, c.n_kv_heads)
         return ((c.n_layers, n_blocks, c.n_kv_heads, c.head_dim, ops.TILE),
-                (c.n_layers, n_blocks, c.n_kv_heads, ops.TILE, c.head_dim))
+                (c.n_layers, n_blocks, c.n_kv_heads, ops.TILE, c.head_dim),
+                (*shape, scales, ops.TILE if kv_type == "q8_0" else 1), (*shape, ops.TILE if kv_type == "q8_0" else 1, scales))
 
     @staticmethod
     def size(c: LlamaConfig, n_ctx: int, n_slots: int, kv_type: str = "f16") -> int:
-        """Bytes of a pool with blocks for n_slots whole contexts of n_ctx: keys and values."""
-        shapes = KVCache.shapes(c, n_slots * KVCache.tiles(n_ctx))
-        return sum(math.prod(shape) for shape in shapes) * np.dtype(KV_TYPES[kv_type]).itemsize
+        """Bytes of a pool with blocks for n_slots whole contexts of n_ctx: keys, values, scales."""
+        k, v, k_scales, v_scales = KVCache.shapes(c, n_slots * KVCache.tiles(n_ctx), kv_type)
+        return ((math.prod(k) + math.prod(v)) * np.dtype(KV_TYPES[kv_type]).itemsize
+                + (math.prod(k_scales) + math.prod(v_scales)) * 4)
 
-    def layer(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Layer i's keys and values as ops.attention takes them (float16 as its bits: numba
-        has no float16 arithmetic)."""
+    def layer(self, i: int) -> tuple[np.ndarray, ...]:
+        """Layer i's keys, values and their scales as ops.attention takes them (float16 as its
+        bits: numba has no float16 arithmetic)."""
+        scales = self.k_scales[i].reshape(-1), self.v_scales[i].reshape(-1)
         if self.k.dtype == np.float16:
-            return self.k[i].view(np.uint16), self.v[i].view(np.uint16)
-        return self.k[i], self.v[i]
+            return self.k[i].view(np.uint16), self.v[i].view(np.uint16), *scales
+        return self.k[i], self.v[i], *scales
 
     def blocks_needed(self, slot: int, start: int, end: int) -> int:
         """Blocks `claim(slot, start, end)` would take from the pool."""
@@ -89,6 +121,8 @@ class KVCache:
             self.holders[block] = 1
             if held >= 0:  # shared: this slot writes into its own copy
                 self.k[:, block], self.v[:, block] = self.k[:, held], self.v[:, held]
+                if self.k.dtype == np.int8:
+                    self.k_scales[:, block], self.v_scales[:, block] = self.k_scales[:, held], self.v_scales[:, held]
                 self.holders[held] -= 1
             self.table[slot, tile] = block
 
@@ -112,8 +146,12 @@ class KVCache:
 
     def store(self, layer: int, slots: np.ndarray, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
         """Keys and values (n, kv_heads, head_dim) of n tokens at these slots and (claimed)
-        positions (rounded to the nearest float16, as llama.cpp stores them, when the cache is
-        float16)."""
+        positions, rounded as llama.cpp stores them: to the nearest float16, or to q8_0."""
         blocks, offsets = self.table[slots, positions // ops.TILE], positions % ops.TILE
+        if self.k.dtype == np.int8:
+            k, k_scales = quantize_q8_0(k)
+            v, v_scales = quantize_q8_0(v)
+            self.k_scales[layer, blocks, :, :, offsets] = k_scales
+            self.v_scales[layer, blocks, :, offsets] = v_scales
         self.k[layer, blocks, :, :, offsets] = k
         self.v[layer, blocks, :, offsets] = v

@@ -5,9 +5,10 @@ Each works on a batch of n tokens and treats every token alike, so prefill and d
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
-from .kernels.simd import exp_f32, load_f32, load_lanes, max_lanes, prefetch, splat_f32, store_f32, sum_lanes
+from .kernels.simd import exp_f32, load_f32, load_i8, load_lanes, max_lanes, prefetch, splat_f32, store_f32, sum_lanes
 
 
 @njit(cache=True, nogil=True)
@@ -50,6 +51,7 @@ def apply_rope(x, cos, sin):
 
 
 TILE = 32  # keys per tile; tiles start at multiples of TILE from position 0, for every token
+Q8 = 32  # dimensions per scale of a q8_0 KV cache
 QUERIES = 8  # consecutive tokens of one slot that read each tile of keys together
 
 
@@ -72,15 +74,17 @@ def attention_jobs(slots: np.ndarray, positions: np.ndarray, n_heads: int, kv_he
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def attention(q, k_blocks, v_blocks, table, slots, positions, blocks, heads_per_job, out):
+def attention(q, k_blocks, v_blocks, k_scales, v_scales, table, slots, positions, blocks, heads_per_job, out):
     """Causal grouped-query attention of n tokens, token t at position positions[t] of KV slot
     slots[t], as flash attention computes it: keys a tile at a time, a running maximum and sum
     per query (online softmax), values accumulated per tile.
     q: (n, heads, head_dim); tile i of slot s is block table[s, i] of k_blocks (n_blocks,
     kv_heads, head_dim, TILE), keys transposed within each block so that 16 positions' scores are
     one vector, and of v_blocks (n_blocks, kv_heads, TILE, head_dim); both already hold the new
-    tokens', as float32 or as the bits of float16 (uint16); out: like q. Each tile is widened to
-    float32 once for all the queries that read it, while the next one is fetched from memory.
+    tokens', as float32, as the bits of float16 (uint16) or as q8_0's int8 with its scales per 32
+    dimensions (flat: k_scales of (n_blocks, kv_heads, head_dim / 32, TILE), v_scales of
+    (n_blocks, kv_heads, TILE, head_dim / 32); unused otherwise); out: like q. Each tile is widened to float32 once for
+    all the queries that read it, while the next one is fetched from memory.
     Every sum runs in a fixed order that depends only on the token's position (tiles from 0,
     dimensions and positions in fixed interleaved partial sums), so a token's result is the same
     in any batch."""
@@ -112,8 +116,8 @@ def attention(q, k_blocks, v_blocks, table, slots, positions, blocks, heads_per_
                     prefetch(k_blocks, e)
                     prefetch(v_blocks, e)
             for e in range(0, size, 16):
-                store_f32(keys, e, load_lanes(k_blocks, here + e))
-                store_f32(values, e, load_lanes(v_blocks, here + e))
+                store_f32(keys, e, key_lanes(k_blocks, k_scales, here, e))
+                store_f32(values, e, value_lanes(v_blocks, v_scales, here, e))
             for i in range(t1 - t0):
                 stop = min(TILE, positions[t0 + i] + 1 - tile * TILE)  # keys of this tile the token sees
                 if stop <= 0:
@@ -140,6 +144,33 @@ def attention(q, k_blocks, v_blocks, table, slots, positions, blocks, heads_per_
                 row = i * heads_per_job + j
                 for d in range(head_dim):
                     out[t0 + i, g * n_rep + first + j, d] = acc[row * head_dim + d] / total[row]
+
+
+def key_lanes(k_blocks, k_scales, here, e):
+    """16 keys of the tile at k_blocks[here:] (16 positions of one dimension, from e), as float32."""
+
+
+@overload(key_lanes, inline="always")
+def _key_lanes(k_blocks, k_scales, here, e):
+    if k_blocks.dtype == types.int8:  # q8_0: times the 16 positions' scales of these 32 dimensions
+        def widen(k_blocks, k_scales, here, e):
+            d, p = e // TILE, e % TILE
+            return load_i8(k_blocks, here + e) * load_f32(k_scales, here // Q8 + d // Q8 * TILE + p)
+        return widen
+    return lambda k_blocks, k_scales, here, e: load_lanes(k_blocks, here + e)
+
+
+def value_lanes(v_blocks, v_scales, here, e):
+    """16 values of the tile at v_blocks[here:] (16 dimensions of one position, from e), as float32."""
+
+
+@overload(value_lanes, inline="always")
+def _value_lanes(v_blocks, v_scales, here, e):
+    if v_blocks.dtype == types.int8:  # q8_0: times the position's scale of these dimensions
+        def widen(v_blocks, v_scales, here, e):
+            return load_i8(v_blocks, here + e) * splat_f32(v_scales[here // Q8 + e // Q8])
+        return widen
+    return lambda v_blocks, v_scales, here, e: load_lanes(v_blocks, here + e)
 
 
 @njit(inline="always")

@@ -14,7 +14,7 @@ from .tokenizer import Tokenizer
 
 
 def perplexity(model: Llama, tokenizer: Tokenizer, text: str, n_ctx: int,
-               progress: Callable[[int, int, float], None] | None = None) -> tuple[float, int]:
+               progress: Callable[[int, int, float], None] | None = None, kv_type: str = "f16") -> tuple[float, int]:
     """(perplexity, number of chunks)."""
     tokens = tokenizer.encode(text, add_special=True)
     n_chunks = len(tokens) // n_ctx
@@ -26,7 +26,7 @@ def perplexity(model: Llama, tokenizer: Tokenizer, text: str, n_ctx: int,
         ids = tokens[chunk * n_ctx:(chunk + 1) * n_ctx]
         if tokenizer.bos_id is not None:
             ids[0] = tokenizer.bos_id
-        logits = model.forward(ids, 0, model.new_cache(n_ctx), all_logits=True)
+        logits = model.forward(ids, 0, model.new_cache(n_ctx, kv_type=kv_type), all_logits=True)
         for j in range(first, n_ctx - 1):
             nll -= log_softmax(logits[j])[ids[j + 1]]
             count += 1

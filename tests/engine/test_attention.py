@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from llamba.engine import ops
+from llamba.engine.kv_cache import KV_TYPES, quantize_q8_0
 
 
 def reference(q, k, v, slots, positions):
@@ -20,42 +21,64 @@ def reference(q, k, v, slots, positions):
     return out
 
 
-def run(q, k, v, slots, positions, threads=2):
-    """ops.attention with k and v laid out in blocks of a tile, k transposed within each, as
-    KVCache keeps them, the blocks of the slots' tiles in a shuffled order; float16 k and v passed
-    as their bits, as KVCache.layer does."""
+def run(q, k, v, slots, positions, threads=2, kv_type="f32"):
+    """ops.attention with k and v (float32) stored as a KVCache of kv_type stores them, in blocks
+    of a tile, k transposed within each, the blocks of the slots' tiles in a shuffled order;
+    float16 as its bits, as KVCache.layer passes them."""
     n_slots, ctx, kv_heads, head_dim = k.shape
     tiles = -(-ctx // ops.TILE)
 
-    def tiled(x):  # (n_slots * tiles, kv_heads, TILE, head_dim)
-        padded = np.zeros((n_slots, tiles * ops.TILE, kv_heads, head_dim), x.dtype)
+    def tiled(x):  # (n_slots * tiles, kv_heads, TILE, last axis)
+        padded = np.zeros((n_slots, tiles * ops.TILE, kv_heads, x.shape[-1]), x.dtype)
         padded[:, :ctx] = x
-        return padded.reshape(n_slots * tiles, ops.TILE, kv_heads, head_dim).transpose(0, 2, 1, 3)
+        return padded.reshape(n_slots * tiles, ops.TILE, kv_heads, -1).transpose(0, 2, 1, 3)
     order = np.random.default_rng(1).permutation(n_slots * tiles)  # block b holds tile order[b]
     table = np.argsort(order).astype(np.int32).reshape(n_slots, tiles)
+    (k, k_scales), (v, v_scales) = (stored(x, kv_type) for x in (k, v))
     k_blocks = np.ascontiguousarray(tiled(k).transpose(0, 1, 3, 2)[order])
     v_blocks = np.ascontiguousarray(tiled(v)[order])
-    if k.dtype == np.float16:
+    k_scales = np.ascontiguousarray(tiled(k_scales).transpose(0, 1, 3, 2)[order]).reshape(-1)
+    v_scales = np.ascontiguousarray(tiled(v_scales)[order]).reshape(-1)
+    if kv_type == "f16":
         k_blocks, v_blocks = k_blocks.view(np.uint16), v_blocks.view(np.uint16)
     blocks, heads_per_job = ops.attention_jobs(slots, positions, q.shape[1], kv_heads, threads)
     out = np.empty_like(q)
-    ops.attention(q, k_blocks, v_blocks, table, slots, positions, blocks, heads_per_job, out)
+    ops.attention(q, k_blocks, v_blocks, k_scales, v_scales, table, slots, positions, blocks, heads_per_job, out)
     return out
 
 
-@pytest.mark.parametrize("kv_type", [np.float32, np.float16])
+def stored(x, kv_type):
+    """What a cache of kv_type holds for float32 x: values, and scales (one per 32 dimensions for
+    q8_0; else one, unused)."""
+    if kv_type == "q8_0":
+        return quantize_q8_0(x)
+    return x.astype(KV_TYPES[kv_type]), np.zeros((*x.shape[:-1], 1), np.float32)
+
+
+def held(x, kv_type):
+    """The float64 values the cache holds for x."""
+    values, scales = stored(x, kv_type)
+    if kv_type == "q8_0":
+        return (values.reshape(*scales.shape, -1) * scales[..., None].astype(np.float64)).reshape(x.shape)
+    return values.astype(np.float64)
+
+
+@pytest.mark.parametrize("kv_type", ["f32", "f16", "q8_0"])
 @pytest.mark.parametrize("heads, kv_heads, head_dim", [(4, 2, 16), (9, 3, 64), (32, 8, 64), (8, 8, 128)])
 def test_attention_matches_float64_reference(heads, kv_heads, head_dim, kv_type):
-    """float16 keys and values are read exactly: against the reference over the same halves."""
+    """Keys and values are read exactly as stored: against the reference over the same values
+    (float16, or q8_0's values times their scales)."""
+    if kv_type == "q8_0" and head_dim % 32:
+        pytest.skip("q8_0 scales 32 dimensions at a time")
     rng = np.random.default_rng(heads)
     ctx = 150  # not a whole number of tiles
-    k, v = (rng.standard_normal((2, ctx, kv_heads, head_dim)).astype(kv_type) for _ in range(2))
+    k, v = (rng.standard_normal((2, ctx, kv_heads, head_dim)).astype(np.float32) for _ in range(2))
     # slot 0: a 70-token prompt; slot 1: one token decoding at the end of the context
     slots = np.array([0] * 70 + [1])
     positions = np.array(list(range(3, 73)) + [ctx - 1])
     q = (3 * rng.standard_normal((len(slots), heads, head_dim))).astype(np.float32)
-    out = run(q, k, v, slots, positions)
-    assert np.abs(out - reference(q, k, v, slots, positions)).max() < 1e-5
+    out = run(q, k, v, slots, positions, kv_type=kv_type)
+    assert np.abs(out - reference(q, held(k, kv_type), held(v, kv_type), slots, positions)).max() < 1e-5
 
 
 def test_each_token_gets_the_same_bits_alone_in_any_batch_and_any_split():

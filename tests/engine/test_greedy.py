@@ -2,20 +2,26 @@
 round them to 8 bits as llama.cpp does), so it follows `<model>.exact.json`: at every step where
 the reference's top-1/top-2 gap is at least 0.05 our token must equal the reference's and our
 top-1 logprob be within 0.01 of it; after the first closer step the two may part. The KV cache's
-float16 rounding (the default, as llama.cpp's) stays within those bounds; float32 is checked too."""
+float16 rounding (the default, as llama.cpp's) stays within those bounds; float32 is checked too.
+q8_0 rounds each key and value to 1/254 of the largest in its 32 dimensions, which moves these
+models' logprobs by up to ~0.04: for it a token must match where the gap is at least 0.2, and its
+logprob be within 0.1."""
 import pytest
 
 from llamba.engine.sampling import log_softmax
 from support import ALL_MODELS, exact_activations, loaded, reference
 
-GAP, TOLERANCE = 0.05, 0.01
+BOUNDS = {"f16": (0.05, 0.01), "f32": (0.05, 0.01), "q8_0": (0.2, 0.1)}  # (gap, tolerance)
 
 
 @exact_activations
-@pytest.mark.parametrize("kv_type", ["f16", "f32"])
+@pytest.mark.parametrize("kv_type", ["f16", "f32", "q8_0"])
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_greedy_follows_exact_reference(name, kv_type):
     lm = loaded(name)
+    if kv_type == "q8_0" and lm.model.config.head_dim % 32:
+        pytest.skip("q8_0 scales 32 dimensions at a time: this model's heads have 16")
+    gap, tolerance = BOUNDS[kv_type]
     compared = 0
     for case in reference(name, exact=True)["greedy"]:
         cache = lm.model.new_cache(len(case["prompt_ids"]) + 40, kv_type=kv_type)
@@ -23,16 +29,16 @@ def test_greedy_follows_exact_reference(name, kv_type):
         pos = len(case["prompt_ids"])
         for step in case["steps"]:
             (top1, lp1), (_, lp2) = step["top"][0], step["top"][1]
-            if lp1 - lp2 < GAP:
+            if lp1 - lp2 < gap:
                 break
             logprobs = log_softmax(logits)
             ours = int(logprobs.argmax())
             assert ours == top1, f"{case['prompt']!r} step {compared}: {ours} != {top1}"
-            assert abs(logprobs[ours] - lp1) < TOLERANCE, (case["prompt"], compared, logprobs[ours], lp1)
+            assert abs(logprobs[ours] - lp1) < tolerance, (case["prompt"], compared, logprobs[ours], lp1)
             compared += 1
             logits = lm.model.forward([ours], pos, cache)
             pos += 1
-    assert compared >= 40, f"only {compared} steps were comparable"
+    assert compared >= (40 if kv_type != "q8_0" else 25), f"only {compared} steps were comparable"
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)

@@ -78,3 +78,23 @@ def resident_kb() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+def test_q8_0_stores_each_value_within_half_a_step_of_its_block_and_copies_scales_on_write():
+    with pytest.raises(ValueError, match="divisible by 32, not 8"):
+        KVCache(CONFIG, 128, kv_type="q8_0")
+    wide = LlamaConfig(dim=128, n_layers=1, n_heads=2, n_kv_heads=1, ffn_dim=64, vocab_size=100, rms_eps=1e-5,
+                       rope_base=10000.0, context_length=256)
+    cache = KVCache(wide, 128, n_slots=2, kv_type="q8_0")
+    x = np.random.default_rng(0).standard_normal((5, 1, 64)).astype(np.float32)
+    cache.claim(0, 0, 5)
+    cache.store(0, np.zeros(5, int), np.arange(5), x, -x)
+    block = cache.table[0, 0]
+    keys = cache.k[0, block, 0, :, :5].T * np.repeat(cache.k_scales[0, block, 0, :, :5].T, 32, axis=1)
+    step = np.abs(x[:, 0]).reshape(5, 2, 32).max(axis=-1) / 127
+    assert (np.abs(keys - x[:, 0]) <= np.repeat(step, 32, axis=1) * 0.5 + 1e-6).all()
+    cache.share(0, 1, 5)
+    cache.claim(1, 5, 6)  # the shared block is copied, scales and all
+    copy = cache.table[1, 0]
+    assert copy != block and (cache.k_scales[0, copy] == cache.k_scales[0, block]).all()
+    assert (cache.v_scales[0, copy] == cache.v_scales[0, block]).all() and (cache.v[0, copy] == cache.v[0, block]).all()

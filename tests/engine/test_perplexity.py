@@ -6,7 +6,8 @@ import re
 import pytest
 
 from llamba.app.cli import main
-from support import ALL_MODELS, GPL_TEXT, exact_activations, model_path, reference
+from llamba.engine.perplexity import perplexity
+from support import ALL_MODELS, GPL_TEXT, SMOLLM2, exact_activations, loaded, model_path, reference
 
 
 @exact_activations
@@ -24,3 +25,15 @@ def test_perplexity_command_matches_exact_reference(name, capsys):
     assert abs(ppl / ref["ppl"] - 1) < 1e-3, (ppl, ref["ppl"])
     llama_cpp = reference(name)["perplexity"]["ppl"]
     assert abs(ppl / llama_cpp - 1) < 1e-2  # and llama.cpp's own figure is near too
+
+
+@exact_activations
+@pytest.mark.parametrize("name", [SMOLLM2, "synth-llama3-small-q4_0"])
+def test_a_q8_0_kv_cache_keeps_perplexity_within_half_a_percent(name):
+    """q8_0 keys and values (an option, as llama.cpp's -ctk/-ctv q8_0) against the exact reference."""
+    if not GPL_TEXT.exists():
+        pytest.skip(f"{GPL_TEXT} is absent")
+    ref = reference(name, exact=True)["perplexity"]
+    lm = loaded(name)
+    ppl, chunks = perplexity(lm.model, lm.tokenizer, GPL_TEXT.read_text(), ref["n_ctx"], kv_type="q8_0")
+    assert chunks == ref["chunks"] and abs(ppl / ref["ppl"] - 1) < 5e-3, (ppl, ref["ppl"])
