@@ -16,7 +16,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
 from ..engine.kernels import isa
-from ..engine.loader import LoadedModel, set_threads
+from ..engine.loader import LoadedModel, default_model_path, set_threads
+from ..engine.warmup import Warmup
 from ..engine.scheduler import ModelRunner
 
 from . import errors
@@ -52,13 +53,16 @@ def load_runners(settings: Settings, metrics: Metrics) -> dict[str, ModelRunner]
              cpu["activation_bits"], threads)
     runners = {}
     for m in settings.models:
+        # the kernels' helper processes need only the file's header: they start before it loads
+        warmup = Warmup(m.path or default_model_path(), settings.kv_cache_type, parts=threads)
+        warmup.start()
         loaded = LoadedModel.load(m.path)
         n_ctx = min(settings.context_length, loaded.model.config.context_length)
         runner = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout,
                              parallel=settings.parallel, step_tokens=settings.step_tokens,
                              cache_slots=settings.cache_slots, kv_type=settings.kv_cache_type, observer=metrics.observer(m.id),
                              threads=settings.threads, defaults=replace(loaded.sampling, **m.sampling.given()),
-                             max_tokens_limit=settings.max_tokens_limit, compile_first=True)
+                             max_tokens_limit=settings.max_tokens_limit, warmup=warmup)
         runner.ready.wait()
         log.info("model %s: kernels ready in %.1f s", m.id, runner.compile_seconds)
         runners.update(dict.fromkeys((m.id, *m.aliases), runner))

@@ -1,5 +1,6 @@
-"""llama.cpp's own server (llama-server), built once from the llama.cpp source that the installed
-llama-cpp-python release vendors, for the concurrency benchmark. Cached in ~/.cache/llamba.
+"""llama.cpp's own server (llama-server) and quantizer (llama-quantize), built once from the
+llama.cpp source that the installed llama-cpp-python release vendors, for the concurrency and
+memory benchmarks and the 1B Q4_K_M file. Cached in ~/.cache/llamba.
 
     python -m bench.llama_server [--avx2]   # prints the binary's path, building it if needed (~10 min)
 """
@@ -20,11 +21,18 @@ from .synth_model import CACHE
 
 def llama_server_binary(avx2_only: bool = False) -> Path:
     """llama-server for this CPU (GGML_NATIVE), or for AVX2 without AVX-512 (as llama_cpp_avx2.py)."""
-    found = os.environ.get("LLAMA_SERVER_AVX2" if avx2_only else "LLAMA_SERVER") or shutil.which("llama-server")
+    return llama_cpp_binary("llama-server", avx2_only)
+
+
+def llama_cpp_binary(target: str, avx2_only: bool = False) -> Path:
+    """A llama.cpp tool (llama-server, llama-quantize), built once from the vendored source; the
+    environment's LLAMA_SERVER / LLAMA_QUANTIZE (with _AVX2 for the AVX2 build) or PATH first."""
+    variable = target.replace("llama-", "LLAMA_").upper() + ("_AVX2" if avx2_only else "")
+    found = os.environ.get(variable) or shutil.which(target)
     if found:
         return Path(found)
     version = importlib.metadata.version("llama-cpp-python")
-    binary = CACHE / f"llama-server-{version}{'-avx2' if avx2_only else ''}"
+    binary = CACHE / f"{target}-{version}{'-avx2' if avx2_only else ''}"
     if binary.exists():
         return binary
     with tempfile.TemporaryDirectory() as tmp:
@@ -38,10 +46,10 @@ def llama_server_binary(avx2_only: bool = False) -> Path:
                         "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DBUILD_SHARED_LIBS=OFF",
                         "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
                         *(CMAKE_ARGS.split() if avx2_only else ["-DGGML_NATIVE=ON"])], check=True)
-        subprocess.run(["cmake", "--build", str(build), "--target", "llama-server", "-j", str(os.cpu_count())],
+        subprocess.run(["cmake", "--build", str(build), "--target", target, "-j", str(os.cpu_count())],
                        check=True)
         CACHE.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(build / "bin" / "llama-server", binary)
+        shutil.copy2(build / "bin" / target, binary)
     return binary
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -114,8 +115,20 @@ def bench_model(quant: str = "q4_0") -> Path:
     return path
 
 
-BENCH_MODELS = {"q4_0": "1B-shaped Q4_0", "q8_0": "1B-shaped Q8_0", "smollm2": "SmolLM2-135M Q4_1",
-                "q4_k_m": "synth small Q4_K_M"}
+def bench_q4_k_m() -> Path:
+    """The 1B-shaped Q4_K_M file: llama.cpp's llama-quantize on the Q8_0 one, as users get theirs."""
+    path = CACHE / "llama3.2-1b-shaped-q4_k_m.gguf"
+    if not path.exists():
+        from .llama_server import llama_cpp_binary
+        partial = path.with_suffix(".partial")
+        subprocess.run([str(llama_cpp_binary("llama-quantize")), "--allow-requantize", str(bench_model("q8_0")),
+                        str(partial), "Q4_K_M"], check=True, stdout=subprocess.DEVNULL)
+        partial.rename(path)
+    return path
+
+
+BENCH_MODELS = {"q4_0": "1B-shaped Q4_0", "q8_0": "1B-shaped Q8_0", "q4_k_m_1b": "1B-shaped Q4_K_M",
+                "smollm2": "SmolLM2-135M Q4_1", "q4_k_m": "synth small Q4_K_M"}
 
 
 def bench_file(name: str) -> Path:
@@ -125,6 +138,8 @@ def bench_file(name: str) -> Path:
         return default_model_path()
     if name == "q4_k_m":
         return SHARED_MODELS / "synth-llama3-small-q4_k_m.gguf"
+    if name == "q4_k_m_1b":
+        return bench_q4_k_m()
     return bench_model(name)
 
 

@@ -44,7 +44,7 @@ from .loader import LoadedModel, set_threads
 from .kv_cache import KVCache
 from .model import Span
 from .sampling import SamplingParams
-from .warmup import compile_kernels
+from .warmup import Warmup
 
 
 class QueueFull(Exception):
@@ -130,7 +130,7 @@ class ModelRunner:
     def __init__(self, loaded: LoadedModel, n_ctx: int, queue_size: int = 16, timeout: float | None = None,
                  parallel: int = 8, step_tokens: int = 256, cache_slots: int = 4, kv_type: str = "f16",
                  observer: Observer | None = None, threads: int | None = None, defaults: SamplingParams | None = None,
-                 max_tokens_limit: int | None = None, compile_first: bool = False):
+                 max_tokens_limit: int | None = None, warmup: Warmup | None = None):
         self.loaded, self.n_ctx, self.queue_size, self.timeout = loaded, n_ctx, queue_size, timeout
         self.parallel, self.step_tokens, self.threads = parallel, max(step_tokens, parallel), threads
         # a request may ask for no more tokens than the context holds, or the operator allows
@@ -147,8 +147,8 @@ class ModelRunner:
         self._waiting: collections.deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._stopping = False
-        self.kv_type, self.compile_first = kv_type, compile_first
-        self.ready = threading.Event()  # set once the kernels are compiled (compile_first) or at once
+        self.warmup = warmup  # compiles the kernels in this runner's thread before it serves
+        self.ready = threading.Event()  # set once they are (at once without a warm-up)
         self.compile_seconds = 0.0
         self._thread = threading.Thread(target=self._run, name="llamba-model", daemon=True)
         self._thread.start()
@@ -212,17 +212,23 @@ class ModelRunner:
     def _run(self) -> None:
         # numba's thread count, and its OpenMP team, belong to the thread that calls the kernels:
         # compiled and first run in another thread that stays alive, they ran 2x slower here
-        threads = set_threads(self.threads)
+        set_threads(self.threads)
+        warmup = self.warmup
         try:
-            if self.compile_first:
-                self.compile_seconds = compile_kernels(self.loaded.model, self.kv_type, parts=threads)
+            if warmup:
+                self.compile_seconds = warmup.run(self.loaded.model)
         finally:
             self.ready.set()
         while True:
+            if warmup and warmup.poll():  # the one-token kernels are in
+                warmup = None
             with self._wake:
                 while not self._waiting and not self.running and not self._stopping:
-                    self._wake.wait()
+                    if not self._wake.wait(timeout=0.5 if warmup else None):
+                        break  # to poll the warm-up
                 if self._stopping:
+                    if warmup:
+                        warmup.close()
                     return
                 while self._waiting and len(self.running) + self._waiting[0].choices <= self.parallel:
                     self._admit(self._waiting.popleft())

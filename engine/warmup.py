@@ -4,42 +4,74 @@ numba compiles a kernel on its first call, one kernel at a time (its compiler ho
 GIL): the default model's first answer spent ~17 s of one core compiling. Here the kernels a step
 runs are split into as many parts as there are cores (for a server, as its compute threads): fresh
 processes compile the other parts into numba's on-disk cache while this one compiles its own, then
-a real step (a prompt of two tokens, then one decoded) loads what they wrote. With the cache warm
-no process is started. tests/engine/test_warmup.py checks that a generation after it compiles
-nothing.
+a real step (a prompt of two tokens, then one decoded) loads what they wrote. The products' one-
+token variants (layout.each_task_of_one, faster decoding, the same results) are compiled last, by
+one process in the background while the model serves: until they are in, one-token products run
+the general kernels (DEFERRED_DECODE). With the cache warm only that one process is started.
+tests/engine/test_warmup.py checks that a generation after it compiles nothing.
 
-    python -m llamba.engine.warmup MODEL KV_TYPE PART PARTS   # one part, as compile_kernels runs it
+    python -m llamba.engine.warmup MODEL KV_TYPE PART PARTS   # one part, as Warmup runs it
+    python -m llamba.engine.warmup MODEL KV_TYPE decode       # the one-token kernels
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from numba.core import event
 
 from . import ops
-from .kernels import Activations, Weight, product
+from .config import LlamaConfig
+from .gguf_file import GGUFFile
+from .kernels import (DEFERRED_DECODE, FLOAT_TYPES, K_QUANTS, QUANT_KERNELS, SUPPORTED_TYPES, Activations, Weight,
+                      pack, product)
 from .kernels.isa import ACTIVATION_BITS
 from .kv_cache import KVCache
-from .model import Llama, Span
+from .loader import reading
+from .model import GGUF_NAMES, Llama, Span
 
-# compile time, roughly, of a parallel kernel against a serial one: what the parts are balanced by
-PARALLEL_COST, SERIAL_COST = 5, 1
+# seconds, roughly, that a fresh compile takes (Zen 4 core): what the parts are balanced by (a
+# helper spends its first ~1.5 s starting, this process about as long loading the model)
+ATTENTION_COST, PRODUCT_COST, QUANTIZE_COST, SMALL_COST = 5.0, 2.5, 1.0, 0.5
 
 
-def kernel_calls(model: Llama, kv_type: str) -> list[tuple[int, Callable[[], None]]]:
+def stand_ins(f: GGUFFile) -> tuple[list[Weight], np.ndarray]:
+    """A small weight of each type the model's products read, and a norm weight, laid out and
+    flagged (read-only, as from the packed file's map) as the model's: a kernel compiled for them
+    is the one the model runs, and no weight need be loaded or repacked first."""
+    roles = tuple(name.split("{i}")[1] for name in GGUF_NAMES.values() if "norm" not in name)
+    output = "output.weight" if "output.weight" in f.tensors else "token_embd.weight"
+    types = {t.type for name, t in f.tensors.items() if name.endswith(roles) or name == output}
+    weights = []
+    for ttype in sorted(types & set(SUPPORTED_TYPES)):
+        rows, k = 16, 256
+        if ttype in FLOAT_TYPES:
+            raw = np.zeros((rows, k), np.float32 if ttype == T.F32 else np.uint16)
+        else:
+            block_values, block_bytes = GGML_QUANT_SIZES[ttype]
+            raw = np.zeros((rows, k // block_values * block_bytes), np.uint8)
+        weight = pack(f"stand-in {ttype.name}", ttype, (rows, k), raw)
+        for array in weight.arrays:
+            array.setflags(write=False)
+        weights.append(weight)
+    norm = np.zeros(LlamaConfig.from_gguf(f).dim, np.float32)
+    norm.setflags(write=False)
+    return weights, norm
+
+
+def kernel_calls(c: LlamaConfig, weights: list[Weight], norm: np.ndarray,
+                 kv_type: str) -> list[tuple[float, Callable[[], None]]]:
     """(cost, call) for each kernel a step of this model runs, each call on small arguments of the
     types a step passes (numba compiles once per argument types)."""
-    c, w = model.config, model.weights
     x = np.zeros((2, c.dim), np.float32)
-    layer = w.layers[0]
-    weights: dict[object, Weight] = {}  # one weight per kernel and activation block
-    for weight in [p for lay in w.layers for p in (*lay.wqkv, lay.wo, *lay.w13, lay.w2)] + [w.output]:
-        weights.setdefault(product_key(weight), weight)
 
     def matmul_call(weight: Weight) -> Callable[[], None]:
         def call():
@@ -57,32 +89,38 @@ def kernel_calls(model: Llama, kv_type: str) -> list[tuple[int, Callable[[], Non
         ops.attention(q, *cache.layer(0), cache.table, slots, positions, blocks, heads_per_job, np.empty_like(q))
 
     def rope():
-        cos, sin = ops.rope_tables(np.arange(2), c.head_dim, c.rope_base, w.rope_freqs)
+        cos, sin = ops.rope_tables(np.arange(2), c.head_dim, c.rope_base, None)
         ops.apply_rope(np.zeros((2, c.n_heads, c.head_dim), np.float32), cos, sin)
 
-    return [(SERIAL_COST, lambda: ops.rmsnorm(x, layer.attn_norm, c.rms_eps)),  # first: the cheapest
-            (PARALLEL_COST, attention),
-            *[(PARALLEL_COST, matmul_call(weight)) for weight in weights.values()],
-            *[(SERIAL_COST, lambda block=block: Activations(x).quantized(block)) for block in activation_blocks(weights)],
-            (SERIAL_COST, rope),
-            (SERIAL_COST, lambda: ops.swiglu(np.zeros((2, 2 * c.ffn_dim), np.float32)))]
+    return [(SMALL_COST, lambda: ops.rmsnorm(x, norm, c.rms_eps)),  # first: the cheapest, and serial
+            (ATTENTION_COST, attention),
+            *[(PRODUCT_COST, matmul_call(weight)) for weight in weights],
+            *[(QUANTIZE_COST, lambda block=block: Activations(x).quantized(block)) for block in activation_blocks(weights)],
+            (SMALL_COST, rope),
+            (SMALL_COST, lambda: ops.swiglu(np.zeros((2, 2 * c.ffn_dim), np.float32)))]
 
 
-def product_key(weight: Weight) -> tuple:
-    """What decides a product's compiled kernel: its type, and its arrays' types."""
-    return (weight.type, tuple((a.dtype, a.ndim, a.flags.writeable) for a in weight.arrays))
+def one_token_calls(weights: list[Weight]) -> list[tuple[T, Callable[[], None]]]:
+    """(type, call) for each one-token product kernel of these weights."""
+    def call(weight: Weight) -> Callable[[], None]:
+        def run():
+            a = Activations(np.zeros((1, weight.shape[1]), np.float32))
+            _, args = product(weight, a, np.empty((1, weight.shape[0]), np.float32))
+            QUANT_KERNELS[weight.type][2](*args)
+        return run
+    return [(weight.type, call(weight)) for weight in weights if weight.type in QUANT_KERNELS]
 
 
-def activation_blocks(weights: dict[object, Weight]) -> list[int]:
+def activation_blocks(weights: list[Weight]) -> list[int]:
     """The activation formats these weights read (a single one at 16 bits)."""
-    from .kernels import K_QUANTS, QUANT_KERNELS
-    blocks = {256 if wt.type in K_QUANTS else 32 for wt in weights.values() if wt.type in QUANT_KERNELS}
+    blocks = {256 if wt.type in K_QUANTS else 32 for wt in weights if wt.type in QUANT_KERNELS}
     return sorted(blocks) if ACTIVATION_BITS == 8 else sorted(blocks)[:1]
 
 
 def part(calls: list[tuple[int, Callable[[], None]]], index: int, parts: int) -> list[Callable[[], None]]:
-    """The calls of one part, the costliest first, each to the part with the least so far."""
-    load, mine = [0] * parts, []
+    """The calls of one part (part 0 runs here, the others in helper processes), the costliest
+    first, each to the part with the least so far."""
+    load, mine = [0.0] * parts, []
     for cost, call in sorted(calls, key=lambda pair: -pair[0]):
         least = load.index(min(load))
         load[least] += cost
@@ -106,28 +144,91 @@ def compiles(call: Callable[[], None]) -> bool:
     return bool(seen)
 
 
-def compile_kernels(model: Llama, kv_type: str, parts: int | None = None) -> float:
-    """Compile every kernel a step of this model runs, in `parts` processes at once (this one
-    among them; default: one per core), then run a short real step that finds them all compiled.
-    Returns the seconds it took."""
-    start = time.perf_counter()
-    calls = kernel_calls(model, kv_type)
-    # the kernels are cached together (numba_cache.py): one found in the cache means all are
-    parts = (parts or os.cpu_count() or 1) if compiles(calls[0][1]) else 1
-    helpers = [subprocess.Popen([sys.executable, "-m", __spec__.name, str(model.file.path), kv_type, str(i),
-                                 str(parts)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-               for i in range(1, parts)]
-    for call in part(calls, 0, parts):
-        call()
-    for helper in helpers:  # a helper that fails costs only time: the step below compiles what it lacks
-        helper.wait()
-    cache = KVCache(model.config, ops.TILE, 1, kv_type)
-    model.step([Span(0, 0, [0, 0])], cache)
-    model.step([Span(0, 2, [0])], cache)
-    return time.perf_counter() - start
+class Warmup:
+    """The compilation of one model file's kernels: `start` sets the helper processes going (before
+    the model is loaded: they need only its header), `run` compiles this process's part in the
+    thread that will run the model, `poll` puts the one-token kernels in use once they are in."""
+
+    def __init__(self, path: str | Path, kv_type: str, parts: int | None = None):
+        with reading(Path(path), "model"):
+            f = GGUFFile(path)
+            self.config = LlamaConfig.from_gguf(f)
+            self.weights, self.norm = stand_ins(f)
+        self.path, self.kv_type, self.parts = Path(path), kv_type, parts or os.cpu_count() or 1
+        self.calls = kernel_calls(self.config, self.weights, self.norm, kv_type)
+        self.helpers: list[subprocess.Popen] = []
+        self.cold = True
+        self.decode: subprocess.Popen | None = None  # compiling the one-token kernels
+        self.deferred: set[T] = set()
+
+    def start(self) -> None:
+        """Start the helpers, if numba's cache lacks the kernels (they are cached together,
+        numba_cache.py: one found in the cache means all are)."""
+        self.cold = compiles(self.calls[0][1])
+        if self.cold:
+            self.helpers = [self.helper(str(i), str(self.parts)) for i in range(1, self.parts)]
+
+    def run(self, model: Llama) -> float:
+        """Compile (or load) this process's part of the kernels a step runs, wait for the helpers,
+        start compiling the one-token ones, then run a short real step of `model` that finds its
+        kernels compiled. Returns the seconds it took."""
+        start = time.perf_counter()
+        for call in part(self.calls, 0, self.parts) if self.cold else [call for _, call in self.calls]:
+            call()
+        for helper in self.helpers:  # a helper that fails costs only time: the step below compiles what it lacks
+            helper.wait()
+        # the one-token kernels: in their process even when cached (loading costs ~0.5 s here)
+        self.deferred = {ttype for ttype, _ in one_token_calls(self.weights)} - DEFERRED_DECODE
+        if self.deferred:
+            DEFERRED_DECODE.update(self.deferred)
+            self.decode = self.helper("decode")
+        cache = KVCache(model.config, ops.TILE, 1, self.kv_type)
+        model.step([Span(0, 0, [0, 0])], cache)
+        model.step([Span(0, 2, [0])], cache)
+        return time.perf_counter() - start
+
+    def poll(self) -> bool:
+        """Whether every kernel is in use; once the one-token ones are compiled, loads them (from
+        the cache their process wrote; compiling here if it failed) and puts them in use."""
+        if self.decode is None or self.decode.poll() is None:
+            return self.decode is None
+        for ttype, call in one_token_calls(self.weights):
+            if ttype in self.deferred:
+                call()
+        DEFERRED_DECODE.difference_update(self.deferred)
+        self.decode = None
+        return True
+
+    def close(self) -> None:
+        """Stop compiling the one-token kernels (the model is shutting down)."""
+        if self.decode is not None:
+            self.decode.kill()
+            self.decode.wait()
+
+    def helper(self, *what: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", __spec__.name, str(self.path), self.kv_type, *what],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "LLAMBA_WARMUP_PARENT": str(os.getpid())})
+
+
+def die_with_parent() -> None:
+    """A helper stops when the thread that started it ends, however it ends (Linux; elsewhere the
+    server's shutdown stops it)."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (AttributeError, OSError):
+        return
+    if os.getppid() != int(os.environ.get("LLAMBA_WARMUP_PARENT", os.getppid())):
+        sys.exit(0)  # it ended already
 
 
 if __name__ == "__main__":
-    path, kv_type, index, parts = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    for call in part(kernel_calls(Llama(path), kv_type), index, parts):
+    die_with_parent()
+    warmup = Warmup(sys.argv[1], sys.argv[2])
+    if sys.argv[3] == "decode":  # in the background, while the server serves: after its requests
+        os.nice(10)
+        mine = [call for _, call in one_token_calls(warmup.weights)]
+    else:
+        mine = part(warmup.calls, int(sys.argv[3]), int(sys.argv[4]))
+    for call in mine:
         call()

@@ -18,15 +18,21 @@ from gguf import GGMLQuantizationType as T
 
 from .activations import Activations
 from .float_types import F16_TABLE, float_product
-from .k_quants import pack_q4_k, pack_q5_k, pack_q6_k, q4_k_product, q5_k_product, q6_k_product
+from .k_quants import (pack_q4_k, pack_q5_k, pack_q6_k, q4_k_decode, q4_k_product, q5_k_decode, q5_k_product,
+                       q6_k_decode, q6_k_product)
 from .layout import GROUP
-from .legacy_quants import pack_q4_0, pack_q4_1, pack_q8_0, q4_0_product, q4_1_product, q8_0_product
+from .legacy_quants import (pack_q4_0, pack_q4_1, pack_q8_0, q4_0_decode, q4_0_product, q4_1_decode, q4_1_product,
+                            q8_0_decode, q8_0_product)
 
-# quant type -> (the repacking of its GGUF bytes, the product kernel over the repacked arrays);
-# every kernel is kernel(weight arrays, quantized activations, activation sums, out)
-QUANT_KERNELS = {T.Q4_0: (pack_q4_0, q4_0_product), T.Q4_1: (pack_q4_1, q4_1_product),
-                 T.Q8_0: (pack_q8_0, q8_0_product), T.Q4_K: (pack_q4_k, q4_k_product),
-                 T.Q5_K: (pack_q5_k, q5_k_product), T.Q6_K: (pack_q6_k, q6_k_product)}
+# quant type -> (the repacking of its GGUF bytes, the product kernel over the repacked arrays, the
+# same for one token); every kernel is kernel(weight arrays, quantized activations, activation
+# sums, out)
+QUANT_KERNELS = {T.Q4_0: (pack_q4_0, q4_0_product, q4_0_decode), T.Q4_1: (pack_q4_1, q4_1_product, q4_1_decode),
+                 T.Q8_0: (pack_q8_0, q8_0_product, q8_0_decode), T.Q4_K: (pack_q4_k, q4_k_product, q4_k_decode),
+                 T.Q5_K: (pack_q5_k, q5_k_product, q5_k_decode), T.Q6_K: (pack_q6_k, q6_k_product, q6_k_decode)}
+# Types whose one-token kernel the server is still compiling (warmup.py): their one-token products
+# run the general kernel meanwhile, which gives the same results bit for bit.
+DEFERRED_DECODE: set[T] = set()
 K_QUANTS = (T.Q4_K, T.Q5_K, T.Q6_K)  # 256-value blocks, which read 8-bit activations per 256 too
 FLOAT_TYPES = (T.F32, T.F16, T.BF16)
 SUPPORTED_TYPES = tuple(QUANT_KERNELS) + FLOAT_TYPES
@@ -37,7 +43,7 @@ SUPPORTED_TYPES = tuple(QUANT_KERNELS) + FLOAT_TYPES
 TOKENS_PER_CALL = 128
 
 __all__ = ["Activations", "Weight", "isa", "pack", "matmul", "matvec", "product", "SUPPORTED_TYPES",
-           "FLOAT_TYPES", "QUANT_KERNELS"]
+           "FLOAT_TYPES", "QUANT_KERNELS", "DEFERRED_DECODE"]
 
 
 @dataclass
@@ -80,7 +86,9 @@ def product(weight: Weight, a: Activations, out: np.ndarray, tokens: slice = sli
     if weight.type in FLOAT_TYPES:
         return float_product, (int(weight.type), weight.arrays[0], a.x[tokens], F16_TABLE, out[tokens])
     quantized, sums = a.quantized(256 if weight.type in K_QUANTS else 32)
-    return QUANT_KERNELS[weight.type][1], (weight.arrays, tuple(q[tokens] for q in quantized),
+    _, general, one_token = QUANT_KERNELS[weight.type]
+    one = out[tokens].shape[0] == 1 and weight.type not in DEFERRED_DECODE
+    return one_token if one else general, (weight.arrays, tuple(q[tokens] for q in quantized),
                                            tuple(s[tokens] for s in sums), out[tokens])
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .layout import (accumulate, dot, each_task, groups_of, interleave, interleave_f16, interleave_scales,
-                     nibbles, pack_nibbles, prefetch_ahead, write_rows)
+from .layout import (accumulate, dot, each_task, each_task_of_one, groups_of, interleave, interleave_f16,
+                     interleave_scales, nibbles, pack_nibbles, prefetch_ahead, write_rows)
 from .simd import load_bytes, load_f16, load_i8, splat_f32, splat_i32, to_f32
 
 
@@ -147,10 +147,25 @@ def q4_k_product(w, xq, a, out):
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def q4_k_decode(w, xq, a, out):
+    each_task_of_one(_q4_k_rows, w, xq, a, out)
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def q5_k_product(w, xq, a, out):
     each_task(_q5_k_rows, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def q5_k_decode(w, xq, a, out):
+    each_task_of_one(_q5_k_rows, w, xq, a, out)
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def q6_k_product(w, xq, a, out):
     each_task(_q6_k_rows, w, xq, a, out)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def q6_k_decode(w, xq, a, out):
+    each_task_of_one(_q6_k_rows, w, xq, a, out)

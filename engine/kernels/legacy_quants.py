@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .layout import (accumulate, dot, each_task, groups_of, interleave, interleave_f16, nibbles, prefetch_ahead,
-                     write_rows)
+from .layout import (accumulate, dot, each_task, each_task_of_one, groups_of, interleave, interleave_f16, nibbles,
+                     prefetch_ahead, write_rows)
 from .simd import load_bytes, load_f16, splat_f32, splat_i32, to_f32
 
 
@@ -97,10 +97,25 @@ def q4_0_product(w, xq, a, out):
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def q4_0_decode(w, xq, a, out):
+    each_task_of_one(_q4_0_rows, w, xq, a, out)
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def q8_0_product(w, xq, a, out):
     each_task(_q8_0_rows, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def q8_0_decode(w, xq, a, out):
+    each_task_of_one(_q8_0_rows, w, xq, a, out)
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def q4_1_product(w, xq, a, out):
     each_task(_q4_1_rows, w, xq, a, out)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def q4_1_decode(w, xq, a, out):
+    each_task_of_one(_q4_1_rows, w, xq, a, out)
