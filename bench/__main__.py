@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import write_results
 from .synth_model import BENCH_MODELS, ROOT, bench_file
 
 ENGINES = ("llamba", "llama.cpp")
@@ -130,8 +131,7 @@ def main() -> None:
     print("\n".join(f"{k}: {v}" for k, v in machine.items()))
     print(table(results))
     stem = f"perf-{systems['llamba']['cpu_name']}-{systems['llamba']['kernels']}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(dict(machine=machine, results=results), indent=1))
+    write_results(args.out, stem, machine, results)
     ours = systems["llamba"]
     chart(results, f"{ours['cpu']}, llamba kernels {ours['kernels']}; llama.cpp {systems['llama.cpp']['build']}",
           args.out / f"{stem}.png")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from . import write_results
 from .http import first_answer, free_port
 from .llama_server import llama_server_binary
 from .synth_model import ROOT, bench_file
@@ -158,10 +159,8 @@ def main() -> None:
         ours, ref = results.get(f"{name}/llamba"), results.get(f"{name}/llama-server-np8")
         if ours and ref:
             print(f"{name}: llamba 8 clients / llama-server -np 8: {ours['concurrent_tps'] / ref['concurrent_tps']:.2f}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"concurrency-{machine['llamba']['cpu_name']}-{machine['llamba']['kernels']}"
-    (args.out / f"{stem}.json").write_text(json.dumps(dict(machine=machine, results=results), indent=1))
-    print(f"wrote {args.out / stem}.json")
+    write_results(args.out, f"concurrency-{machine['llamba']['cpu_name']}-{machine['llamba']['kernels']}", machine,
+                  results)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ both figures and their ratio, and writes bench/results/memory-<cpu>-<kv type>.js
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from . import write_results
 from .concurrency import THREADS, below_avx512
 from .http import ROOT, first_answer, free_port
 from .llama_server import llama_server_binary
@@ -99,10 +99,7 @@ def main() -> None:
     if len(results) == 2:
         ours, ref = (r["peak_rss_mb"] for r in results.values())
         print(f"peak RSS llamba / llama-server: {ours / ref:.2f}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"memory-{machine['cpu_name']}-{args.kv_type}.json"
-    out.write_text(json.dumps(dict(machine=machine, results=results), indent=1))
-    print(f"wrote {out}")
+    write_results(args.out, f"memory-{machine['cpu_name']}-{args.kv_type}", machine, results)
 
 
 if __name__ == "__main__":

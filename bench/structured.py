@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 from dataclasses import replace
@@ -22,6 +21,7 @@ from llamba.engine.kernels import isa
 from llamba.engine.loader import LoadedModel
 from llamba.engine.scheduler import ModelRunner
 
+from . import write_results
 from .synth_model import ROOT, bench_file
 
 SCHEMA = {"type": "array", "items": {"type": "string", "maxLength": 12}, "minItems": 500}
@@ -64,10 +64,7 @@ def main() -> None:
         results[name] = r = measure(name, args.repeats, args.tokens)
         print(f"{name}: free {r['free']:.1f} tok/s, json_schema {r['json_schema']:.1f} tok/s, ratio {r['ratio']:.2f}",
               flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"structured-{machine['cpu_name']}-{machine['kernels']}.json"
-    path.write_text(json.dumps(dict(machine=machine, results=results), indent=1))
-    print(f"wrote {path}")
+    write_results(args.out, f"structured-{machine['cpu_name']}-{machine['kernels']}", machine, results)
 
 
 if __name__ == "__main__":
