@@ -43,7 +43,7 @@ from .model import GGUF_NAMES, Llama, Span
 ATTENTION_COST, PRODUCT_COST, QUANTIZE_COST, SMALL_COST = 5.0, 2.5, 1.0, 0.5
 
 
-def stand_ins(f: GGUFFile) -> tuple[list[Weight], np.ndarray]:
+def stand_ins(f: GGUFFile, c: LlamaConfig) -> tuple[list[Weight], np.ndarray]:
     """A small weight of each type the model's products read, and a norm weight, laid out and
     flagged (read-only, as from the packed file's map) as the model's: a kernel compiled for them
     is the one the model runs, and no weight need be loaded or repacked first."""
@@ -62,7 +62,7 @@ def stand_ins(f: GGUFFile) -> tuple[list[Weight], np.ndarray]:
         for array in weight.arrays:
             array.setflags(write=False)
         weights.append(weight)
-    norm = np.zeros(LlamaConfig.from_gguf(f).dim, np.float32)
+    norm = np.zeros(c.dim, np.float32)
     norm.setflags(write=False)
     return weights, norm
 
@@ -153,7 +153,7 @@ class Warmup:
         with reading(Path(path), "model"):
             f = GGUFFile(path)
             self.config = LlamaConfig.from_gguf(f)
-            self.weights, self.norm = stand_ins(f)
+            self.weights, self.norm = stand_ins(f, self.config)
         self.path, self.kv_type, self.parts = Path(path), kv_type, parts or os.cpu_count() or 1
         self.calls = kernel_calls(self.config, self.weights, self.norm, kv_type)
         self.helpers: list[subprocess.Popen] = []
