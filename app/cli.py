@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..engine import cli as engine_cli
+from llamba.engine import cli as engine_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..engine.errors import InvalidRequest
+from llamba.engine.errors import InvalidRequest
 from .schemas import ErrorInfo, ErrorResponse
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..engine.config import LlamaConfig
-from ..engine.gguf_file import GGUFError, GGUFFile
-from ..engine.loader import default_model_path
-from ..engine.kv_cache import KVCache
+from llamba.engine.config import LlamaConfig
+from llamba.engine.gguf_file import GGUFError, GGUFFile
+from llamba.engine.loader import default_model_path
+from llamba.engine.kv_cache import KVCache
 from .errors import error_response
 from .schemas import ErrorInfo
 from .settings import ConfigError, Settings

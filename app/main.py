@@ -14,11 +14,11 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from .. import __version__
-from ..engine.kernels import isa
-from ..engine.loader import LoadedModel, default_model_path, set_threads
-from ..engine.warmup import Warmup
-from ..engine.scheduler import ModelRunner
+from llamba import __version__
+from llamba.engine.kernels import isa
+from llamba.engine.loader import LoadedModel, default_model_path, set_threads
+from llamba.engine.warmup import Warmup
+from llamba.engine.scheduler import ModelRunner
 
 from . import errors
 from .limits import MB, BodyLimit, check_kv_budget

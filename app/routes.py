@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sse_starlette.sse import EventSourceResponse
 
-from ..engine.errors import InvalidRequest
-from ..engine.scheduler import Job, ModelRunner, QueueFull
+from llamba.engine.errors import InvalidRequest
+from llamba.engine.scheduler import Job, ModelRunner, QueueFull
 
 from . import schemas as s
 from .errors import OpenAIError, bad_request

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..engine.sampling import SamplingParams
+from llamba.engine.sampling import SamplingParams
 
 
 class OpenAIModel(BaseModel):

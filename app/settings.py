@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
                                YamlConfigSettingsSource)
 
-from ..engine.kv_cache import KV_TYPES
+from llamba.engine.kv_cache import KV_TYPES
 
 KVType = Literal[tuple(KV_TYPES)]  # the engine's names, as llama.cpp's -ctk/-ctv
 DEFAULT_CONFIG = resources.files("llamba.configs") / "default.yaml"

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..engine import tool_calls
-from ..engine.errors import InvalidRequest
-from ..engine.grammar import json_schema_grammar, lark_grammar
-from ..engine.loader import LoadedModel
+from llamba.engine import tool_calls
+from llamba.engine.errors import InvalidRequest
+from llamba.engine.grammar import json_schema_grammar, lark_grammar
+from llamba.engine.loader import LoadedModel
 from . import schemas as s
 
 

@@ -26,8 +26,10 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.server import free_port
+
 from . import write_results
-from .http import first_answer, free_port
+from .http import first_answer
 from .llama_server import llama_server_binary
 from .synth_model import ROOT, bench_file
 

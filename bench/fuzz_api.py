@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .http import answered_statuses, llamba_server
+from tests.support.server import answered_statuses, llamba_server
 
 API_KEY = "sk-fuzz"
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"

@@ -9,69 +9,22 @@ completion, time to first token and tokens/s over the stream. Prints JSON.
 from __future__ import annotations
 
 import json
-import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.support.server import free_port
 
 from .engines import N_CTX
 
 ROOT = Path(__file__).resolve().parent.parent
 
 PROMPT = "The history of the city begins with a small settlement on the river, where"
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def llamba_server(flags: list[str], env: dict | None = None, log=None, patience: float = 300):
-    """`llamba serve` on a free loopback port, its log (the access log too) to `log`, a file open
-    for writing and reading (a temporary one by default, kept as `proc.log`): yields (base URL,
-    process) once /health says ok; terminates it after (SIGTERM: it drains first)."""
-    port = free_port()
-    log = log or tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen([sys.executable, "-m", "llamba", "serve", "--port", str(port), *flags], cwd=ROOT,
-                            stdout=log, stderr=log, env={**os.environ, **(env or {})})
-    proc.log = log
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + patience
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"llamba serve did not become ready: {log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def answered_statuses(server_log: str, paths: str = "/") -> Counter:
-    """Statuses of the requests a server answered, from its access log, for paths starting with
-    `paths` (its own readiness polls of /health answer 503 while it loads)."""
-    return Counter(re.findall(rf'"[A-Z]+ {re.escape(paths)}\S* HTTP/1\.1" (\d{{3}})', server_log))
 
 
 def server_command(engine: str, model: str, threads: int, port: int) -> list[str]:

@@ -23,7 +23,9 @@ import httpx
 
 from . import write_results
 from .concurrency import THREADS, below_avx512
-from .http import ROOT, first_answer, free_port
+from tests.support.server import free_port
+
+from .http import ROOT, first_answer
 from .llama_server import llama_server_binary
 from .synth_model import bench_file
 

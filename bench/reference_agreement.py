@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from llamba.engine.sampling import log_softmax
+from tests.support import ALL_MODELS, model_path, reference
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from support import ALL_MODELS, model_path, reference
 
 GAP, BOUND = 0.05, 0.05
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from .http import answered_statuses, llamba_server
+from tests.support.server import answered_statuses, llamba_server
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST_TIMEOUT = 300

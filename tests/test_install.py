@@ -9,8 +9,8 @@ import venv
 import httpx
 import pytest
 
-from serving import free_port
-from support import ROOT, SMOLLM2, model_path
+from tests.support.server import free_port
+from tests.support import ROOT, SMOLLM2, model_path
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""numba's on-disk cache, keyed by every engine source file at once, and by module name.
+"""numba's on-disk cache, keyed by every engine source file at once.
 
 numba checks only the source file of the function it compiled, but the kernels inline helpers
 from dot.py, simd.py and layout.py: after an edit there, a cached kernel would keep the old code.
@@ -27,15 +27,10 @@ class _PackageStamp:
     def from_function(cls, py_func, py_file):
         if ENGINE not in Path(py_file).resolve().parents:
             return None
-        locator = super().from_function(py_func, py_file)
-        if locator is not None:
-            locator.module = py_func.__module__
-        return locator
+        return super().from_function(py_func, py_file)
 
     def get_source_stamp(self):
-        # the module's name too: cached code refers to its module by name (engine.kernels.x
-        # from a source tree, llamba.engine.kernels.x installed)
-        return f"{engine_stamp()}:{self.module}:a{ACTIVATION_BITS}"
+        return f"{engine_stamp()}:a{ACTIVATION_BITS}"
 
 
 class KernelCacheDirLocator(_PackageStamp, UserProvidedCacheLocator):

@@ -45,17 +45,19 @@ fi
 rm -rf "$SITE.project"
 python -m pip install -q --no-deps --target "$SITE.project" .
 
+# the tests, copied out of this checkout: run in it, pytest would put it first on sys.path, and its
+# llamba/ folder would hide the installed package
+out=$(mktemp -d)
+cp -r "$REPO/tests" "$out/tests"
 arm() {  # arm VAR=value ... -- ARGS: python on aarch64, under qemu, with those variables
     local vars=()
     while [ "$1" != "--" ]; do vars+=("$1"); shift; done
     shift
-    # from elsewhere than this checkout, whose llamba/ folder would hide the installed package
-    (cd / && env "${vars[@]}" PYTHONPATH="$SITE.project:$SITE" NUMBA_CACHE_DIR="$ROOT_DIR.numba-cache" \
-        qemu-aarch64-static -L "$ROOT_DIR" "$ROOT_DIR/usr/bin/python3.11" "$@")
+    (cd "$out" && env "${vars[@]}" PYTHONPATH="$SITE.project:$SITE" NUMBA_CACHE_DIR="$ROOT_DIR.numba-cache" \
+        LLAMBA_SHARED="$REPO/../shared" qemu-aarch64-static -L "$ROOT_DIR" "$ROOT_DIR/usr/bin/python3.11" "$@")
 }
-tests=("$REPO/tests/engine/test_kernels.py")
-[ "${1:-}" = "--engine" ] && tests+=("$REPO/tests/engine/test_greedy.py" "$REPO/tests/engine/test_perplexity.py")
-out=$(mktemp -d)
+tests=(tests/engine/test_kernels.py)
+[ "${1:-}" = "--engine" ] && tests+=(tests/engine/test_greedy.py tests/engine/test_perplexity.py)
 for path in neon generic; do
     if [ $path = neon ]; then
         vars=(NUMBA_CPU_NAME=neoverse-n1 NUMBA_CPU_FEATURES=+neon,+dotprod,+fp-armv8 LLAMBA_KERNELS=auto)
@@ -66,9 +68,9 @@ for path in neon generic; do
     echo "== aarch64, kernels: $chosen"
     [ "$chosen" = "$path" ] || { echo "expected the $path path"; exit 1; }
     arm "${vars[@]}" -- -m pytest -q -p no:cacheprovider "${tests[@]}"
-    arm "${vars[@]}" -- "$REPO/tests/engine/kernel_probe.py" outputs "$out/$path.npz"
+    arm "${vars[@]}" -- -m tests.engine.kernel_probe outputs "$out/$path.npz"
 done
-python tests/engine/kernel_probe.py outputs "$out/host.npz"
+python -m tests.engine.kernel_probe outputs "$out/host.npz"
 python - "$out" <<'EOF'
 import sys
 import numpy as np

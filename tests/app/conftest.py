@@ -2,7 +2,7 @@
 request at a time with a queue of 2 (tests/app/test_batching.py starts its own, batching)."""
 import pytest
 
-from serving import API_KEY, running_server
+from tests.support.server import API_KEY, running_server
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from serving import metrics, running_server, wait_until_idle
-from support import GPL_TEXT
+from tests.support.server import metrics, running_server, wait_until_idle
+from tests.support import GPL_TEXT
 
 MODEL = "smollm2-135m-instruct"
 PROMPTS = [f"Question {i}: name three things that are {c}." for i, c in

@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
-from serving import API_KEY, metrics, running_server, wait_until_idle
-from support import SMOLLM2, loaded
+from tests.support.server import API_KEY, metrics, running_server, wait_until_idle
+from tests.support import SMOLLM2, loaded
 from llamba.engine.generate import generate
 
 MODEL = "smollm2-135m-instruct"

@@ -7,8 +7,8 @@ import httpx
 import openai
 import pytest
 
-from serving import running_server
-from support import MODELS_DIR, SMOLLM2, loaded, model_path
+from tests.support.server import running_server
+from tests.support import MODELS_DIR, SMOLLM2, loaded, model_path
 
 MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT
-from serving import API_KEY, free_port
+from tests.support import ROOT
+from tests.support.server import API_KEY, free_port
 
 
 def test_dockerfile_lints_clean():

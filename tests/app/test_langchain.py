@@ -6,7 +6,7 @@ import json
 import pytest
 from pydantic import BaseModel, Field
 
-from inprocess import MODEL, client
+from tests.support.inprocess import MODEL, client
 
 langchain_openai = pytest.importorskip("langchain_openai", reason="langchain-openai is not installed")
 messages = pytest.importorskip("langchain_core.messages")

@@ -5,7 +5,7 @@ import httpx
 import openai
 import pytest
 
-from support import SMOLLM2, loaded
+from tests.support import SMOLLM2, loaded
 from llamba.engine.generate import generate
 
 MODEL = "smollm2-135m-instruct"

@@ -13,8 +13,8 @@ import time
 import httpx
 import pytest
 
-from serving import API_KEY, running_server, server_process, wait_until_idle
-from support import ROOT, SMOLLM2, loaded, model_path
+from tests.support.server import API_KEY, running_server, server_process, wait_until_idle
+from tests.support import ROOT, SMOLLM2, loaded, model_path
 
 MODEL = "smollm2-135m-instruct"
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}

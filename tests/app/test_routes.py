@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from inprocess import client
-from support import SMOLLM2, loaded
+from tests.support.inprocess import client
+from tests.support import SMOLLM2, loaded
 
 MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]

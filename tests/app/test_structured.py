@@ -11,8 +11,8 @@ import pytest
 from openai import AsyncOpenAI
 from pydantic import BaseModel, Field
 
-from inprocess import MODEL, client
-from support import SMOLLM2, model_path
+from tests.support.inprocess import MODEL, client
+from tests.support import SMOLLM2, model_path
 
 
 def run(coroutine):

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving import server_process
+from tests.support.server import server_process
 
 MODEL = "smollm2-135m-instruct"
 

@@ -1,8 +1,8 @@
 """Run in a subprocess by test_kernel_paths.py:
 
-    python tests/engine/kernel_probe.py outputs FILE.npz   # every kernel's products, computed
-    python tests/engine/kernel_probe.py arguments FILE     # every quant kernel's arguments, pickled
-    python tests/engine/kernel_probe.py asm FILE           # those kernels compiled, never run: JSON
+    python -m tests.engine.kernel_probe outputs FILE.npz   # every kernel's products, computed
+    python -m tests.engine.kernel_probe arguments FILE     # every quant kernel's arguments, pickled
+    python -m tests.engine.kernel_probe asm FILE           # those kernels compiled, never run: JSON
 
 `outputs` runs on a path this CPU can execute (LLAMBA_KERNELS). `arguments` runs natively and
 pickles the arrays each quant kernel takes (packing the weights and quantizing the activations
@@ -22,10 +22,8 @@ import numba
 import numpy as np
 from gguf import GGMLQuantizationType as T
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for support
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llamba.engine.kernels import Activations, QUANT_KERNELS, SUPPORTED_TYPES, isa, matmul, product  # noqa: E402
-from test_kernels import random_weight  # noqa: E402
+from llamba.engine.kernels import Activations, QUANT_KERNELS, SUPPORTED_TYPES, isa, matmul, product
+from tests.engine.test_kernels import random_weight
 
 DOT_INSTRUCTIONS = r"\{vex\} vpdpbusd|vpdpbusd|vpmaddubsw|vpmaddwd|pmaddubsw|pmaddwd|sdot|udot"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 
-from support import model_path
+from tests.support import model_path
 from llamba.engine.gguf_file import GGUFError, GGUFFile
 from llamba.engine.loader import LoadedModel
 

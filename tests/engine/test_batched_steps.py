@@ -2,7 +2,7 @@
 into chunks, decoded tokens of other sequences beside them, any order — bit for bit."""
 import numpy as np
 
-from support import SMOLLM2, loaded
+from tests.support import SMOLLM2, loaded
 from llamba.engine.model import Span
 
 

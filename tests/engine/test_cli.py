@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from llamba.engine.generate import generate
-from support import SMOLLM2, loaded, model_path
+from tests.support import SMOLLM2, loaded, model_path
 
 
 def llamba(*args, stdin=None):

@@ -3,7 +3,7 @@ stop strings, end-of-generation tokens, logprobs."""
 import numpy as np
 import pytest
 
-from support import SMOLLM2, loaded
+from tests.support import SMOLLM2, loaded
 from llamba.engine.generate import StopStrings, generate
 from llamba.engine.sampling import SamplingParams, apply_penalties, filter_candidates, largest, model_defaults
 

@@ -9,7 +9,7 @@ logprob be within 0.1."""
 import pytest
 
 from llamba.engine.sampling import log_softmax
-from support import ALL_MODELS, exact_activations, loaded, reference
+from tests.support import ALL_MODELS, exact_activations, loaded, reference
 
 BOUNDS = {"f16": (0.05, 0.01), "f32": (0.05, 0.01), "q8_0": (0.2, 0.1)}  # (gap, tolerance)
 

@@ -19,9 +19,10 @@ from llvmlite import ir
 
 from llamba.engine.kernels import isa
 from llamba.engine.kernels.dot import dot_ir
-from support import ROOT
+from tests.support import ROOT
 
 HERE = ROOT / "tests" / "engine"
+PROBE = [sys.executable, "-m", "tests.engine.kernel_probe"]  # (run from ROOT)
 OTHER_PATHS = [p for p in isa.runnable_paths() if p != isa.PATH]
 
 # CPUs of each x86 class, as numba is told to compile for them (NUMBA_CPU_NAME, NUMBA_CPU_FEATURES)
@@ -78,7 +79,7 @@ def test_8bit_activation_kernels_round_as_llama_cpp(path):
 def test_every_path_gives_the_same_products_bit_for_bit(tmp_path):
     outputs = {}
     for path in isa.runnable_paths():
-        result = run([sys.executable, str(HERE / "kernel_probe.py"), "outputs", str(tmp_path / f"{path}.npz")],
+        result = run(PROBE + [ "outputs", str(tmp_path / f"{path}.npz")],
                      {"LLAMBA_KERNELS": path})
         assert result.returncode == 0, result.stderr[-2000:]
         outputs[path] = np.load(tmp_path / f"{path}.npz")
@@ -92,7 +93,7 @@ def test_every_path_gives_the_same_products_bit_for_bit(tmp_path):
 def kernel_arguments(tmp_path_factory):
     """Every quant kernel's arguments, made natively (making them runs jitted code) and pickled."""
     path = tmp_path_factory.mktemp("probe") / "arguments.pickle"
-    result = run([sys.executable, str(HERE / "kernel_probe.py"), "arguments", str(path)], {})
+    result = run(PROBE + [ "arguments", str(path)], {})
     assert result.returncode == 0, result.stderr[-2000:]
     return path
 
@@ -103,7 +104,7 @@ def test_x86_kernels_compile_to_their_paths_instructions(path, kernel_arguments,
     CPU of the path's class: the path is the one chosen, its dot instruction is in every kernel,
     and no register is wider than the class has."""
     cpu, features = X86_CPUS[path]
-    result = run([sys.executable, str(HERE / "kernel_probe.py"), "asm", str(kernel_arguments)],
+    result = run(PROBE + [ "asm", str(kernel_arguments)],
                  {"NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": features, "NUMBA_CACHE_DIR": str(tmp_path),
                   "LLAMBA_KERNELS": "auto"})
     assert result.returncode == 0, result.stderr[-2000:]

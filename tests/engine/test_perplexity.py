@@ -7,7 +7,7 @@ import pytest
 
 from llamba.app.cli import main
 from llamba.engine.perplexity import perplexity
-from support import ALL_MODELS, GPL_TEXT, SMOLLM2, exact_activations, loaded, model_path, reference
+from tests.support import ALL_MODELS, GPL_TEXT, SMOLLM2, exact_activations, loaded, model_path, reference
 
 
 @exact_activations

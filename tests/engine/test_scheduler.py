@@ -8,7 +8,7 @@ from llamba.engine.errors import InvalidRequest
 from llamba.engine.generate import generate
 from llamba.engine.sampling import SamplingParams
 from llamba.engine.scheduler import ModelRunner, Observer, QueueFull
-from support import SMOLLM2, loaded
+from tests.support import SMOLLM2, loaded
 
 GREEDY = SamplingParams(temperature=0, max_tokens=8)
 LONG = SamplingParams(temperature=0, max_tokens=400, ignore_eos=True)

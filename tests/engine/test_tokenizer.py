@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from support import ALL_MODELS, SMOLLM2, loaded, reference
+from tests.support import ALL_MODELS, SMOLLM2, loaded, reference
 from llamba.engine.gguf_file import GGUFError
 from llamba.engine.tokenizer import StreamDecoder, Tokenizer
 

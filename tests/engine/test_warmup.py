@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from support import ROOT, SMOLLM2, model_path
+from tests.support import ROOT, SMOLLM2, model_path
 
 PROBE = r"""
 import json, sys, time

@@ -13,8 +13,8 @@ import pytest
 
 from llamba.engine.kernels import isa
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
 SHARED = Path(os.environ.get("LLAMBA_SHARED", ROOT.parent / "shared"))
 MODELS_DIR = SHARED / "models"
 GPL_TEXT = SHARED / "texts" / "GPL-2.txt"

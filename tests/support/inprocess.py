@@ -6,7 +6,7 @@ import httpx
 from llamba.app.main import create_app
 from llamba.app.settings import ModelSettings, Settings
 from llamba.engine.scheduler import ModelRunner
-from support import SMOLLM2, loaded
+from tests.support import SMOLLM2, loaded
 
 MODEL = "smollm2-135m-instruct"
 

@@ -1,0 +1,97 @@
+"""Starting a real `llamba serve` on a free port, for the server tests and the benchmarks."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import ROOT, SMOLLM2, model_path
+
+API_KEY = "sk-test-llamba"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def llamba_server(flags: list[str], env: dict | None = None, log=None, patience: float = 300):
+    """`llamba serve` on a free loopback port, its log (the access log too) to `log`, a file open
+    for writing and reading (a temporary one by default, kept as `proc.log`): yields (base URL,
+    process) once /health says ok; terminates it after (SIGTERM: it drains first)."""
+    port = free_port()
+    log = log or tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([sys.executable, "-m", "llamba", "serve", "--port", str(port), *flags], cwd=ROOT,
+                            stdout=log, stderr=log, env={**os.environ, **(env or {})})
+    proc.log = log
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + patience
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError(f"llamba serve did not become ready: {log.read()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        yield base, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def answered_statuses(server_log: str, paths: str = "/") -> Counter:
+    """Statuses of the requests a server answered, from its access log, for paths starting with
+    `paths` (its own readiness polls of /health answer 503 while it loads)."""
+    return Counter(re.findall(rf'"[A-Z]+ {re.escape(paths)}\S* HTTP/1\.1" (\d{{3}})', server_log))
+
+
+@contextmanager
+def running_server(*flags: str, env: dict | None = None):
+    with server_process(*flags, env=env) as (base, _):
+        yield base
+
+
+@contextmanager
+def server_process(*flags: str, env: dict | None = None):
+    """A real `llamba serve` on a free port: yields its base URL and its
+    process, whose log is `proc.log`. A short shutdown grace, so that tests end quickly."""
+    model_path(SMOLLM2)  # skips with the reason when the default model is absent
+    with llamba_server(list(flags), env={"LLAMBA_SHUTDOWN_GRACE": "2", **(env or {})}, patience=180) as (base, proc):
+        yield base, proc
+
+
+def metrics(base: str) -> dict[str, float]:
+    """The server's /metrics samples by name (one model, so one sample each; 0 for a counter
+    that has not counted yet)."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return defaultdict(float, {s.name: s.value for family in text_string_to_metric_families(text)
+                               for s in family.samples})
+
+
+def wait_until_idle(base: str, patience: float = 60) -> dict[str, float]:
+    """/metrics once no request runs or waits (or after `patience` seconds: a guard against a
+    hang, not a speed check — the caller asserts on the returned values)."""
+    deadline = time.monotonic() + patience
+    while True:
+        m = metrics(base)
+        if m["llamba_requests_running"] == 0 and m["llamba_requests_waiting"] == 0 or time.monotonic() > deadline:
+            return m
+        time.sleep(0.05)
