@@ -10,9 +10,9 @@ import uuid
 from dataclasses import replace
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from llamba.engine.sampling import SamplingParams
+from llamba.engine.sampling import TUNABLE, SamplingParams
 
 
 class OpenAIModel(BaseModel):
@@ -25,6 +25,11 @@ def _omit_none(default=None):
 
 
 OMIT_NONE = _omit_none()
+
+
+def tunable(name: str, default=None):
+    """A sampling field a request may set, bounded as engine/sampling.py's TUNABLE says."""
+    return Field(default, **TUNABLE[name][1])
 
 
 # --- requests -----------------------------------------------------------------------------------
@@ -111,20 +116,20 @@ class SamplingRequest(OpenAIModel):
     model: str
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     logit_bias: dict[int, Annotated[float, Field(ge=-100, le=100)]] | None = Field(None, max_length=1024)
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = tunable("max_tokens")
     n: int = Field(1, ge=1, le=16)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     seed: int | None = Field(None, ge=-(2**63), lt=2**64)
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    temperature: float | None = tunable("temperature")
+    top_p: float | None = tunable("top_p")
     user: str | None = None
     # --8<-- extensions (llama-server, vLLM)
-    top_k: int | None = Field(None, ge=0)
-    min_p: float | None = Field(None, ge=0.0, le=1.0)
-    repeat_penalty: float | None = Field(None, ge=0.01, le=100.0)
+    top_k: int | None = tunable("top_k")
+    min_p: float | None = tunable("min_p")
+    repeat_penalty: float | None = tunable("repeat_penalty")
     ignore_eos: bool = False
     return_tokens_as_token_ids: bool = False
 
@@ -135,19 +140,21 @@ class SamplingRequest(OpenAIModel):
         return self.max_tokens
 
     def to_sampling_params(self, defaults: SamplingParams) -> SamplingParams:
-        """The model's `defaults`, with every field this request gives."""
-        given = dict(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
-                     presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
-                     repeat_penalty=self.repeat_penalty, seed=self.seed, max_tokens=self.output_limit(),
-                     logit_bias=self.logit_bias, stop=[self.stop] if isinstance(self.stop, str) else self.stop)
-        given = {k: v for k, v in given.items() if v is not None}
-        return replace(defaults, **given, ignore_eos=self.ignore_eos, logprobs=self.n_logprobs())
+        """The model's `defaults`, with every field this request gives; max_tokens the request's own
+        (None: the model runner's default, which may stop at the context's end)."""
+        given = {name: getattr(self, name) for name in (*TUNABLE, "presence_penalty", "frequency_penalty", "seed",
+                                                        "logit_bias")}
+        given = {k: v for k, v in given.items() if v is not None and k != "max_tokens"}
+        if self.stop is not None:
+            given["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
+        return replace(defaults, **given, max_tokens=self.output_limit(), ignore_eos=self.ignore_eos,
+                       logprobs=self.n_logprobs())
 
 
 class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     logprobs: bool = False
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = tunable("max_tokens")
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
@@ -168,7 +175,7 @@ class CompletionRequest(SamplingRequest):
     prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=5)
-    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for completions
+    max_tokens: int | None = tunable("max_tokens", 16)  # OpenAI's default for completions
     suffix: str | None = None
     # --8<-- extensions (llama-server): a raw JSON schema, or a Lark / GBNF grammar
     json_schema: dict | None = None
@@ -307,14 +314,9 @@ class Completion(BaseModel):
     usage: Usage | None = OMIT_NONE
 
 
-class SamplingDefaults(BaseModel):
-    """What a request that leaves these fields out gets."""
-    temperature: float
-    top_k: int
-    top_p: float
-    min_p: float
-    repeat_penalty: float
-    max_tokens: int | None
+# What a request that leaves the sampling fields out gets (max_tokens None: until the context is full).
+SamplingDefaults = create_model("SamplingDefaults", **{name: (kind | None if name == "max_tokens" else kind, ...)
+                                                       for name, (kind, _) in TUNABLE.items()})
 
 
 class ModelMeta(BaseModel):

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
                                YamlConfigSettingsSource)
 
 from llamba.engine.kv_cache import KV_TYPES
+from llamba.engine.sampling import TUNABLE
 
 KVType = Literal[tuple(KV_TYPES)]  # the engine's names, as llama.cpp's -ctk/-ctv
 DEFAULT_CONFIG = resources.files("llamba.configs") / "default.yaml"
@@ -29,18 +30,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SamplingSettings(Strict):
-    """A model's sampling defaults, for the fields a request leaves out. Unset ones come from the
-    GGUF file's general.sampling.* keys, else from engine/sampling.py's SamplingParams."""
-    temperature: float | None = Field(None, ge=0)
-    top_k: int | None = Field(None, ge=0)
-    top_p: float | None = Field(None, gt=0, le=1)
-    min_p: float | None = Field(None, ge=0, le=1)
-    repeat_penalty: float | None = Field(None, ge=0.01, le=100)
-    max_tokens: int | None = Field(None, ge=1)
-
+class _Given(Strict):
     def given(self) -> dict:
         return self.model_dump(exclude_none=True)
+
+
+# A model's sampling defaults, for the fields a request leaves out. Unset ones come from the GGUF
+# file's general.sampling.* keys, else from engine/sampling.py's SamplingParams.
+SamplingSettings = create_model("SamplingSettings", __base__=_Given, **{
+    name: (kind | None, Field(None, **bounds)) for name, (kind, bounds) in TUNABLE.items()})
 
 
 class ModelSettings(Strict):

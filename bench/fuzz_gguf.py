@@ -107,7 +107,7 @@ def mutate(source: bytes, layout: Layout, rng: np.random.Generator) -> tuple[str
 
 # --- the worker: loads the files it is given, one line of JSON per file ---------------------------
 def worker() -> None:
-    from llamba.engine.chat_template import TemplateError
+    from llamba.engine.chat.template import TemplateError
     from llamba.engine.gguf_file import GGUFError
     from llamba.engine.loader import LoadedModel
     for line in sys.stdin:

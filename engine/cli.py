@@ -9,13 +9,12 @@ from dataclasses import replace
 from .generate import generate
 from .gguf_file import GGUFError
 from .loader import LoadedModel, set_threads
-from .sampling import SamplingParams
+from .sampling import TUNABLE, SamplingParams
 
 
 def _sampling(loaded: LoadedModel, args) -> SamplingParams:
     """The model's defaults, with the flags given (each left unset defaults to the model's)."""
-    given = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                 seed=args.seed, max_tokens=args.max_tokens, repeat_penalty=args.repeat_penalty)
+    given = {name: getattr(args, name) for name in (*TUNABLE, "seed")}
     return replace(loaded.sampling, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -78,12 +77,8 @@ def add_commands(sub) -> None:
         p.add_argument("--ctx", "-c", type=int, default=ctx, help="context length in tokens")
 
     def sampling(p):  # unset flags take the model's defaults (engine/sampling.py)
-        p.add_argument("--max-tokens", "-n", type=int)
-        p.add_argument("--temperature", type=float)
-        p.add_argument("--top-k", type=int)
-        p.add_argument("--top-p", type=float)
-        p.add_argument("--min-p", type=float)
-        p.add_argument("--repeat-penalty", type=float)
+        for name, (kind, _) in TUNABLE.items():
+            p.add_argument(f"--{name.replace('_', '-')}", *(["-n"] if name == "max_tokens" else []), type=kind)
         p.add_argument("--seed", type=int)
 
     p = sub.add_parser("generate", help="continue a prompt, streaming the text")

@@ -51,7 +51,7 @@ def bounded_integers(schema):
     return bounded
 
 
-def json_schema_grammar(schema: dict | bool, param: str = "response_format") -> str:
+def json_schema_grammar(schema: dict | bool, param: str = "output") -> str:
     """A JSON schema as an llguidance grammar (any JSON object for `{"type": "object"}`)."""
     try:
         return llguidance.LLMatcher.grammar_from_json_schema(json.dumps(bounded_integers(schema)),
@@ -60,7 +60,7 @@ def json_schema_grammar(schema: dict | bool, param: str = "response_format") -> 
         raise InvalidRequest(f"the JSON schema cannot be used: {e}", param=param) from None
 
 
-def lark_grammar(text: str, param: str = "grammar") -> str:
+def lark_grammar(text: str, param: str = "output") -> str:
     """A grammar in Lark's syntax (as llguidance reads it), or in GBNF (llama.cpp's), which
     llguidance converts."""
     try:

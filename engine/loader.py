@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numba
 
-from .chat_template import ChatTemplate
+from .chat.template import ChatTemplate
 from .gguf_file import GGUFError
 from .grammar import Grammars
 from .model import Llama

@@ -169,7 +169,6 @@ class Llama:
         n = len(tokens)
         if n == 0 or any(not sp.tokens for sp in spans):
             raise ValueError("every span needs at least one token")
-        self.check_tokens(tokens)
         if positions.max() >= cache.n_ctx:
             raise ValueError(f"context overflow: {positions.max() + 1} tokens do not fit in {cache.n_ctx}")
         for sp in spans:

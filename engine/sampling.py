@@ -34,6 +34,18 @@ class SamplingParams:
     grammar_triggers: tuple[str, ...] = ()  # if any: the grammar applies once the output starts so
 
 
+# The sampling fields an operator (per model), a request and the command line may each set: their
+# types and bounds (pydantic's ge / gt / le). The server's settings, the model card, the request
+# schemas and the CLI flags are all made from this one list.
+TUNABLE: dict[str, tuple[type, dict]] = {
+    "temperature": (float, dict(ge=0.0, le=2.0)),
+    "top_k": (int, dict(ge=0)),
+    "top_p": (float, dict(gt=0.0, le=1.0)),
+    "min_p": (float, dict(ge=0.0, le=1.0)),
+    "repeat_penalty": (float, dict(ge=0.01, le=100.0)),
+    "max_tokens": (int, dict(ge=1)),
+}
+
 # GGUF metadata key -> the field it sets (llama.cpp's names for the model's recommended sampling)
 GGUF_KEYS = {"general.sampling.temp": "temperature", "general.sampling.top_k": "top_k",
              "general.sampling.top_p": "top_p", "general.sampling.min_p": "min_p",

@@ -154,14 +154,23 @@ class ModelRunner:
         self._thread.start()
 
     def submit(self, prompts: list[list[int]], params: SamplingParams, n: int = 1) -> Job:
-        """Queue a request (in the event loop's thread). Raises InvalidRequest or QueueFull."""
-        if not prompts:
-            raise InvalidRequest("The prompt is empty.", param="prompt")
-        for ids in prompts:
+        """Queue a request (in the event loop's thread). Raises InvalidRequest or QueueFull.
+        `params.max_tokens` None takes the model's default, which ends at the context's end; a
+        number is the request's own and must fit in the context with each prompt."""
+        for ids in prompts or [[]]:
             check_request(self.loaded.model, ids, params, self.n_ctx)
-        if (params.max_tokens or 0) > self.max_tokens_limit:
+        if params.max_tokens is None:
+            params = replace(params, max_tokens=self.defaults.max_tokens)
+        elif params.max_tokens > self.max_tokens_limit:
             raise InvalidRequest(f"max_tokens is too large: {params.max_tokens}. This server allows at most "
                                  f"{self.max_tokens_limit} completion tokens.", param="max_tokens")
+        else:
+            for ids in prompts:
+                if len(ids) + params.max_tokens > self.n_ctx:
+                    raise InvalidRequest(f"This model's context is {self.n_ctx} tokens; the request needs "
+                                         f"{len(ids) + params.max_tokens} ({len(ids)} in the prompt, "
+                                         f"{params.max_tokens} to generate).", param="max_tokens",
+                                         code="context_length_exceeded")
         job = Job([list(p) for p in prompts], params, n, asyncio.get_running_loop())
         if params.grammar is not None:  # compiled here, off the model's thread: a bad one is refused at once
             job.constraint = self.loaded.grammars.constraint(params.grammar, triggers=params.grammar_triggers)

@@ -9,9 +9,8 @@ import httpx
 import pytest
 
 from tests.support.server import metrics, running_server, wait_until_idle
-from tests.support import GPL_TEXT
+from tests.support import GPL_TEXT, MODEL
 
-MODEL = "smollm2-135m-instruct"
 PROMPTS = [f"Question {i}: name three things that are {c}." for i, c in
            enumerate(["red", "blue", "green", "cold", "hot", "small", "loud", "soft"])]
 

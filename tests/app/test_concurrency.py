@@ -10,10 +10,9 @@ import openai
 import pytest
 
 from tests.support.server import API_KEY, metrics, running_server, wait_until_idle
-from tests.support import SMOLLM2, loaded
+from tests.support import MODEL, SMOLLM2, loaded
 from llamba.engine.generate import generate
 
-MODEL = "smollm2-135m-instruct"
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 
 

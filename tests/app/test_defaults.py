@@ -8,9 +8,8 @@ import openai
 import pytest
 
 from tests.support.server import running_server
-from tests.support import MODELS_DIR, SMOLLM2, loaded, model_path
+from tests.support import MODEL, MODELS_DIR, SMOLLM2, loaded, model_path
 
-MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 HI = [{"role": "user", "content": "Hi!"}]
 

@@ -5,10 +5,9 @@ import httpx
 import openai
 import pytest
 
-from tests.support import SMOLLM2, loaded
+from tests.support import MODEL, SMOLLM2, loaded
 from llamba.engine.generate import generate
 
-MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 

@@ -14,9 +14,8 @@ import httpx
 import pytest
 
 from tests.support.server import API_KEY, running_server, server_process, wait_until_idle
-from tests.support import ROOT, SMOLLM2, loaded, model_path
+from tests.support import MODEL, ROOT, SMOLLM2, loaded, model_path
 
-MODEL = "smollm2-135m-instruct"
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 
 

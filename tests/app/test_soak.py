@@ -6,9 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.support import ROOT, SMOLLM2, model_path
-
-MODEL = "smollm2-135m-instruct"
+from tests.support import MODEL, ROOT, SMOLLM2, model_path
 
 
 def test_a_small_soak_leaves_no_errors_and_an_idle_server(tmp_path):

@@ -15,10 +15,6 @@ from tests.support.inprocess import MODEL, client
 from tests.support import SMOLLM2, model_path
 
 
-def run(coroutine):
-    return asyncio.run(coroutine)
-
-
 def sdk(c: httpx.AsyncClient) -> AsyncOpenAI:
     return AsyncOpenAI(base_url="http://llamba/v1", api_key="unused", http_client=c, max_retries=0)
 
@@ -88,7 +84,7 @@ def test_parse_into_pydantic_models(model, question):
                                                         response_format=model, temperature=0.7, seed=seed)
                 return r.choices[0].message.parsed, r.choices[0].finish_reason
             return await asyncio.gather(*(one(seed) for seed in range(20)))
-    results = run(go())
+    results = asyncio.run(go())
     assert all(isinstance(parsed, model) and finish == "stop" for parsed, finish in results), results
 
 
@@ -99,7 +95,7 @@ def chat(body: dict, **client_kw):
             return await c.post("/v1/chat/completions", json={"model": MODEL, "messages": [
                 {"role": "user", "content": "Describe a cat in JSON."}], "temperature": 0,
                 "max_tokens": 300, **body})
-    return run(go())
+    return asyncio.run(go())
 
 
 def content(r: httpx.Response):
@@ -202,7 +198,7 @@ def test_forced_tool_calls_always_call_a_declared_tool(which, tool_choice):
             return (await asyncio.gather(*(whole(s) for s in range(20))),
                     await asyncio.gather(*(streamed(s) for s in range(10))),
                     await whole(0), (await streamed(0)))
-    whole, streamed, whole0, streamed0 = run(go())
+    whole, streamed, whole0, streamed0 = asyncio.run(go())
     assert all(ch.finish_reason == "tool_calls" and ch.message.content is None and ch.message.tool_calls
                and all(valid_call(call, named) for call in ch.message.tool_calls) for ch in whole), whole
     for calls, finish in streamed:
@@ -219,7 +215,7 @@ def test_tool_choice_none_gives_no_calls():
             r = await sdk(c).chat.completions.create(model=MODEL, messages=ASK, tools=[WEATHER], tool_choice="none",
                                                      max_tokens=40)
             return r.choices[0]
-    choice = run(go())
+    choice = asyncio.run(go())
     assert choice.message.tool_calls is None and choice.finish_reason in ("stop", "length")
 
 
@@ -242,7 +238,7 @@ def test_a_whole_tool_loop(which):
             final = await openai.chat.completions.create(model=model_id, messages=messages, tools=[WEATHER],
                                                          temperature=0, max_tokens=40)
             return first, final
-    first, final = run(go())
+    first, final = asyncio.run(go())
     assert first.choices[0].finish_reason == "tool_calls"
     assert final.choices[0].finish_reason in ("stop", "length", "tool_calls")
 
@@ -280,5 +276,5 @@ def test_constrained_and_free_requests_batch_without_changing_tokens():
             alone = [tokens(await post(b)) for b in bodies]
             together = [tokens(r) for r in await asyncio.gather(*(post(b) for b in bodies))]
             return alone, together
-    alone, together = run(go())
+    alone, together = asyncio.run(go())
     assert alone == together

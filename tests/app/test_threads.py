@@ -8,9 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import MODEL
 from tests.support.server import server_process
-
-MODEL = "smollm2-135m-instruct"
 
 
 def cpu_seconds_per_thread(pid: int) -> dict[str, float]:

@@ -4,7 +4,7 @@ from datetime import datetime
 import pytest
 
 from tests.support import ALL_MODELS, loaded, reference
-from llamba.engine.chat_template import ChatTemplate, TemplateError
+from llamba.engine.chat.template import ChatTemplate, TemplateError
 
 REFERENCE_DAY = datetime(2026, 11, 25)  # the Llama 3.2 template prints the date it was rendered
 

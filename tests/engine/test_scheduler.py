@@ -38,10 +38,6 @@ async def tokens(runner: ModelRunner, job) -> dict[int, list[int]]:
     return out
 
 
-def run(coroutine):
-    return asyncio.run(coroutine)
-
-
 def test_admits_up_to_parallel_and_queues_the_rest(lm):
     async def go():
         observer = Recorder()
@@ -56,7 +52,7 @@ def test_admits_up_to_parallel_and_queues_the_rest(lm):
             job.cancel()
         runner.close()
         return running_then, observer.queues
-    (running, waiting), reports = run(go())
+    (running, waiting), reports = asyncio.run(go())
     assert (running, waiting) == (2, 1)
     assert max(r for r, _ in reports) == 2  # never more than `parallel` at once
 
@@ -71,7 +67,7 @@ def test_full_queue_refuses_at_submission(lm):
             runner.submit([prompt(lm, "Three.")], LONG)
         first.cancel(), second.cancel()
         runner.close()
-    run(go())
+    asyncio.run(go())
 
 
 def test_engine_rules_are_checked_at_submission(lm):
@@ -86,7 +82,7 @@ def test_engine_rules_are_checked_at_submission(lm):
             errors.append((e.value.param, e.value.code))
         runner.close()
         return errors
-    assert run(go()) == [("prompt", None), ("prompt", None), ("prompt", "context_length_exceeded"),
+    assert asyncio.run(go()) == [("prompt", None), ("prompt", None), ("prompt", "context_length_exceeded"),
                          ("logit_bias", None), ("n", None)]
 
 
@@ -107,7 +103,7 @@ def test_cancelling_frees_the_slot(lm):
         after = await tokens(runner, runner.submit([prompt(lm, "Hi")], GREEDY))
         runner.close()
         return runner.running, slots_busy, after
-    running, busy, after = run(go())
+    running, busy, after = asyncio.run(go())
     assert running == [] and not any(busy)
     assert len(after[0]) >= 1
 
@@ -123,7 +119,7 @@ def test_a_repeated_prefix_is_reused(lm):
         await tokens(runner, second)
         runner.close()
         return first.cached_tokens, second.cached_tokens, len(first_ids) + len(answer) - 1
-    first, second, reusable = run(go())
+    first, second, reusable = asyncio.run(go())
     assert first == 0 and second == reusable  # all but the first answer's last token (never computed)
 
 
@@ -148,7 +144,7 @@ def test_requests_with_one_system_prompt_hold_its_keys_and_values_once(lm):
         first.cancel()
         runner.close()
         return second.cached_tokens, answer, tables
-    cached, answer, tables = run(go())
+    cached, answer, tables = asyncio.run(go())
     assert cached == common > 150 and answer == alone
     shared_tiles = common // 32
     assert (tables[0, :shared_tiles] == tables[1, :shared_tiles]).all()  # the same blocks
@@ -166,7 +162,7 @@ def test_n_choices_share_the_prompt_each_with_its_own_seed(lm):
         again = await tokens(runner, runner.submit([ids], seeded, n=3))
         runner.close()
         return greedy, first, again
-    greedy, first, again = run(go())
+    greedy, first, again = asyncio.run(go())
     assert greedy == {0: alone, 1: alone, 2: alone}
     assert first == again and len({tuple(t) for t in first.values()}) > 1
     # the first choice draws what n = 1 with the same seed draws
@@ -192,7 +188,7 @@ def test_a_deadline_cut_flushes_the_text_held_back(lm):
                 runner.cut_short()
         runner.close()
         return events
-    events = run(go())
+    events = asyncio.run(go())
     assert events[-1].finish_reason == "length" and 3 < len(events) < 400
     text = "".join(e.text for e in events)
     assert text and text == lm.tokenizer.decode([e.token_id for e in events])

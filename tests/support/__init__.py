@@ -18,7 +18,8 @@ DATA = ROOT / "tests" / "data"
 SHARED = Path(os.environ.get("LLAMBA_SHARED", ROOT.parent / "shared"))
 MODELS_DIR = SHARED / "models"
 GPL_TEXT = SHARED / "texts" / "GPL-2.txt"
-SMOLLM2 = "smollm2-135m-instruct-q4_1"
+SMOLLM2 = "smollm2-135m-instruct-q4_1"  # its file's reference data
+MODEL = "smollm2-135m-instruct"         # its id on the server
 SYNTH = ["synth-llama3-tiny-f32", "synth-llama3-small-q4_0", "synth-llama3-small-q8_0",
          "synth-llama3-small-q4_k_m"]
 ALL_MODELS = SYNTH + [SMOLLM2]

@@ -6,22 +6,26 @@ import httpx
 from llamba.app.main import create_app
 from llamba.app.settings import ModelSettings, Settings
 from llamba.engine.scheduler import ModelRunner
-from tests.support import SMOLLM2, loaded
+from tests.support import MODEL, SMOLLM2, loaded
 
-MODEL = "smollm2-135m-instruct"
+
+@asynccontextmanager
+async def serving(runner, model_id: str = MODEL, **settings):
+    """The app with `runner` as its one model (the lifespan that loads models is not run)."""
+    app = create_app(Settings(models=[ModelSettings(id=model_id)], **settings))
+    st = app.state.llamba
+    st.runners, st.ready = {model_id: runner}, True
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://llamba") as c:
+            yield c
+    finally:
+        runner.close()
 
 
 @asynccontextmanager
 async def client(parallel: int = 4, queue_size: int = 4, model: str = SMOLLM2, model_id: str = MODEL,
                  n_ctx: int = 512):
-    """An app whose model runner is made here (the lifespan that loads models is not run)."""
-    lm = loaded(model)
-    app = create_app(Settings(models=[ModelSettings(id=model_id)], parallel=parallel, queue_size=queue_size))
-    st = app.state.llamba
-    runner = ModelRunner(lm, n_ctx, queue_size=queue_size, parallel=parallel)
-    st.runners, st.ready = {model_id: runner}, True
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://llamba") as c:
-            yield c, runner
-    finally:
-        runner.close()
+    """The app with a real model runner made here."""
+    runner = ModelRunner(loaded(model), n_ctx, queue_size=queue_size, parallel=parallel)
+    async with serving(runner, model_id, parallel=parallel, queue_size=queue_size) as c:
+        yield c, runner

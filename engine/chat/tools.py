@@ -18,7 +18,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from .errors import InvalidRequest
+from ..errors import InvalidRequest
 
 PYTHON_TAG = "<|python_tag|>"
 GENERIC_INSTRUCTIONS = ("Respond in JSON format, either with `tool_call` (a request to call tools) or with "

@@ -13,7 +13,7 @@ from datetime import datetime
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import InvalidRequest
+from ..errors import InvalidRequest
 
 # Meta's Llama 3 format, for files without a template.
 LLAMA3_TEMPLATE = (

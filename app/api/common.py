@@ -1,0 +1,105 @@
+"""What every API's routes share: the server's state, the API key, the model a request names, and
+`submit`, which queues a request and turns the engine's refusals into the API's errors."""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections import defaultdict
+
+from fastapi import Request
+from pydantic import BaseModel
+
+from llamba.engine.errors import InvalidRequest
+from llamba.engine.sampling import SamplingParams
+from llamba.engine.scheduler import Job, ModelRunner, QueueFull
+
+from ..errors import OpenAIError, bad_request
+from ..schemas import ErrorResponse
+
+log = logging.getLogger("llamba")
+# the error answers, in OpenAI's shape, as the OpenAPI document describes them
+ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in (
+    (400, "Invalid request"), (401, "Missing or wrong API key"), (404, "No such model"),
+    (413, "Request body too large"), (429, "The model's queue is full"),
+    (503, "Loading, or shutting down"))}
+_reported_fields: set[str] = set()
+
+
+def generation(reply: type) -> dict:
+    """A generation endpoint's answers: the whole reply as JSON, or a stream of its chunks."""
+    return {200: {"model": reply, "content": {"text/event-stream": {}}}, **ERRORS}
+
+
+def state(request: Request):
+    return request.app.state.llamba
+
+
+def key_is_valid(given: str, keys: list[str]) -> bool:
+    """Compared in constant time with every key, so the time taken tells nothing about a key."""
+    given_bytes = given.encode()
+    return sum(hmac.compare_digest(given_bytes, k.encode()) for k in keys) > 0
+
+
+async def authorize(request: Request) -> None:
+    keys = state(request).settings.api_keys
+    if not keys:
+        return
+    header = request.headers.get("authorization", "")
+    if not header.startswith("Bearer ") or not key_is_valid(header[7:], keys):
+        raise OpenAIError(401, "Incorrect API key provided." if header else "Missing API key: send "
+                          "'Authorization: Bearer <key>'.", code="invalid_api_key")
+
+
+def runner_for(request: Request, model: str | None) -> ModelRunner:
+    st = state(request)
+    if st.draining:
+        raise OpenAIError(503, "The server is shutting down; retry on another instance or later.",
+                          type="server_error", headers={"Retry-After": "5"})
+    if not st.ready:
+        raise OpenAIError(503, "The model is still loading.", type="server_error")
+    if model is None:
+        return next(iter(st.runners.values()))
+    if model not in st.runners:
+        raise OpenAIError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
+    return st.runners[model]
+
+
+def note_ignored_fields(body: BaseModel) -> None:
+    """Fields this server does not know are ignored, as OpenAI does; each name is logged once."""
+    for name in sorted(set(body.model_extra or {}) - _reported_fields):
+        _reported_fields.add(name)
+        log.warning("ignoring the request field %r, which llamba does not support", name)
+
+
+def submit(runner: ModelRunner, prompts: list[list[int]], params: SamplingParams, n: int,
+           fields: dict[str, str]) -> Job:
+    """Queue a request as one job (so that every refusal, a full queue included, comes before any
+    streaming starts). `fields`: the request's name for each engine concept an error may name
+    ("prompt", "max_tokens", "output", ...; a concept not in it keeps its name)."""
+    try:
+        return runner.submit(prompts, params, n=n)
+    except InvalidRequest as e:
+        raise bad_request(str(e), param=fields.get(e.param, e.param), code=e.code) from None
+    except QueueFull as e:
+        raise OpenAIError(429, f"Too many requests: {e}. Retry shortly.", type="rate_limit_exceeded",
+                          code="rate_limit_exceeded", headers={"Retry-After": "1"}) from None
+
+
+async def collect(runner: ModelRunner, job: Job, request: Request) -> dict[int, list]:
+    """All of a job's events, by choice index; stops the job if the client goes away first."""
+    async def watch():
+        while not job.cancelled.is_set():
+            if await request.is_disconnected():
+                job.cancel()
+                return
+            await asyncio.sleep(0.1)
+
+    watcher = asyncio.create_task(watch())
+    events = defaultdict(list)
+    try:
+        async for event in runner.stream(job):
+            events[event.index].append(event)
+        return events
+    finally:
+        watcher.cancel()

@@ -1,0 +1,88 @@
+"""One chat turn's plan, for any chat API: messages, tools, the tool choice and the output format
+in; the prompt's token ids, the grammar the answer must follow and its lazy triggers out; and
+the answer read back into text and tool calls (`ChatPlan.read`).
+
+Messages and tools come in the shape chat templates read (Hugging Face's, which OpenAI's chat
+completions also use), each API turning its own into it:
+- a message: {"role", "content": str, and where they apply "name", "tool_call_id", "tool_calls":
+  [{"id", "type": "function", "function": {"name", "arguments": a JSON object, or its text}}]};
+- a tool: {"type": "function", "function": {"name", "description", "parameters"}}.
+Errors are InvalidRequest naming the engine's concept at fault ("messages", "tools",
+"tool_choice", "output"); each API's error table turns those into its own field names.
+
+The tool choice: "auto" (the default when tools are given), "none" (tools left out of the
+prompt, nothing parsed), "required", or "named" with `tool_name`. See tools.py for the formats.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidRequest
+from ..grammar import json_schema_grammar, lark_grammar
+from . import tools as tool_formats
+from .tools import ToolCall
+
+if TYPE_CHECKING:
+    from ..loader import LoadedModel
+
+
+@dataclass(frozen=True)
+class Output:
+    """What the answer must be: JSON following `json_schema`, or text in the language of `lark`
+    (a Lark grammar, as llguidance reads it, or llama.cpp's GBNF)."""
+    json_schema: dict | bool | None = None
+    lark: str | None = None
+
+    def grammar(self) -> str:
+        if self.lark is not None:
+            return lark_grammar(self.lark, param="output")
+        return json_schema_grammar(self.json_schema, param="output")
+
+
+JSON_OBJECT = Output(json_schema={"type": "object"})
+
+
+@dataclass
+class ChatPlan:
+    prompt_ids: list[int]
+    grammar: str | None = None           # an llguidance grammar, or None for free text
+    grammar_from: str = "output"         # the concept the grammar comes from: "output" or "tools"
+    triggers: tuple[str, ...] = ()       # lazy grammar: applies once the answer starts so
+    tool_format: str | None = None       # "llama3" or "generic" when calls are read from the answer
+
+    def read(self, text: str) -> tuple[str | None, list[ToolCall]]:
+        """(content, tool calls) of an answer: content None when it is calls."""
+        if self.tool_format is None:
+            return text, []
+        return tool_formats.parse(self.tool_format, text)
+
+
+def plan_chat(loaded: "LoadedModel", messages: list[dict], tools: list[dict] | None = None,
+              tool_choice: str | None = None, tool_name: str | None = None, parallel_tool_calls: bool = True,
+              output: Output | None = None, now: datetime | None = None) -> ChatPlan:
+    tools = list(tools or [])
+    choice = tool_choice or ("auto" if tools else "none")
+    if not tools or choice == "none":
+        if choice in ("named", "required"):
+            raise InvalidRequest("tool_choice asks for a tool call but no tools are given", param="tool_choice")
+        history = [tool_formats.history_message("none", m) for m in messages]
+        return ChatPlan(loaded.chat_prompt_ids(history, now=now), output.grammar() if output else None)
+    if choice == "named":
+        tools = [t for t in tools if t["function"]["name"] == tool_name]
+        if not tools:
+            raise InvalidRequest(f"tool_choice names {tool_name!r}, which is not among the tools", param="tool_choice")
+    tool_formats.check_tools(tools)
+    fmt = tool_formats.tool_format(loaded.template.source)
+    grammar, triggers = tool_formats.grammar(fmt, tools, choice, parallel_tool_calls,
+                                             python_tag=tool_formats.PYTHON_TAG in loaded.tokenizer.special)
+    history = [tool_formats.history_message(fmt, m) for m in messages]
+    if fmt == "generic":  # the template knows nothing of tools: a system message says what to write
+        instructions = tool_formats.generic_system_message(tools, choice)
+        if history and history[0]["role"] == "system":
+            instructions["content"] = history[0]["content"] + "\n\n" + instructions["content"]
+            history = history[1:]
+        history = [instructions, *history]
+    prompt_ids = loaded.chat_prompt_ids(history, tools=tools if fmt == "llama3" else None, now=now)
+    return ChatPlan(prompt_ids, lark_grammar(grammar, param="tools"), "tools", triggers, fmt)

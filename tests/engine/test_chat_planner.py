@@ -1,0 +1,104 @@
+"""The chat planner (engine/chat/planner.py) and the tool-call formats (engine/chat/tools.py),
+directly: what the template gets, which grammar and triggers come out, and how answers are read
+back. The default model's template knows nothing of tools (the generic format); the synthetic
+model carries Llama 3.2's (the llama3 format)."""
+import json
+
+import pytest
+
+from llamba.engine.chat import JSON_OBJECT, Output, plan_chat
+from llamba.engine.chat import tools
+from llamba.engine.errors import InvalidRequest
+from tests.support import SMOLLM2, loaded
+
+LLAMA3 = "synth-llama3-small-q4_0"
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
+                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                           "required": ["city"]}}}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+ASK = [{"role": "user", "content": "Weather in Lyon?"}]
+
+
+def prompt_text(name, plan):
+    return loaded(name).tokenizer.decode(plan.prompt_ids)
+
+
+def test_without_tools_the_prompt_is_the_templates_and_only_an_output_format_constrains():
+    lm = loaded(SMOLLM2)
+    plain = plan_chat(lm, ASK)
+    assert plain.prompt_ids == lm.chat_prompt_ids(ASK) and plain.grammar is None and plain.tool_format is None
+    assert plain.read("Sunny.") == ("Sunny.", [])
+    constrained = plan_chat(lm, ASK, output=JSON_OBJECT)
+    assert constrained.grammar and constrained.grammar_from == "output" and not constrained.triggers
+    # tools with tool_choice "none": left out of the prompt, nothing parsed
+    assert plan_chat(lm, ASK, [WEATHER], "none").prompt_ids == plain.prompt_ids
+
+
+@pytest.mark.parametrize("choice, name, message", [
+    ("required", None, "no tools are given"), ("named", "get_weather", "no tools are given")])
+def test_a_tool_choice_without_tools_is_refused(choice, name, message):
+    with pytest.raises(InvalidRequest, match=message) as e:
+        plan_chat(loaded(SMOLLM2), ASK, [], choice, name)
+    assert e.value.param == "tool_choice"
+
+
+def test_bad_tools_and_bad_output_formats_name_their_concept():
+    lm = loaded(SMOLLM2)
+    with pytest.raises(InvalidRequest) as e:
+        plan_chat(lm, ASK, [WEATHER], "named", "get_time")
+    assert e.value.param == "tool_choice"
+    with pytest.raises(InvalidRequest) as e:
+        plan_chat(lm, ASK, [{"type": "function", "function": {"name": ""}}], "required")
+    assert e.value.param == "tools"
+    with pytest.raises(InvalidRequest) as e:
+        plan_chat(lm, ASK, output=Output(json_schema=5))  # (grammars themselves compile at submission)
+    assert e.value.param == "output"
+
+
+def test_the_generic_format_asks_in_a_system_message_joined_to_the_users_own():
+    lm = loaded(SMOLLM2)
+    plan = plan_chat(lm, [{"role": "system", "content": "Be brief."}, *ASK], [WEATHER, TIME], "auto")
+    text = prompt_text(SMOLLM2, plan)
+    assert plan.tool_format == "generic" and plan.grammar_from == "tools" and plan.triggers == ()
+    assert text.count("<|im_start|>system") == 1 and "Be brief.\n\nRespond in JSON format" in text
+    assert '"get_weather"' in text and '"get_time"' in text
+    # a named choice lists only that tool
+    assert '"get_time"' not in prompt_text(SMOLLM2, plan_chat(lm, ASK, [WEATHER, TIME], "named", "get_weather"))
+
+
+def test_the_llama3_format_gives_the_template_the_tools_and_waits_lazily_when_auto():
+    lm = loaded(LLAMA3)
+    auto = plan_chat(lm, ASK, [WEATHER], "auto")
+    assert auto.tool_format == "llama3" and auto.triggers  # free words unless the answer starts a call
+    assert "get_weather" in prompt_text(LLAMA3, auto)
+    assert plan_chat(lm, ASK, [WEATHER], "required").triggers == ()
+
+
+def test_answers_are_read_back_as_calls_or_text():
+    assert tools.parse("generic", '{"tool_call": {"name": "get_weather", "arguments": {"city": "Lyon"}}}')[1][0].arguments \
+        == {"city": "Lyon"}
+    content, calls = tools.parse("generic", '{"tool_calls": [{"name": "a", "arguments": {}}, {"name": "b"}]}')
+    assert content is None and [c.name for c in calls] == ["a", "b"]
+    assert tools.parse("generic", '{"response": "It is sunny."}') == ("It is sunny.", [])
+    assert tools.parse("generic", "not json") == ("not json", [])
+    content, calls = tools.parse("llama3", '<|python_tag|>{"name": "a", "parameters": {"x": 1}}; {"name": "b", "parameters": {}}')
+    assert content is None and [(c.name, c.arguments) for c in calls] == [("a", {"x": 1}), ("b", {})]
+    assert tools.parse("llama3", '{"name": "a", "parameters": {}} and more') == ('{"name": "a", "parameters": {}} and more', [])
+    assert tools.parse("llama3", "Hello") == ("Hello", [])
+    call = tools.ToolCall("a", {"é": 1})
+    assert call.id.startswith("call_") and json.loads(call.json_arguments()) == {"é": 1}
+
+
+def test_past_calls_and_results_are_written_as_the_model_was_asked():
+    call = {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Lyon"}'}}]}
+    llama3 = tools.history_message("llama3", call)
+    assert llama3["tool_calls"][0]["function"]["arguments"] == {"city": "Lyon"}
+    generic = tools.history_message("generic", call)
+    assert json.loads(generic["content"]) == {"tool_call": {"name": "get_weather", "arguments": {"city": "Lyon"}}}
+    result = tools.history_message("generic", {"role": "tool", "name": "get_weather", "content": "sunny"})
+    assert json.loads(result["content"]) == {"tool_response": {"tool": "get_weather", "content": "sunny"}}
+    bad = {**call, "tool_calls": [{"function": {"name": "f", "arguments": "[1]"}}]}
+    with pytest.raises(InvalidRequest) as e:
+        tools.history_message("llama3", bad)
+    assert e.value.param == "messages"
