@@ -217,6 +217,16 @@ class Usage(BaseModel):
     prompt_tokens_details: PromptTokensDetails = PromptTokensDetails()
 
 
+class GenerationResponse(BaseModel):
+    """The fields every generation response and chunk opens with, in OpenAI's order (a subclass
+    sets `object`, which keeps its place)."""
+    id: str
+    object: str
+    created: int
+    model: str
+    system_fingerprint: str
+
+
 class TopLogprob(BaseModel):
     token: str
     logprob: float
@@ -244,12 +254,8 @@ class Choice(BaseModel):
     finish_reason: str | None
 
 
-class ChatCompletion(BaseModel):
-    id: str
+class ChatCompletion(GenerationResponse):
     object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    system_fingerprint: str
     choices: list[Choice]
     usage: Usage
 
@@ -280,12 +286,8 @@ class ChunkChoice(BaseModel):
     finish_reason: str | None = None
 
 
-class ChatCompletionChunk(BaseModel):
-    id: str
+class ChatCompletionChunk(GenerationResponse):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    system_fingerprint: str
     choices: list[ChunkChoice]
     usage: Usage | None = OMIT_NONE
 
@@ -298,18 +300,16 @@ class CompletionLogprobs(BaseModel):
 
 
 class CompletionChoice(BaseModel):
+    """(Alike in shape to a chat `Choice` and a `Completion` to a `ChatCompletion`, as in
+    OpenAI's API: the fields differ in type, so each stays written out.)"""
     index: int
     text: str
     logprobs: CompletionLogprobs | None = None
     finish_reason: str | None
 
 
-class Completion(BaseModel):
-    id: str
+class Completion(GenerationResponse):
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
-    system_fingerprint: str
     choices: list[CompletionChoice]
     usage: Usage | None = OMIT_NONE
 

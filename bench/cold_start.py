@@ -10,11 +10,8 @@ server's own log of one run with the seconds since start on each line (where the
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -22,41 +19,24 @@ from datetime import datetime
 import httpx
 
 from llamba.engine.kernels import isa
+from tests.support.server import llamba_server
 
-from .http import ROOT, free_port
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def cold_run(threads: int, model: str | None) -> tuple[float, str]:
     """(seconds from start to the first chat answer, the server's log with times since start)."""
-    with tempfile.TemporaryDirectory() as caches:
-        env = {**os.environ, "NUMBA_CACHE_DIR": f"{caches}/numba", "LLAMBA_CACHE": f"{caches}/llamba"}
-        port = free_port()
-        log = tempfile.TemporaryFile("w+")
-        flags = ["--port", str(port), "--threads", str(threads), *(["--model", model] if model else [])]
+    with tempfile.TemporaryDirectory() as caches, tempfile.TemporaryFile("w+") as log:
+        env = {"NUMBA_CACHE_DIR": f"{caches}/numba", "LLAMBA_CACHE": f"{caches}/llamba"}
+        flags = ["--threads", str(threads), *(["--model", model] if model else [])]
         started, wall = time.perf_counter(), datetime.now()
-        proc = subprocess.Popen([sys.executable, "-m", "llamba", "serve", *flags], cwd=ROOT, stdout=log, stderr=log, env=env)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            while True:
-                if proc.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"llamba serve exited: {log.read()[-2000:]}")
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.02)
+        with llamba_server(flags, env=env, log=log) as (base, _):
             model_id = httpx.get(f"{base}/v1/models").json()["data"][0]["id"]
             r = httpx.post(f"{base}/v1/chat/completions", json={"model": model_id, "messages": QUESTION,
                                                                  "max_tokens": 16}, timeout=120)
             r.raise_for_status()
             seconds = time.perf_counter() - started
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
         log.seek(0)
         return seconds, since_start(log.read(), wall)
 

@@ -161,9 +161,6 @@ class ModelRunner:
             check_request(self.loaded.model, ids, params, self.n_ctx)
         if params.max_tokens is None:
             params = replace(params, max_tokens=self.defaults.max_tokens)
-        elif params.max_tokens > self.max_tokens_limit:
-            raise InvalidRequest(f"max_tokens is too large: {params.max_tokens}. This server allows at most "
-                                 f"{self.max_tokens_limit} completion tokens.", param="max_tokens")
         else:
             for ids in prompts:
                 if len(ids) + params.max_tokens > self.n_ctx:
@@ -171,6 +168,9 @@ class ModelRunner:
                                          f"{len(ids) + params.max_tokens} ({len(ids)} in the prompt, "
                                          f"{params.max_tokens} to generate).", param="max_tokens",
                                          code="context_length_exceeded")
+            if params.max_tokens > self.max_tokens_limit:
+                raise InvalidRequest(f"max_tokens is too large: {params.max_tokens}. This server allows at most "
+                                     f"{self.max_tokens_limit} completion tokens.", param="max_tokens")
         job = Job([list(p) for p in prompts], params, n, asyncio.get_running_loop())
         if params.grammar is not None:  # compiled here, off the model's thread: a bad one is refused at once
             job.constraint = self.loaded.grammars.constraint(params.grammar, triggers=params.grammar_triggers)

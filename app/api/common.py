@@ -13,9 +13,8 @@ from pydantic import BaseModel
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.sampling import SamplingParams
 from llamba.engine.scheduler import Job, ModelRunner, QueueFull
-
-from ..errors import OpenAIError, bad_request
-from ..schemas import ErrorResponse
+from llamba.app.errors import OpenAIError, bad_request
+from llamba.app.schemas import ErrorResponse
 
 log = logging.getLogger("llamba")
 # the error answers, in OpenAI's shape, as the OpenAPI document describes them

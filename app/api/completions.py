@@ -10,10 +10,10 @@ from sse_starlette.sse import EventSourceResponse
 
 from llamba.engine.chat import JSON_OBJECT, Output, plan_chat
 from llamba.engine.errors import InvalidRequest
+from llamba.app import schemas as s
+from llamba.app.errors import bad_request
+from llamba.app.serving import completions as serving
 
-from .. import schemas as s
-from ..errors import bad_request
-from ..serving import completions as serving
 from .common import authorize, collect, generation, note_ignored_fields, runner_for, state, submit
 
 router = APIRouter()

@@ -8,9 +8,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.sampling import TUNABLE
+from llamba.app import schemas as s
+from llamba.app.errors import OpenAIError, bad_request
 
-from .. import schemas as s
-from ..errors import OpenAIError, bad_request
 from .common import ERRORS, authorize, runner_for, state
 
 router = APIRouter()

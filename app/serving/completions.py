@@ -7,8 +7,7 @@ from typing import AsyncIterator
 
 from llamba.engine.chat import ChatPlan
 from llamba.engine.scheduler import Job, ModelRunner
-
-from .. import schemas as s
+from llamba.app import schemas as s
 
 DONE = {"data": "[DONE]"}
 

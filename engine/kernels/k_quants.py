@@ -141,6 +141,9 @@ def _q6_k_rows(w, xq, a, out, task, tokens):
         write_rows(acc, g, out)
 
 
+# The entry points, written out one by one on purpose: numba's on-disk cache knows a function by
+# its qualified name and source line, so entry points made by one factory would share a cache
+# entry, and one quant type's kernel could come back from the cache for another.
 @njit(parallel=True, cache=True, nogil=True)
 def q4_k_product(w, xq, a, out):
     each_task(_q4_k_rows, w, xq, a, out)

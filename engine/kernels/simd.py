@@ -53,13 +53,19 @@ def _splat(builder, value, lane_type):
 
 # --- loads and stores (unaligned; `index` counts array elements) ---
 
-@intrinsic
-def load_bytes(typingctx, array, index):
-    """64 bytes from a uint8 array as 16 lanes of 4 bytes each."""
-    def codegen(context, builder, sig, args):
-        ptr = _address(context, builder, sig.args[0], args[0], args[1], _vector(_I32))
-        return builder.load(ptr, align=1)
-    return I32x16(array, index), codegen
+def _plain_load(lane_type, vector_type, doc: str):
+    """An intrinsic loading 16 lanes of `lane_type` as they are in memory."""
+    @intrinsic
+    def load(typingctx, array, index):
+        def codegen(context, builder, sig, args):
+            return builder.load(_address(context, builder, sig.args[0], args[0], args[1], _vector(lane_type)), align=1)
+        return vector_type(array, index), codegen
+    load.__doc__ = doc
+    return load
+
+
+load_bytes = _plain_load(_I32, I32x16, "64 bytes from a uint8 array as 16 lanes of 4 bytes each.")
+load_f32 = _plain_load(_F32, F32x16, "16 floats of a float32 array.")
 
 
 @intrinsic
@@ -94,14 +100,6 @@ def load_i8(typingctx, array, index):
         ptr = _address(context, builder, sig.args[0], args[0], args[1], _vector(_I8))
         convert = builder.sitofp if sig.args[0].dtype.signed else builder.uitofp
         return convert(builder.load(ptr, align=1), _vector(_F32))
-    return F32x16(array, index), codegen
-
-
-@intrinsic
-def load_f32(typingctx, array, index):
-    def codegen(context, builder, sig, args):
-        ptr = _address(context, builder, sig.args[0], args[0], args[1], _vector(_F32))
-        return builder.load(ptr, align=1)
     return F32x16(array, index), codegen
 
 
