@@ -23,7 +23,7 @@ from llamba.engine.scheduler import ModelRunner
 from . import errors
 from .limits import MB, BodyLimit, check_kv_budget
 from .metrics import Metrics
-from .api import router
+from .routes import router
 from .settings import ConfigError, ModelSettings, Settings
 
 log = logging.getLogger("llamba")
