@@ -23,6 +23,7 @@ from llamba.engine.scheduler import ModelRunner
 from . import errors
 from .limits import MB, BodyLimit, check_kv_budget
 from .metrics import Metrics
+from .response_store import ResponseStore
 from .routes import router
 from .settings import ConfigError, ModelSettings, Settings
 
@@ -40,6 +41,9 @@ class ServerState:
     # names this build and the kernels it runs (and their activation width, which changes the
     # results), as OpenAI's system_fingerprint names a backend
     fingerprint: str = field(default_factory=lambda: f"llamba-{__version__}-{isa.PATH}-a{isa.ACTIVATION_BITS}")
+
+    def __post_init__(self):
+        self.responses = ResponseStore(self.settings.stored_responses)
 
     @property
     def model_ids(self) -> list[str]:
@@ -105,7 +109,7 @@ def describe_models(app: FastAPI, model_ids: list[str]) -> None:
     def document() -> dict:
         if app.openapi_schema is None:
             schemas = fastapi_document()["components"]["schemas"]
-            for name in ("ChatCompletionRequest", "CompletionRequest"):
+            for name in ("ChatCompletionRequest", "CompletionRequest", "ResponseCreateRequest"):
                 schemas[name]["properties"]["model"]["enum"] = model_ids
         return app.openapi_schema
     app.openapi = document

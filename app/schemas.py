@@ -2,7 +2,7 @@
 extensions llama-server and vLLM accept come last in each request. Unknown request fields are
 ignored, as OpenAI does (kept in `model_extra`, so the routes can log them). Response fields that
 OpenAI leaves out when empty are left out (`OMIT_NONE`), not sent as null.
-`to_sampling_params` is the one bridge into the engine."""
+`sampling_params` is the one bridge into the engine."""
 from __future__ import annotations
 
 import time
@@ -13,6 +13,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from llamba.engine.sampling import TUNABLE, SamplingParams
+
+
+def sampling_params(defaults: SamplingParams, request: BaseModel, max_tokens: int | None) -> SamplingParams:
+    """The model's `defaults`, with every sampling field `request` has and gives (engine/sampling.py's
+    TUNABLE, OpenAI's penalties, seed, logit bias); max_tokens the request's own (None: the model
+    runner's default, which may stop at the context's end). The one bridge into the engine."""
+    names = (*TUNABLE, "presence_penalty", "frequency_penalty", "seed", "logit_bias")
+    given = {name: getattr(request, name, None) for name in names if name != "max_tokens"}
+    return replace(defaults, **{k: v for k, v in given.items() if v is not None}, max_tokens=max_tokens)
 
 
 class OpenAIModel(BaseModel):
@@ -140,15 +149,10 @@ class SamplingRequest(OpenAIModel):
         return self.max_tokens
 
     def to_sampling_params(self, defaults: SamplingParams) -> SamplingParams:
-        """The model's `defaults`, with every field this request gives; max_tokens the request's own
-        (None: the model runner's default, which may stop at the context's end)."""
-        given = {name: getattr(self, name) for name in (*TUNABLE, "presence_penalty", "frequency_penalty", "seed",
-                                                        "logit_bias")}
-        given = {k: v for k, v in given.items() if v is not None and k != "max_tokens"}
+        params = sampling_params(defaults, self, self.output_limit())
         if self.stop is not None:
-            given["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
-        return replace(defaults, **given, max_tokens=self.output_limit(), ignore_eos=self.ignore_eos,
-                       logprobs=self.n_logprobs())
+            params = replace(params, stop=[self.stop] if isinstance(self.stop, str) else self.stop)
+        return replace(params, ignore_eos=self.ignore_eos, logprobs=self.n_logprobs())
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -183,6 +187,97 @@ class CompletionRequest(SamplingRequest):
 
     def n_logprobs(self) -> int | None:
         return self.logprobs
+
+
+# --- the Responses API (requests; its responses and stream events are the openai package's own) --
+class InputText(OpenAIModel):
+    type: Literal["input_text", "output_text", "text"]
+    text: str
+
+
+class InputMessage(OpenAIModel):
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[InputText]
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class FunctionCallItem(OpenAIModel):
+    type: Literal["function_call"]
+    call_id: str
+    name: str
+    arguments: str  # a JSON object, as a string
+    id: str | None = None
+    status: str | None = None
+
+
+class FunctionCallOutputItem(OpenAIModel):
+    type: Literal["function_call_output"]
+    call_id: str
+    output: str | list[InputText]
+    id: str | None = None
+    status: str | None = None
+
+    def text(self) -> str:
+        return self.output if isinstance(self.output, str) else "".join(p.text for p in self.output)
+
+
+class FunctionToolDefinition(OpenAIModel):
+    type: Literal["function"]
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_.-]+$")
+    description: str | None = None
+    parameters: dict | None = None  # a JSON schema of an object
+    strict: bool | None = None
+
+
+class FunctionToolChoice(OpenAIModel):
+    type: Literal["function"]
+    name: str
+
+
+class TextFormat(OpenAIModel):
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = None
+    description: str | None = None
+    schema_: dict | bool | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class TextConfig(OpenAIModel):
+    format: TextFormat | None = None
+
+
+class ResponseCreateRequest(OpenAIModel):
+    model: str
+    input: str | list[InputMessage | FunctionCallItem | FunctionCallOutputItem]
+    instructions: str | None = None
+    max_output_tokens: int | None = tunable("max_tokens")
+    metadata: dict[str, str] | None = None
+    parallel_tool_calls: bool = True
+    previous_response_id: str | None = None
+    store: bool = True
+    stream: bool = False
+    temperature: float | None = tunable("temperature")
+    text: TextConfig | None = None
+    tool_choice: Literal["none", "auto", "required"] | FunctionToolChoice | None = None
+    tools: list[FunctionToolDefinition] | None = None
+    top_p: float | None = tunable("top_p")
+    user: str | None = None
+    # --8<-- extensions (llama-server, vLLM)
+    top_k: int | None = tunable("top_k")
+    min_p: float | None = tunable("min_p")
+    repeat_penalty: float | None = tunable("repeat_penalty")
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64)
+
+    def tool_choice_value(self):
+        choice = self.tool_choice or ("auto" if self.tools else "none")
+        return choice.model_dump() if isinstance(choice, FunctionToolChoice) else choice
+
+    def text_config(self) -> dict:
+        return self.text.model_dump(by_alias=True, exclude_none=True) if self.text and self.text.format else \
+            {"format": {"type": "text"}}
 
 
 class TokenizeRequest(OpenAIModel):

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     max_tokens_limit: int | None = Field(None, ge=1)
     kv_cache_limit_mb: float | None = Field(None, gt=0)
     shutdown_grace: float = Field(30, ge=0)
+    stored_responses: int = Field(1000, ge=0)  # the Responses API's, kept in memory (oldest evicted first)
     models: list[ModelSettings] = Field([ModelSettings(id=DEFAULT_MODEL_ID)], min_length=1)
 
     @classmethod

@@ -2,8 +2,9 @@
 runner, and hands the runner's events to its serving module (app/serving/) for the answer."""
 from fastapi import APIRouter
 
-from . import completions, server
+from . import completions, responses, server
 
 router = APIRouter()
 router.include_router(server.router)
 router.include_router(completions.router)
+router.include_router(responses.router)

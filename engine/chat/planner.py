@@ -75,11 +75,12 @@ def plan_chat(loaded: "LoadedModel", messages: list[dict], tools: list[dict] | N
             raise InvalidRequest(f"tool_choice names {tool_name!r}, which is not among the tools", param="tool_choice")
     tool_formats.check_tools(tools)
     fmt = tool_formats.tool_format(loaded.template.source)
-    grammar, triggers = tool_formats.grammar(fmt, tools, choice, parallel_tool_calls,
+    after_result = bool(messages) and messages[-1]["role"] == "tool"
+    grammar, triggers = tool_formats.grammar(fmt, tools, choice, parallel_tool_calls, after_result=after_result,
                                              python_tag=tool_formats.PYTHON_TAG in loaded.tokenizer.special)
     history = [tool_formats.history_message(fmt, m) for m in messages]
     if fmt == "generic":  # the template knows nothing of tools: a system message says what to write
-        instructions = tool_formats.generic_system_message(tools, choice)
+        instructions = tool_formats.generic_system_message(tools, choice, after_result)
         if history and history[0]["role"] == "system":
             instructions["content"] = history[0]["content"] + "\n\n" + instructions["content"]
             history = history[1:]

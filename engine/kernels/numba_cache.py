@@ -1,8 +1,8 @@
-"""numba's on-disk cache, keyed by every engine source file at once.
+"""numba's on-disk cache, keyed by every engine source file with numba code in it at once.
 
 numba checks only the source file of the function it compiled, but the kernels inline helpers
 from dot.py, simd.py and layout.py: after an edit there, a cached kernel would keep the old code.
-Functions defined in the engine get a cache locator whose stamp hashes all its files, and names
+Functions defined in the engine get a cache locator whose stamp hashes those files, and names
 the activation width the kernels are compiled for (isa.py), which no file or CPU feature shows."""
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ ENGINE = Path(__file__).resolve().parent.parent
 
 @lru_cache(maxsize=1)
 def engine_stamp() -> str:
-    return hashlib.sha256(b"".join(f.read_bytes() for f in sorted(ENGINE.rglob("*.py")))).hexdigest()
+    """A hash of every engine file that mentions numba: the only ones whose code a kernel can
+    hold (an edit to the chat planner or the sampler compiles nothing again)."""
+    sources = (f.read_bytes() for f in sorted(ENGINE.rglob("*.py")))
+    return hashlib.sha256(b"".join(source for source in sources if b"numba" in source)).hexdigest()
 
 
 class _PackageStamp:

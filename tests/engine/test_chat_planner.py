@@ -80,11 +80,13 @@ def test_answers_are_read_back_as_calls_or_text():
     content, calls = tools.parse("generic", '{"tool_calls": [{"name": "a", "arguments": {}}, {"name": "b"}]}')
     assert content is None and [c.name for c in calls] == ["a", "b"]
     assert tools.parse("generic", '{"response": "It is sunny."}') == ("It is sunny.", [])
-    assert tools.parse("generic", "not json") == ("not json", [])
+    assert tools.parse("generic", '{"tool_call": {"name": "get_weath') == (None, [])  # cut: no envelope as text
     content, calls = tools.parse("llama3", '<|python_tag|>{"name": "a", "parameters": {"x": 1}}; {"name": "b", "parameters": {}}')
     assert content is None and [(c.name, c.arguments) for c in calls] == [("a", {"x": 1}), ("b", {})]
     assert tools.parse("llama3", '{"name": "a", "parameters": {}} and more') == ('{"name": "a", "parameters": {}} and more', [])
     assert tools.parse("llama3", "Hello") == ("Hello", [])
+    content, calls = tools.parse("llama3", '{"name": "a", "parameters": {}}; {"name": "b", "param')
+    assert content is None and [c.name for c in calls] == ["a"]  # cut in the second call
     call = tools.ToolCall("a", {"é": 1})
     assert call.id.startswith("call_") and json.loads(call.json_arguments()) == {"é": 1}
 
@@ -102,3 +104,28 @@ def test_past_calls_and_results_are_written_as_the_model_was_asked():
     with pytest.raises(InvalidRequest) as e:
         tools.history_message("llama3", bad)
     assert e.value.param == "messages"
+
+
+def test_declared_arguments_only_unless_the_schema_allows_more():
+    schema = {"type": "object", "properties": {"city": {"type": "string"},
+                                               "where": {"type": "object", "properties": {"lat": {"type": "number"}}},
+                                               "tags": {"type": "array", "items": {"type": "object", "properties": {}}}},
+              "$defs": {"unit": {"type": "object", "properties": {"name": {"type": "string"}}}}}
+    out = tools.closed(schema)
+    assert out["additionalProperties"] is False and out["properties"]["where"]["additionalProperties"] is False
+    assert out["properties"]["tags"]["items"]["additionalProperties"] is False
+    assert out["$defs"]["unit"]["additionalProperties"] is False and "additionalProperties" not in schema
+    open_schema = {"type": "object", "properties": {}, "additionalProperties": {"type": "string"}}
+    assert tools.closed(open_schema) == open_schema
+    assert tools.closed({"type": "object", "properties": {}, "additionalProperties": True})["additionalProperties"] is True
+
+
+def test_after_a_tool_result_the_generic_format_lets_the_answer_be_words():
+    lm = loaded(SMOLLM2)
+    result = [*ASK, {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Lyon"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "sunny"}]
+    plan = plan_chat(lm, result, [WEATHER], "auto")
+    assert plan.triggers == ("{",) and "plain words" in prompt_text(SMOLLM2, plan)
+    assert plan.read("It is sunny in Lyon.") == ("It is sunny in Lyon.", [])
+    assert plan_chat(lm, result, [WEATHER], "required").triggers == ()  # a call is still a call

@@ -1,6 +1,7 @@
 """The model runner in this process (no server): admission up to `parallel`, a full queue, the
 engine's request rules, cancellation, prefix reuse, and n choices sharing one prompt."""
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -134,7 +135,7 @@ def test_requests_with_one_system_prompt_hold_its_keys_and_values_once(lm):
 
     async def go():
         runner = ModelRunner(lm, 512, parallel=2, cache_slots=0)
-        first = runner.submit([first_ids], LONG)
+        first = runner.submit([first_ids], replace(LONG, max_tokens=512 - len(first_ids)))
         events = runner.stream(first)
         await anext(events)  # its prompt is in the cache
         second = runner.submit([second_ids], GREEDY)
