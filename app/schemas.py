@@ -224,17 +224,13 @@ class FunctionCallOutputItem(OpenAIModel):
         return self.output if isinstance(self.output, str) else "".join(p.text for p in self.output)
 
 
-class FunctionToolDefinition(OpenAIModel):
+class FunctionToolDefinition(FunctionDefinition):
+    """A function tool as the Responses API writes it: flat, the function's fields beside `type`."""
     type: Literal["function"]
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_.-]+$")
-    description: str | None = None
-    parameters: dict | None = None  # a JSON schema of an object
-    strict: bool | None = None
 
 
-class FunctionToolChoice(OpenAIModel):
+class FunctionToolChoice(NamedFunction):
     type: Literal["function"]
-    name: str
 
 
 class TextFormat(OpenAIModel):
