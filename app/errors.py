@@ -1,4 +1,6 @@
-"""Every error as OpenAI shapes it: {"error": {"message", "type", "param", "code"}}."""
+"""Every error as its API shapes it: OpenAI's {"error": {"message", "type", "param", "code"}}, and on
+Anthropic's paths (/v1/messages) Anthropic's {"type": "error", "error": {"type", "message"}}, its
+type named by the status as Anthropic names them."""
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
@@ -21,7 +23,15 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return OpenAIError(400, message, param=param, code=code)
 
 
-def error_response(status: int, info: ErrorInfo, headers: dict | None = None) -> JSONResponse:
+ANTHROPIC_PATHS = "/v1/messages"
+ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                   404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error"}
+
+
+def error_response(status: int, info: ErrorInfo, headers: dict | None = None, path: str = "") -> JSONResponse:
+    if path.startswith(ANTHROPIC_PATHS):
+        body = {"type": "error", "error": {"type": ANTHROPIC_TYPES.get(status, "api_error"), "message": info.message}}
+        return JSONResponse(body, status_code=status, headers=headers)
     return JSONResponse(ErrorResponse(error=info).model_dump(), status_code=status, headers=headers)
 
 
@@ -37,22 +47,25 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(OpenAIError)
     async def openai_error(request: Request, exc: OpenAIError):
-        return error_response(exc.status, exc.info, exc.headers)
+        return error_response(exc.status, exc.info, exc.headers, request.url.path)
 
     @app.exception_handler(InvalidRequest)
     async def invalid_request(request: Request, exc: InvalidRequest):  # (routes name the param where they can)
-        return error_response(400, bad_request(str(exc), param=exc.param, code=exc.code).info)
+        return error_response(400, bad_request(str(exc), param=exc.param, code=exc.code).info, path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         message, param = _validation_message(exc)
-        return error_response(400, ErrorInfo(message=message, type="invalid_request_error", param=param))
+        return error_response(400, ErrorInfo(message=message, type="invalid_request_error", param=param),
+                              path=request.url.path)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return error_response(exc.status_code, ErrorInfo(message=str(exc.detail), type=kind), exc.headers)
+        return error_response(exc.status_code, ErrorInfo(message=str(exc.detail), type=kind), exc.headers,
+                              request.url.path)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
-        return error_response(500, ErrorInfo(message=f"internal error: {exc}", type="server_error"))
+        return error_response(500, ErrorInfo(message=f"internal error: {exc}", type="server_error"),
+                              path=request.url.path)

@@ -31,7 +31,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            return await error_response(413, self._error())(scope, receive, send)
+            return await error_response(413, self._error(), path=scope["path"])(scope, receive, send)
         received = 0
 
         async def counted() -> dict:

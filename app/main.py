@@ -109,7 +109,8 @@ def describe_models(app: FastAPI, model_ids: list[str]) -> None:
     def document() -> dict:
         if app.openapi_schema is None:
             schemas = fastapi_document()["components"]["schemas"]
-            for name in ("ChatCompletionRequest", "CompletionRequest", "ResponseCreateRequest"):
+            for name in ("ChatCompletionRequest", "CompletionRequest", "ResponseCreateRequest", "MessageCreateRequest",
+                         "CountTokensRequest"):
                 schemas[name]["properties"]["model"]["enum"] = model_ids
         return app.openapi_schema
     app.openapi = document

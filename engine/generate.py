@@ -23,6 +23,7 @@ class TokenEvent:
     top_logprobs: list[tuple[int, float]] = field(default_factory=list)
     finish_reason: str | None = None   # "stop" or "length" on the last event
     index: int = 0                     # which choice of the request
+    stop: str | None = None            # the stop string that ended it, if one did
 
 
 class StopStrings:
@@ -32,17 +33,18 @@ class StopStrings:
         self.stops = [s for s in stops if s]
         self.pending = ""
 
-    def push(self, text: str) -> tuple[str, bool]:
-        """(text safe to emit, whether a stop string was reached)."""
+    def push(self, text: str) -> tuple[str, str | None]:
+        """(text safe to emit, the stop string reached if one was: the first in the text)."""
         self.pending += text
-        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        hits = sorted((i, s) for s in self.stops if (i := self.pending.find(s)) >= 0)
         if hits:
-            out, self.pending = self.pending[:min(hits)], ""
-            return out, True
+            at, stop = hits[0]
+            out, self.pending = self.pending[:at], ""
+            return out, stop
         hold = max((k for s in self.stops for k in range(1, len(s)) if self.pending.endswith(s[:k])), default=0)
         cut = len(self.pending) - hold
         out, self.pending = self.pending[:cut], self.pending[cut:]
-        return out, False
+        return out, None
 
     def flush(self) -> str:
         out, self.pending = self.pending, ""
@@ -106,8 +108,8 @@ class Sequence:
         text, stopped = self.stops.push(self.decoder.push(token))
         if grammar_done:  # the grammar allows nothing more: end here
             event.text, event.finish_reason = text + self.stops.push(self.decoder.flush())[0] + self.stops.flush(), "stop"
-        elif stopped:
-            event.text, event.finish_reason = text, "stop"
+        elif stopped is not None:
+            event.text, event.finish_reason, event.stop = text, "stop", stopped
         elif len(self.generated) >= self.max_tokens or last:
             event.text = text + self.stops.push(self.decoder.flush())[0] + self.stops.flush()
             event.finish_reason = "length"

@@ -45,9 +45,11 @@ async def authorize(request: Request) -> None:
     if not keys:
         return
     header = request.headers.get("authorization", "")
-    if not header.startswith("Bearer ") or not key_is_valid(header[7:], keys):
-        raise OpenAIError(401, "Incorrect API key provided." if header else "Missing API key: send "
-                          "'Authorization: Bearer <key>'.", code="invalid_api_key")
+    # as OpenAI's clients send it, or as Anthropic's (x-api-key)
+    given = header[7:] if header.startswith("Bearer ") else request.headers.get("x-api-key")
+    if given is None or not key_is_valid(given, keys):
+        raise OpenAIError(401, "Incorrect API key provided." if header or given else "Missing API key: send "
+                          "'Authorization: Bearer <key>' or 'x-api-key: <key>'.", code="invalid_api_key")
 
 
 def runner_for(request: Request, model: str | None) -> ModelRunner:

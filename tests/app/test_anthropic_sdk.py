@@ -1,0 +1,59 @@
+"""Anthropic's Messages API against a real `llamba serve` on the default model, through the
+anthropic SDK and LangChain's ChatAnthropic (the server of tests/app/conftest.py: an API key, one
+request at a time)."""
+import anthropic
+import pytest
+
+from tests.support import MODEL
+from tests.support.server import API_KEY
+
+WEATHER = {"name": "get_weather", "description": "The current weather in a city",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+ASK = [{"role": "user", "content": "What is the capital of France?"}]
+GREEDY = {"temperature": 0}  # (from the body: this SDK release takes no sampling arguments)
+
+
+@pytest.fixture
+def claude(server):
+    return anthropic.Anthropic(base_url=server, api_key=API_KEY, max_retries=0)
+
+
+def test_a_message_its_stream_and_its_token_count_agree(claude):
+    whole = claude.messages.create(model=MODEL, max_tokens=40, extra_body=GREEDY, system="Answer briefly.", messages=ASK)
+    assert whole.stop_reason in ("end_turn", "max_tokens") and whole.content[0].text.strip()
+    with claude.messages.stream(model=MODEL, max_tokens=40, extra_body=GREEDY, system="Answer briefly.",
+                                messages=ASK) as stream:
+        streamed = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert streamed == final.content[0].text == whole.content[0].text
+    count = claude.messages.count_tokens(model=MODEL, system="Answer briefly.", messages=ASK)
+    # (Anthropic's usage counts the prompt tokens read from the cache apart from the others)
+    assert count.input_tokens == final.usage.input_tokens + (final.usage.cache_read_input_tokens or 0)
+
+
+def test_a_forced_tool_use_and_its_result_round_trip(claude):
+    ask = [{"role": "user", "content": "What is the weather in Lyon?"}]
+    called = claude.messages.create(model=MODEL, max_tokens=64, extra_body=GREEDY, tools=[WEATHER], messages=ask,
+                                    tool_choice={"type": "tool", "name": "get_weather"})
+    (use,) = [b for b in called.content if b.type == "tool_use"]
+    assert called.stop_reason == "tool_use" and use.name == "get_weather" and set(use.input) <= {"city"}
+    answer = claude.messages.create(model=MODEL, max_tokens=64, extra_body=GREEDY, tools=[WEATHER], messages=[
+        *ask, {"role": "assistant", "content": called.content},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "Sunny, 21 C"}]}])
+    assert answer.stop_reason in ("end_turn", "max_tokens", "tool_use") and answer.content
+
+
+def test_errors_are_anthropics(server):
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=server, api_key="wrong", max_retries=0).messages.create(
+            model=MODEL, max_tokens=8, messages=ASK)
+    with pytest.raises(anthropic.NotFoundError) as e:
+        anthropic.Anthropic(base_url=server, api_key=API_KEY, max_retries=0).messages.create(
+            model="claude-none", max_tokens=8, messages=ASK)
+    assert e.value.body["error"]["type"] == "not_found_error"
+
+
+def test_langchain_chat_anthropic_invokes(server):
+    from langchain_anthropic import ChatAnthropic
+    chat = ChatAnthropic(model=MODEL, base_url=server, api_key=API_KEY, max_tokens=32, temperature=0, max_retries=0)
+    assert chat.invoke("Say hello.").content
