@@ -10,7 +10,7 @@ import uuid
 from dataclasses import replace
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from llamba.engine.sampling import TUNABLE, SamplingParams
 
@@ -64,6 +64,13 @@ class ChatMessage(OpenAIModel):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # an assistant's
     tool_call_id: str | None = None           # a tool result's
+
+    @model_validator(mode="after")
+    def _content_where_required(self):
+        # OpenAI refuses null content except from an assistant (whose tool calls may be all it says)
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a {self.role} message needs content (a string or a list of text parts), got null")
+        return self
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -141,6 +148,13 @@ class SamplingRequest(OpenAIModel):
     repeat_penalty: float | None = tunable("repeat_penalty")
     ignore_eos: bool = False
     return_tokens_as_token_ids: bool = False
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, stop):
+        if isinstance(stop, list) and len(stop) > 4:  # OpenAI's limit
+            raise ValueError(f"at most 4 stop sequences, got {len(stop)}")
+        return stop
 
     def n_logprobs(self) -> int | None:
         return None
