@@ -110,7 +110,7 @@ def describe_models(app: FastAPI, model_ids: list[str]) -> None:
         if app.openapi_schema is None:
             schemas = fastapi_document()["components"]["schemas"]
             for name in ("ChatCompletionRequest", "CompletionRequest", "ResponseCreateRequest", "MessageCreateRequest",
-                         "CountTokensRequest"):
+                         "CountTokensRequest", "EmbeddingRequest"):
                 schemas[name]["properties"]["model"]["enum"] = model_ids
         return app.openapi_schema
     app.openapi = document

@@ -290,6 +290,15 @@ class ResponseCreateRequest(OpenAIModel):
             {"format": {"type": "text"}}
 
 
+
+# --- embeddings -------------------------------------------------------------------------------------
+class EmbeddingRequest(OpenAIModel):
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    dimensions: int | None = Field(None, ge=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+
 class TokenizeRequest(OpenAIModel):
     content: str
     add_special: bool = False

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
                                YamlConfigSettingsSource)
 
+from llamba.engine.embeddings import POOLINGS
 from llamba.engine.kv_cache import KV_TYPES
 from llamba.engine.sampling import TUNABLE
 
@@ -69,6 +70,8 @@ class Settings(BaseSettings):
     max_tokens_limit: int | None = Field(None, ge=1)
     kv_cache_limit_mb: float | None = Field(None, gt=0)
     shutdown_grace: float = Field(30, ge=0)
+    # how /v1/embeddings pools a text's hidden states (None: the model file's own, else "mean")
+    pooling: Literal[POOLINGS] | None = None
     stored_responses: int = Field(1000, ge=0)  # the Responses API's, kept in memory (oldest evicted first)
     models: list[ModelSettings] = Field([ModelSettings(id=DEFAULT_MODEL_ID)], min_length=1)
 

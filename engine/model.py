@@ -157,11 +157,13 @@ class Llama:
         logits = self.step([Span(0, start, list(tokens))], cache, all_logits)
         return logits if all_logits else logits[0]
 
-    def step(self, spans: list[Span], cache: KVCache, all_logits: bool = False) -> np.ndarray:
+    def step(self, spans: list[Span], cache: KVCache, all_logits: bool = False,
+             with_hidden: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Run spans of several slots as one batch: every weight is read once for all of them,
         and each token's result is the same as if it ran alone. Appends their keys and values to
         `cache`. Returns the logits of each span's last token (len(spans), vocab), or of every
-        token (n, vocab) if `all_logits`."""
+        token (n, vocab) if `all_logits`; `with_hidden`: and every token's final hidden state,
+        normed (n, dim), which embeddings pool."""
         c, w = self.config, self.weights
         tokens = np.concatenate([np.asarray(sp.tokens, dtype=np.int64) for sp in spans])
         positions = np.concatenate([np.arange(sp.start, sp.start + len(sp.tokens)) for sp in spans])
@@ -191,6 +193,6 @@ class Llama:
             # feed-forward (SwiGLU)
             h = Activations(ops.rmsnorm(x, layer.ffn_norm, c.rms_eps))
             x = x + matmul(layer.w2, ops.swiglu(project(layer.w13, h)))
-        if not all_logits:
-            x = x[np.cumsum([len(sp.tokens) for sp in spans]) - 1]
-        return matmul(w.output, ops.rmsnorm(x, w.output_norm, c.rms_eps))
+        hidden = ops.rmsnorm(x, w.output_norm, c.rms_eps)
+        logits = matmul(w.output, hidden if all_logits else hidden[np.cumsum([len(sp.tokens) for sp in spans]) - 1])
+        return (logits, hidden) if with_hidden else logits

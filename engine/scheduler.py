@@ -37,6 +37,9 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
+from .embeddings import Embedding, EmbeddingEvent
 from .errors import InvalidRequest
 from .generate import Sequence, TokenEvent, check_request
 from .grammar import Constraint
@@ -63,6 +66,7 @@ class Job:
     deadline: float | None = None
     constraint: Constraint | None = None  # its grammar, compiled once; each choice follows a copy
     cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
+    pooling: str | None = None  # an embedding job's pooling (embeddings.py); None: a generation
     submitted: float = field(default_factory=time.monotonic)
     unfinished: int = 0     # choices not yet finished (set at admission)
 
@@ -104,7 +108,7 @@ class Choice:
     job: Job
     index: int              # the choice's index in the response (prompt * n + i)
     slot: Slot
-    sequence: Sequence
+    sequence: Sequence | Embedding  # a generation's state, or an embedding's
     last_event: float       # when its previous token (or its admission) happened
     leader: "Choice | None" = None  # the choice that computes the prompt this one shares
 
@@ -174,9 +178,13 @@ class ModelRunner:
         job = Job([list(p) for p in prompts], params, n, asyncio.get_running_loop())
         if params.grammar is not None:  # compiled here, off the model's thread: a bad one is refused at once
             job.constraint = self.loaded.grammars.constraint(params.grammar, triggers=params.grammar_triggers)
+        return self._queue(job)
+
+    def _queue(self, job: Job) -> Job:
         if job.choices > self.parallel:
-            raise InvalidRequest(f"{job.choices} choices ({len(prompts)} prompts x n={n}) exceed the "
-                                 f"{self.parallel} this server generates at once", param="n")
+            what = "inputs" if job.pooling else f"choices ({len(job.prompts)} prompts x n={job.n})"
+            raise InvalidRequest(f"{job.choices} {what} exceed the {self.parallel} this server runs at once",
+                                 param="prompt" if job.pooling else "n")
         if self.timeout:
             job.deadline = time.monotonic() + self.timeout
         with self._wake:
@@ -187,6 +195,19 @@ class ModelRunner:
             self._report()
             self._wake.notify()
         return job
+
+    def submit_embeddings(self, prompts: list[list[int]], pooling: str) -> Job:
+        """Queue inputs to embed (in the event loop's thread): one EmbeddingEvent per input comes
+        back. Raises InvalidRequest (an empty input, one longer than the context) or QueueFull."""
+        for ids in prompts or [[]]:
+            if not ids:
+                raise InvalidRequest("An input is empty.", param="prompt")
+            self.loaded.model.check_tokens(ids)
+            if len(ids) > self.n_ctx:
+                raise InvalidRequest(f"This model's context is {self.n_ctx} tokens and an input has {len(ids)}.",
+                                     param="prompt", code="context_length_exceeded")
+        job = Job([list(p) for p in prompts], SamplingParams(), 1, asyncio.get_running_loop(), pooling=pooling)
+        return self._queue(job)
 
     async def stream(self, job: Job):
         """The job's TokenEvents as they come; cancels the job if the consumer goes away."""
@@ -254,6 +275,12 @@ class ModelRunner:
             job._emit(_DONE)
             return
         job.unfinished = job.choices
+        if job.pooling:  # each input in a slot of its own, from its first token (its every hidden state is pooled)
+            for p, prompt in enumerate(job.prompts):
+                self.running.append(Choice(job, p, self._take_slot(job, prompt, shared=False),
+                                           Embedding(prompt, job.pooling, p), last_event=job.submitted))
+            self.observer.admitted(job)
+            return
         for p, prompt in enumerate(job.prompts):
             leader = None
             for i in range(job.n):
@@ -318,10 +345,19 @@ class ModelRunner:
         if not batch:
             return
         self._make_room([span for _, span in batch])
-        logits = self.loaded.model.step([span for _, span in batch], self.cache)
+        embedding = any(isinstance(c.sequence, Embedding) for c, _ in batch)
+        logits = self.loaded.model.step([span for _, span in batch], self.cache, with_hidden=embedding)
+        if embedding:
+            logits, hidden = logits
+            ends = np.cumsum([len(span.tokens) for _, span in batch])
         now = time.monotonic()
-        for (c, span), row in zip(batch, logits):
+        for k, ((c, span), row) in enumerate(zip(batch, logits)):
             c.slot.tokens.extend(span.tokens)
+            if isinstance(c.sequence, Embedding):
+                c.sequence.add(hidden[ends[k] - len(span.tokens):ends[k]])
+                if not c.pending:
+                    self._finish(c, EmbeddingEvent(c.index, c.sequence.vector()))
+                continue
             if c.pending:  # the prompt is not all in yet
                 continue
             followers = [f for f in self.running if f.leader is c and len(f.slot.tokens) < len(c.slot.tokens)]
@@ -335,14 +371,20 @@ class ModelRunner:
         event = c.sequence.accept(logits, last=c.job.deadline is not None and now > c.job.deadline)
         self.observer.token(c.job, now - c.last_event, first=len(c.sequence.generated) == 1)
         c.last_event = now
-        c.job._emit(event)
         if event.finish_reason:
-            c.slot.busy, c.slot.last_used = False, time.monotonic()
-            self.running.remove(c)
-            c.job.unfinished -= 1
-            if c.job.unfinished == 0:
-                c.job._emit(_DONE)
-            self._report()
+            self._finish(c, event)
+        else:
+            c.job._emit(event)
+
+    def _finish(self, c: Choice, event) -> None:
+        """A choice's last event: its slot is free again, and its job ends with its last choice."""
+        c.job._emit(event)
+        c.slot.busy, c.slot.last_used = False, time.monotonic()
+        self.running.remove(c)
+        c.job.unfinished -= 1
+        if c.job.unfinished == 0:
+            c.job._emit(_DONE)
+        self._report()
 
 
 __all__ = ["ModelRunner", "Job", "QueueFull", "TokenEvent", "Observer", "InvalidRequest"]

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import logging
 from collections import defaultdict
+from contextlib import contextmanager
 
 from fastapi import Request
 from pydantic import BaseModel
@@ -73,18 +74,26 @@ def note_ignored_fields(body: BaseModel) -> None:
         log.warning("ignoring the request field %r, which llamba does not support", name)
 
 
-def submit(runner: ModelRunner, prompts: list[list[int]], params: SamplingParams, n: int,
-           fields: dict[str, str]) -> Job:
-    """Queue a request as one job (so that every refusal, a full queue included, comes before any
-    streaming starts). `fields`: the request's name for each engine concept an error may name
-    ("prompt", "max_tokens", "output", ...; a concept not in it keeps its name)."""
+@contextmanager
+def refusals(fields: dict[str, str]):
+    """The engine's refusals of a request as the API's errors: InvalidRequest a 400 naming the
+    request's field (`fields`: the request's name for each engine concept, "prompt", "max_tokens",
+    "output", ...; one not in it keeps its name), a full queue a 429 with Retry-After."""
     try:
-        return runner.submit(prompts, params, n=n)
+        yield
     except InvalidRequest as e:
         raise bad_request(str(e), param=fields.get(e.param, e.param), code=e.code) from None
     except QueueFull as e:
         raise OpenAIError(429, f"Too many requests: {e}. Retry shortly.", type="rate_limit_exceeded",
                           code="rate_limit_exceeded", headers={"Retry-After": "1"}) from None
+
+
+def submit(runner: ModelRunner, prompts: list[list[int]], params: SamplingParams, n: int,
+           fields: dict[str, str]) -> Job:
+    """Queue a request as one job (so that every refusal, a full queue included, comes before any
+    streaming starts)."""
+    with refusals(fields):
+        return runner.submit(prompts, params, n=n)
 
 
 async def collect(runner: ModelRunner, job: Job, request: Request) -> dict[int, list]:
