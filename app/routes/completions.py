@@ -22,7 +22,8 @@ router = APIRouter()
 def output_format(body: s.ChatCompletionRequest | s.CompletionRequest) -> tuple[Output | None, str]:
     """What the answer must be, from `response_format` (chat) or llama-server's `json_schema` and
     `grammar` (both endpoints), and the field it comes from."""
-    fmt = getattr(body, "response_format", None)
+    # (a completions request's extra fields are attributes too: only chat has response_format)
+    fmt = body.response_format if isinstance(body, s.ChatCompletionRequest) else None
     if fmt is not None and fmt.type == "json_object":
         return JSON_OBJECT, "response_format"
     if fmt is not None and fmt.type == "json_schema":

@@ -56,7 +56,8 @@ def plan(runner, body: a.CountTokensRequest) -> ChatPlan:
         raise bad_request(str(e), param=FIELDS.get(e.param, e.param)) from None
 
 
-@router.post("/v1/messages", dependencies=[Depends(authorize)], responses=ERRORS)
+@router.post("/v1/messages", dependencies=[Depends(authorize)],
+             responses={200: {"content": {"text/event-stream": {}}, "description": "A Message, or its stream"}, **ERRORS})
 async def create_message(request: Request, body: a.MessageCreateRequest):
     runner = runner_for(request, body.model)
     note_ignored_fields(body)

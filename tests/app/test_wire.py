@@ -108,6 +108,7 @@ def test_a_completion_echoes_and_offsets_its_logprobs():
      "response_format", None),
     ("/v1/chat/completions", {"messages": QUESTION, "json_schema": 5}, 400, "json_schema", None),
     ("/v1/completions", {"prompt": "x", "suffix": "y"}, 400, "suffix", None),
+    ("/v1/completions", {"prompt": [], "response_format": {"x": 1}}, 400, "prompt", None),  # (not a field here)
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": None}]}, 400, "messages.0", None),
     ("/v1/chat/completions", {"messages": QUESTION, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", None),
     ("/v1/chat/completions", {"model": "nope", "messages": QUESTION}, 404, "model", "model_not_found"),

@@ -49,6 +49,8 @@ class FakeRunner:
         self.jobs: list[Job] = []  # what the app submitted
 
     def submit(self, prompts: list[list[int]], params: SamplingParams, n: int = 1) -> Job:
+        if not prompts or not all(prompts):
+            raise InvalidRequest("The prompt is empty.", param="prompt")
         if params.max_tokens is None:
             params = replace(params, max_tokens=self.defaults.max_tokens)
         elif max(map(len, prompts)) + params.max_tokens > self.n_ctx:
