@@ -193,6 +193,8 @@ class Llama:
             # feed-forward (SwiGLU)
             h = Activations(ops.rmsnorm(x, layer.ffn_norm, c.rms_eps))
             x = x + matmul(layer.w2, ops.swiglu(project(layer.w13, h)))
+        last = np.cumsum([len(sp.tokens) for sp in spans]) - 1
+        if not with_hidden:  # the output norm on the rows whose logits are read, and no more
+            return matmul(w.output, ops.rmsnorm(x if all_logits else x[last], w.output_norm, c.rms_eps))
         hidden = ops.rmsnorm(x, w.output_norm, c.rms_eps)
-        logits = matmul(w.output, hidden if all_logits else hidden[np.cumsum([len(sp.tokens) for sp in spans]) - 1])
-        return (logits, hidden) if with_hidden else logits
+        return matmul(w.output, hidden if all_logits else hidden[last]), hidden

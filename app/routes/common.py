@@ -7,10 +7,12 @@ import hmac
 import logging
 from collections import defaultdict
 from contextlib import contextmanager
+from dataclasses import replace
 
 from fastapi import Request
 from pydantic import BaseModel
 
+from llamba.engine.chat import ChatPlan
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.sampling import SamplingParams
 from llamba.engine.scheduler import Job, ModelRunner, QueueFull
@@ -94,6 +96,25 @@ def submit(runner: ModelRunner, prompts: list[list[int]], params: SamplingParams
     streaming starts)."""
     with refusals(fields):
         return runner.submit(prompts, params, n=n)
+
+
+def submit_chat(runner: ModelRunner, plan: ChatPlan, params: SamplingParams, n: int, fields: dict[str, str]) -> Job:
+    """Queue a chat turn as its plan says: its prompt, under its grammar; a grammar the engine
+    refuses is named as the field it came from (the tools, or the output format)."""
+    params = replace(params, grammar=plan.grammar, grammar_triggers=plan.triggers)
+    return submit(runner, [plan.prompt_ids], params, n, {**fields, "grammar": fields.get(plan.grammar_from,
+                                                                                         plan.grammar_from)})
+
+
+def token_lists(value: str | list, tok, parse_special: bool) -> list[list[int]]:
+    """A prompt or input as OpenAI takes it (a string, a list of strings, token ids, or lists of
+    token ids) as lists of token ids."""
+    if isinstance(value, str):
+        return [tok.encode(value, add_special=True, parse_special=parse_special)]
+    if value and all(isinstance(x, int) for x in value):
+        return [list(value)]
+    return [tok.encode(x, add_special=True, parse_special=parse_special) if isinstance(x, str) else list(x)
+            for x in value]
 
 
 async def collect(runner: ModelRunner, job: Job, request: Request) -> dict[int, list]:

@@ -14,7 +14,8 @@ from llamba.app import schemas as s
 from llamba.app.errors import bad_request
 from llamba.app.serving import completions as serving
 
-from .common import authorize, collect, generation, note_ignored_fields, runner_for, state, submit
+from .common import (authorize, collect, generation, note_ignored_fields, runner_for, state, submit, submit_chat,
+                     token_lists)
 
 router = APIRouter()
 
@@ -58,23 +59,12 @@ async def chat_completions(request: Request, body: s.ChatCompletionRequest):
                          body.parallel_tool_calls, output)
     except InvalidRequest as e:
         raise bad_request(str(e), param=fields.get(e.param, e.param)) from None
-    params = replace(body.to_sampling_params(runner.defaults), grammar=plan.grammar, grammar_triggers=plan.triggers)
-    job = submit(runner, [plan.prompt_ids], params, body.n, {**fields, "grammar": fields.get(plan.grammar_from,
-                                                                                             plan.grammar_from)})
+    job = submit_chat(runner, plan, body.to_sampling_params(runner.defaults), body.n, fields)
     first = head(request, body, "chatcmpl")
     if body.stream:
         return EventSourceResponse(serving.chat_chunks(runner, job, plan, body, first), ping=3600)
     events = await collect(runner, job, request)
     return serving.chat_completion(job, events, plan, runner.loaded.tokenizer, body, first)
-
-
-def completion_prompts(body: s.CompletionRequest, tok) -> list[list[int]]:
-    p = body.prompt
-    if isinstance(p, str):
-        return [tok.encode(p, add_special=True, parse_special=True)]
-    if p and all(isinstance(x, int) for x in p):
-        return [list(p)]
-    return [tok.encode(x, add_special=True, parse_special=True) if isinstance(x, str) else list(x) for x in p]
 
 
 @router.post("/v1/completions", dependencies=[Depends(authorize)], responses=generation(s.Completion))
@@ -89,7 +79,7 @@ async def completions(request: Request, body: s.CompletionRequest):
     except InvalidRequest as e:
         raise bad_request(str(e), param=output_field) from None
     params = replace(body.to_sampling_params(runner.defaults), grammar=grammar)
-    job = submit(runner, completion_prompts(body, runner.loaded.tokenizer), params, body.n,  # one batched job
+    job = submit(runner, token_lists(body.prompt, runner.loaded.tokenizer, parse_special=True), params, body.n,  # one batched job
                  {"output": output_field, "grammar": output_field})
     first = head(request, body, "cmpl")
     if body.stream:

@@ -12,18 +12,9 @@ from llamba.engine.embeddings import model_pooling
 from llamba.app import schemas as s
 from llamba.app.errors import bad_request
 
-from .common import ERRORS, authorize, collect, note_ignored_fields, refusals, runner_for, state
+from .common import ERRORS, authorize, collect, note_ignored_fields, refusals, runner_for, state, token_lists
 
 router = APIRouter()
-
-
-def inputs(body: s.EmbeddingRequest, tok) -> list[list[int]]:
-    x = body.input
-    if isinstance(x, str):
-        return [tok.encode(x, add_special=True, parse_special=False)]
-    if x and all(isinstance(t, int) for t in x):
-        return [list(x)]
-    return [tok.encode(t, add_special=True, parse_special=False) if isinstance(t, str) else list(t) for t in x]
 
 
 def encoded(vector: np.ndarray, encoding_format: str) -> list[float] | str:
@@ -41,7 +32,7 @@ async def embeddings(request: Request, body: s.EmbeddingRequest):
     if body.dimensions is not None and body.dimensions != dim:
         raise bad_request(f"This model's embeddings have {dim} dimensions; it cannot return {body.dimensions}.",
                           param="dimensions")
-    prompts = inputs(body, runner.loaded.tokenizer)
+    prompts = token_lists(body.input, runner.loaded.tokenizer, parse_special=False)
     if not prompts:
         raise bad_request("input is empty.", param="input")
     pooling = state(request).settings.pooling or model_pooling(runner.loaded.model.file.metadata) or "mean"

@@ -17,7 +17,7 @@ from llamba.app.errors import bad_request
 from llamba.app.schemas import sampling_params
 from llamba.app.serving import messages as serving
 
-from .common import ERRORS, authorize, collect, note_ignored_fields, runner_for, submit
+from .common import ERRORS, authorize, collect, note_ignored_fields, runner_for, submit_chat
 
 router = APIRouter()
 # the engine's concepts, as this API names them
@@ -62,9 +62,8 @@ async def create_message(request: Request, body: a.MessageCreateRequest):
     runner = runner_for(request, body.model)
     note_ignored_fields(body)
     chat = plan(runner, body)
-    params = replace(sampling_params(runner.defaults, body, body.max_tokens), stop=body.stop_sequences or [],
-                     grammar=chat.grammar, grammar_triggers=chat.triggers)
-    job = submit(runner, [chat.prompt_ids], params, 1, {**FIELDS, "grammar": FIELDS.get(chat.grammar_from, "tools")})
+    params = replace(sampling_params(runner.defaults, body, body.max_tokens), stop=body.stop_sequences or [])
+    job = submit_chat(runner, chat, params, 1, FIELDS)
     head = dict(id=serving.new_id("msg"), model=body.model)
     if body.stream:
         return EventSourceResponse(serving.stream_events(runner, job, chat, head), ping=3600)

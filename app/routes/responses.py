@@ -4,7 +4,6 @@ the engine's planner; app/serving/responses.py builds the answer."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -17,7 +16,7 @@ from llamba.app import schemas as s
 from llamba.app.errors import OpenAIError, bad_request
 from llamba.app.serving import responses as serving
 
-from .common import ERRORS, authorize, collect, generation, note_ignored_fields, runner_for, state, submit
+from .common import ERRORS, authorize, collect, generation, note_ignored_fields, runner_for, state, submit_chat
 
 router = APIRouter()
 # the engine's concepts, as this API names them
@@ -97,10 +96,7 @@ async def create_response(request: Request, body: s.ResponseCreateRequest):
                          choice.name if named else None, body.parallel_tool_calls, text_output(body))
     except InvalidRequest as e:
         raise bad_request(str(e), param=FIELDS.get(e.param, e.param)) from None
-    params = replace(s.sampling_params(runner.defaults, body, body.max_output_tokens), grammar=plan.grammar,
-                     grammar_triggers=plan.triggers)
-    job = submit(runner, [plan.prompt_ids], params, 1, {**FIELDS, "grammar": FIELDS.get(plan.grammar_from,
-                                                                                        plan.grammar_from)})
+    job = submit_chat(runner, plan, s.sampling_params(runner.defaults, body, body.max_output_tokens), 1, FIELDS)
     head = dict(id=serving.new_id("resp"), created_at=time.time(), model=body.model)
 
     def keep(done: Response) -> None:
