@@ -64,10 +64,13 @@ def test_stop_string_ends_text_before_it():
 
 def test_stop_strings_hold_back_partial_matches():
     s = StopStrings(["END"])
-    assert s.push("abc E") == ("abc ", False)
-    assert s.push("N") == ("", False)
-    assert s.push("X") == ("ENX", False)
-    assert s.push("..END tail") == ("..", True)
+    assert s.push("abc E") == ("abc ", None)
+    assert s.push("N") == ("", None)
+    assert s.push("X") == ("ENX", None)
+    assert s.push("..END tail") == ("..", "END")
+    # the stop string reached first in the text is the one named, whatever the list's order
+    s = StopStrings(["tail", "END"])
+    assert s.push("..END tail") == ("..", "END")
 
 
 def test_penalties_and_filters():
