@@ -74,3 +74,4 @@ class MessageCreateRequest(CountTokensRequest):
     temperature: float | None = Field(None, ge=0.0, le=1.0)
     top_k: int | None = tunable("top_k")
     top_p: float | None = tunable("top_p")
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64, description="llamba's: a seed for sampling, as OpenAI's")

@@ -68,7 +68,7 @@ async def create_message(request: Request, body: a.MessageCreateRequest):
     if body.stream:
         return EventSourceResponse(serving.stream_events(runner, job, chat, head), ping=3600)
     events = await collect(runner, job, request)
-    return JSONResponse(serving.message(head, job, chat, events[0]).model_dump(mode="json", exclude_none=True))
+    return JSONResponse(serving.message(head, job, serving.read(chat, events[0]), events[0]).model_dump(mode="json", exclude_none=True))
 
 
 @router.post("/v1/messages/count_tokens", dependencies=[Depends(authorize)], responses=ERRORS)

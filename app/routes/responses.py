@@ -68,7 +68,7 @@ def as_messages(done: Response) -> list[dict]:
     for item in done.output:
         if item.type == "message":
             messages.append({"role": "assistant", "content": "".join(p.text for p in item.content)})
-        else:
+        elif item.status == "completed":  # (a call cut by max_output_tokens has no arguments to give back)
             add_call(messages, item.call_id, item.name, item.arguments)
     return messages
 
@@ -105,7 +105,7 @@ async def create_response(request: Request, body: s.ResponseCreateRequest):
     if body.stream:
         return EventSourceResponse(serving.stream_events(runner, job, plan, body, head, keep), ping=3600)
     events = await collect(runner, job, request)
-    done = serving.finished(head, body, job, plan, events[0])
+    done = serving.finished(head, body, job, serving.output_items(plan, "".join(e.text for e in events[0])), events[0])
     keep(done)
     return JSONResponse(done.model_dump(mode="json", exclude_none=True))
 

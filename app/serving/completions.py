@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import AsyncIterator
 
-from llamba.engine.chat import ChatPlan
+from llamba.engine.chat import Change, ChatPlan, ToolCall
 from llamba.engine.scheduler import Job, ModelRunner
 from llamba.app import schemas as s
 
@@ -47,11 +47,25 @@ def usage(job: Job, completion_tokens: int) -> s.Usage:
                    prompt_tokens_details=s.PromptTokensDetails(cached_tokens=job.cached_tokens))
 
 
-def assistant_message(plan: ChatPlan, text: str) -> s.ChatCompletionMessage:
+def assistant_message(answer: tuple[str | None, list[ToolCall]]) -> s.ChatCompletionMessage:
     """The assistant's message: its tool calls (content null) where the answer is calls, else its text."""
-    content, calls = plan.read(text)
+    content, calls = answer
     return s.ChatCompletionMessage(content=content, tool_calls=[
         s.ToolCall(id=c.id, function=s.FunctionCall(name=c.name, arguments=c.json_arguments())) for c in calls] or None)
+
+
+def tool_call_delta(change: Change) -> s.ChoiceDelta | None:
+    """A chunk's delta for a change in a streamed answer: text as content, a call's start as its id,
+    type and name, each piece of its arguments as written."""
+    if change.part.call is None:
+        return s.ChoiceDelta(content=change.text) if change.kind == "added" else None
+    call, index = change.part.call, change.part.index
+    if change.kind == "opened":
+        return s.ChoiceDelta(tool_calls=[s.ToolCallDelta(index=index, id=call.id, type="function",
+                                                         function=s.FunctionCallDelta(name=call.name, arguments=""))])
+    if change.kind == "added":
+        return s.ChoiceDelta(tool_calls=[s.ToolCallDelta(index=index, function=s.FunctionCallDelta(arguments=change.text))])
+    return None
 
 
 def finish_reason(message: s.ChatCompletionMessage, events) -> str:
@@ -63,7 +77,7 @@ def chat_completion(job: Job, events: dict[int, list], plan: ChatPlan, tok, body
                     head: dict) -> s.ChatCompletion:
     choices = []
     for i in range(job.choices):
-        message = assistant_message(plan, "".join(e.text for e in events[i]))
+        message = assistant_message(plan.read("".join(e.text for e in events[i])))
         choices.append(s.Choice(index=i, message=message, finish_reason=finish_reason(message, events[i]),
                                 logprobs=chat_logprobs(tok, events[i], body.return_tokens_as_token_ids)
                                 if body.logprobs else None))
@@ -74,8 +88,8 @@ async def chat_chunks(runner: ModelRunner, job: Job, plan: ChatPlan, body: s.Cha
                       head: dict) -> AsyncIterator[dict]:
     """A chunk with the role for each choice, a chunk per token, then a chunk with an empty delta
     and the finish reason for each choice; the usage if asked; [DONE]. Where tool calls may come,
-    a choice's output is read whole: its text in one chunk, or each call in two (its id, type
-    and name, then its arguments)."""
+    a choice's output is read as it comes (engine/chat/answer.py): its text, or each call's id,
+    type and name once the name is written, then its arguments piece by piece."""
     tok, as_ids = runner.loaded.tokenizer, body.return_tokens_as_token_ids
 
     def chunk(index: int, delta: s.ChoiceDelta, events=(), finish=None) -> dict:
@@ -85,29 +99,23 @@ async def chat_chunks(runner: ModelRunner, job: Job, plan: ChatPlan, body: s.Cha
 
     for i in range(job.choices):
         yield chunk(i, s.ChoiceDelta(role="assistant", content=""))
-    generated, held = 0, defaultdict(list)
+    generated, readers = 0, defaultdict(plan.reader)
     async for event in runner.stream(job):
         generated += 1
-        if plan.tool_format:
-            held[event.index].append(event)
-        elif event.text or body.logprobs:
-            yield chunk(event.index, s.ChoiceDelta(content=event.text), [event])
-        if not event.finish_reason:
+        if not plan.tool_format:
+            if event.text or body.logprobs:
+                yield chunk(event.index, s.ChoiceDelta(content=event.text), [event])
+            if event.finish_reason:
+                yield chunk(event.index, s.ChoiceDelta(), finish=event.finish_reason)
             continue
-        if plan.tool_format:
-            events = held.pop(event.index)
-            message = assistant_message(plan, "".join(e.text for e in events))
-            for k, call in enumerate(message.tool_calls or []):
-                yield chunk(event.index, s.ChoiceDelta(tool_calls=[s.ToolCallDelta(
-                    index=k, id=call.id, type="function", function=s.FunctionCallDelta(name=call.function.name,
-                                                                                      arguments=""))]))
-                yield chunk(event.index, s.ChoiceDelta(tool_calls=[s.ToolCallDelta(
-                    index=k, function=s.FunctionCallDelta(arguments=call.function.arguments))]))
-            if message.content:
-                yield chunk(event.index, s.ChoiceDelta(content=message.content), events)
-            yield chunk(event.index, s.ChoiceDelta(), finish=finish_reason(message, events))
-        else:
-            yield chunk(event.index, s.ChoiceDelta(), finish=event.finish_reason)
+        reader = readers[event.index]
+        deltas = [delta for change in reader.push(event.text) + (reader.finish() if event.finish_reason else [])
+                  if (delta := tool_call_delta(change))]
+        for k, delta in enumerate(deltas or ([s.ChoiceDelta()] if body.logprobs else [])):
+            yield chunk(event.index, delta, [event] if k == 0 else ())
+        if event.finish_reason:
+            message = assistant_message(reader.result())
+            yield chunk(event.index, s.ChoiceDelta(), finish=finish_reason(message, [event]))
     if body.stream_options and body.stream_options.include_usage:
         yield sse(s.ChatCompletionChunk(**head, choices=[], usage=usage(job, generated)))
     yield DONE

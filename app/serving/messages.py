@@ -3,7 +3,6 @@ own types: the whole `Message`, or its stream of events (message_start, ping, a 
 deltas and stop, message_delta, message_stop)."""
 from __future__ import annotations
 
-import json
 import uuid
 from typing import AsyncIterator
 
@@ -12,7 +11,8 @@ from anthropic.types import (InputJSONDelta, Message, MessageDeltaUsage, RawCont
                              RawMessageStartEvent, RawMessageStopEvent, TextBlock, TextDelta, ToolUseBlock, Usage)
 from anthropic.types.raw_message_delta_event import Delta
 
-from llamba.engine.chat import ChatPlan
+from llamba.engine.chat import ChatPlan, ToolCall
+from llamba.engine.chat.answer import AnswerReader, Part
 from llamba.engine.scheduler import Job, ModelRunner
 
 
@@ -32,13 +32,32 @@ def stop_reason(plan_calls: bool, events: list) -> tuple[str, str | None]:
     return "end_turn", None
 
 
-def message(head: dict, job: Job, plan: ChatPlan, events: list) -> Message:
-    content, calls = plan.read("".join(e.text for e in events))
-    blocks = [TextBlock(type="text", text=content)] if content else []
-    blocks += [ToolUseBlock(type="tool_use", id=new_id("toolu"), name=c.name, input=c.arguments) for c in calls]
+def tool_use_id(call: ToolCall) -> str:
+    return "toolu_" + call.id.removeprefix("call_")
+
+
+def block(part: Part) -> TextBlock | ToolUseBlock:
+    if part.call is None:
+        return TextBlock(type="text", text=part.text)
+    return ToolUseBlock(type="tool_use", id=tool_use_id(part.call), name=part.call.name,
+                        input=part.call.arguments if part.closed and not part.cut else {})
+
+
+def message(head: dict, job: Job, reader: AnswerReader, events: list) -> Message:
+    """The whole message: its text block (if there is text) or a block per call (a call cut by
+    max_tokens left out), its stop reason and usage."""
+    content, calls = reader.result()
+    blocks = [block(p) for p in reader.parts if (p.call is None and p.text) or (p.call is not None and not p.cut)]
     reason, sequence = stop_reason(bool(calls), events)
     return Message(**head, type="message", role="assistant", content=blocks, stop_reason=reason, stop_sequence=sequence,
                    usage=usage(job, len(events)))
+
+
+def read(plan: ChatPlan, events: list) -> AnswerReader:
+    reader = plan.reader()
+    reader.push("".join(e.text for e in events))
+    reader.finish()
+    return reader
 
 
 def usage(job: Job, output_tokens: int) -> Usage:
@@ -52,33 +71,27 @@ def sse(event) -> dict:
 
 
 async def stream_events(runner: ModelRunner, job: Job, plan: ChatPlan, head: dict) -> AsyncIterator[dict]:
-    """The message's start (no content yet), a ping, then a text block streamed token by token;
-    where tool calls may come, the answer is read whole and each block sent with its input in one
-    delta. Then the stop reason and usage, and message_stop."""
+    """The message's start (no content yet), a ping, then, as the answer is read
+    (engine/chat/answer.py), a text block and its deltas, or a tool_use block per call and its
+    input's JSON as it is written; then the stop reason and usage, and message_stop."""
     start = Message(**head, type="message", role="assistant", content=[], usage=usage(job, 0))
     yield sse(RawMessageStartEvent(type="message_start", message=start))
     yield {"event": "ping", "data": '{"type": "ping"}'}
-    events, streaming_text = [], plan.tool_format is None
-    if streaming_text:
-        yield sse(RawContentBlockStartEvent(type="content_block_start", index=0,
-                                            content_block=TextBlock(type="text", text="")))
+    events, reader = [], plan.reader()
     async for event in runner.stream(job):
         events.append(event)
-        if streaming_text and event.text:
-            yield sse(RawContentBlockDeltaEvent(type="content_block_delta", index=0,
-                                                delta=TextDelta(type="text_delta", text=event.text)))
-    done = message(head, job, plan, events)
-    if streaming_text:
-        yield sse(RawContentBlockStopEvent(type="content_block_stop", index=0))
-    else:
-        for index, block in enumerate(done.content):
-            empty = block.model_copy(update={"input": {}}) if block.type == "tool_use" else block.model_copy(
-                update={"text": ""})
-            yield sse(RawContentBlockStartEvent(type="content_block_start", index=index, content_block=empty))
-            delta = (InputJSONDelta(type="input_json_delta", partial_json=json.dumps(block.input, ensure_ascii=False)) if block.type == "tool_use"
-                     else TextDelta(type="text_delta", text=block.text))
-            yield sse(RawContentBlockDeltaEvent(type="content_block_delta", index=index, delta=delta))
-            yield sse(RawContentBlockStopEvent(type="content_block_stop", index=index))
+        for change in reader.push(event.text) + (reader.finish() if event.finish_reason else []):
+            index = change.part.index
+            if change.kind == "opened":
+                yield sse(RawContentBlockStartEvent(type="content_block_start", index=index,
+                                                    content_block=block(change.part)))
+            elif change.kind == "added":
+                delta = (TextDelta(type="text_delta", text=change.text) if change.part.call is None else
+                         InputJSONDelta(type="input_json_delta", partial_json=change.text))
+                yield sse(RawContentBlockDeltaEvent(type="content_block_delta", index=index, delta=delta))
+            else:
+                yield sse(RawContentBlockStopEvent(type="content_block_stop", index=index))
+    done = message(head, job, reader, events)
     yield sse(RawMessageDeltaEvent(type="message_delta", delta=Delta(stop_reason=done.stop_reason,
                                                                      stop_sequence=done.stop_sequence),
                                    usage=MessageDeltaUsage(output_tokens=done.usage.output_tokens)))

@@ -17,6 +17,7 @@ from openai.types.responses.response import IncompleteDetails
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
 from llamba.engine.chat import ChatPlan
+from llamba.engine.chat.answer import Part
 from llamba.engine.scheduler import Job, ModelRunner
 from llamba.app import schemas as s
 
@@ -25,14 +26,27 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
 
+def output_item(part: Part, item_id: str) -> ResponseOutputMessage | ResponseFunctionToolCall:
+    """A part of the answer as an output item: a message with its text, or a function call (its
+    status incomplete where max_output_tokens cut it)."""
+    if part.call is None:
+        return message_item(part.text, "completed" if part.closed else "in_progress", item_id)
+    status = "incomplete" if part.cut else "completed" if part.closed else "in_progress"
+    return ResponseFunctionToolCall(type="function_call", id=item_id, call_id=part.call.id, name=part.call.name,
+                                    arguments=part.call.json_arguments() if status == "completed" else part.text,
+                                    status=status)
+
+
+def item_id(part: Part) -> str:
+    return new_id("msg" if part.call is None else "fc")
+
+
 def output_items(plan: ChatPlan, text: str) -> list[ResponseOutputMessage | ResponseFunctionToolCall]:
     """The answer as output items: a message with its text, or one function call per call."""
-    content, calls = plan.read(text)
-    items = [ResponseFunctionToolCall(type="function_call", id=new_id("fc"), call_id=c.id, name=c.name,
-                                      arguments=c.json_arguments(), status="completed") for c in calls]
-    if content or not calls:
-        items.insert(0, message_item(content or ""))
-    return items
+    reader = plan.reader()
+    reader.push(text)
+    reader.finish()
+    return [output_item(part, item_id(part)) for part in reader.parts]
 
 
 def message_item(text: str, status: str = "completed", item_id: str | None = None) -> ResponseOutputMessage:
@@ -66,18 +80,18 @@ def response(head: dict, body: s.ResponseCreateRequest, status: str = "in_progre
                             strict=t.strict) for t in body.tools or []])
 
 
-def finished(head: dict, body: s.ResponseCreateRequest, job: Job, plan: ChatPlan, events: list) -> Response:
-    text = "".join(e.text for e in events)
+def finished(head: dict, body: s.ResponseCreateRequest, job: Job, output: list, events: list) -> Response:
     cut = bool(events) and events[-1].finish_reason == "length"
-    return response(head, body, "completed", output_items(plan, text), usage(job, len(events)), cut)
+    return response(head, body, "completed", output, usage(job, len(events)), cut)
 
 
 async def stream_events(runner: ModelRunner, job: Job, plan: ChatPlan, body: s.ResponseCreateRequest,
                         head: dict, on_done) -> AsyncIterator[dict]:
-    """response.created and .in_progress; for a text answer the message item, its text part and a
-    delta per token, then their .done events; where tool calls may come, the answer is read whole
-    and each call is an item with one arguments delta; then response.completed (or .incomplete,
-    cut by max_output_tokens), after `on_done(response)` has stored it."""
+    """response.created and .in_progress; then, as the answer is read (engine/chat/answer.py), a
+    text answer's message item, its text part and its deltas, or an item per function call and
+    its arguments' deltas as they are written, each closed by its .done events; then
+    response.completed (or .incomplete, cut by max_output_tokens), after `on_done(response)` has
+    stored it."""
     sequence = iter(range(1 << 62))
 
     def sse(event) -> dict:
@@ -86,44 +100,45 @@ async def stream_events(runner: ModelRunner, job: Job, plan: ChatPlan, body: s.R
 
     yield sse(ResponseCreatedEvent(type="response.created", response=response(head, body), sequence_number=0))
     yield sse(ResponseInProgressEvent(type="response.in_progress", response=response(head, body), sequence_number=0))
-    events, item_id = [], new_id("msg")
-    streaming_text = plan.tool_format is None
-    if streaming_text:
-        yield sse(ResponseOutputItemAddedEvent(type="response.output_item.added", output_index=0, sequence_number=0,
-                                               item=message_item("", "in_progress", item_id)))
-        yield sse(ResponseContentPartAddedEvent(type="response.content_part.added", item_id=item_id, output_index=0,
-                                                content_index=0, sequence_number=0,
-                                                part=ResponseOutputText(type="output_text", text="", annotations=[])))
+    events, reader, ids = [], plan.reader(), {}
     async for event in runner.stream(job):
         events.append(event)
-        if streaming_text and event.text:
-            yield sse(ResponseTextDeltaEvent(type="response.output_text.delta", item_id=item_id, output_index=0,
-                                             content_index=0, delta=event.text, logprobs=[], sequence_number=0))
-    done = finished(head, body, job, plan, events)
-    if streaming_text:
-        done.output[0].id = item_id
-    for index, item in enumerate(done.output):
-        if streaming_text:
-            text = item.content[0]
-            yield sse(ResponseTextDoneEvent(type="response.output_text.done", item_id=item_id, output_index=0,
-                                            content_index=0, text=text.text, logprobs=[], sequence_number=0))
-            yield sse(ResponseContentPartDoneEvent(type="response.content_part.done", item_id=item_id, output_index=0,
-                                                   content_index=0, part=text, sequence_number=0))
-        elif item.type == "message":
-            yield sse(ResponseOutputItemAddedEvent(type="response.output_item.added", output_index=index, item=item,
-                                                   sequence_number=0))
-        else:
-            added = item.model_copy(update={"arguments": "", "status": "in_progress"})
-            yield sse(ResponseOutputItemAddedEvent(type="response.output_item.added", output_index=index, item=added,
-                                                   sequence_number=0))
-            yield sse(ResponseFunctionCallArgumentsDeltaEvent(type="response.function_call_arguments.delta",
-                                                              item_id=item.id, output_index=index,
-                                                              delta=item.arguments, sequence_number=0))
-            yield sse(ResponseFunctionCallArgumentsDoneEvent(type="response.function_call_arguments.done",
-                                                             item_id=item.id, output_index=index, name=item.name,
-                                                             arguments=item.arguments, sequence_number=0))
-        yield sse(ResponseOutputItemDoneEvent(type="response.output_item.done", output_index=index, item=item,
-                                              sequence_number=0))
+        for change in reader.push(event.text) + (reader.finish() if event.finish_reason else []):
+            part, index = change.part, change.part.index
+            if change.kind == "opened":
+                ids[index] = item_id(part)
+                yield sse(ResponseOutputItemAddedEvent(type="response.output_item.added", output_index=index,
+                                                       item=output_item(part, ids[index]), sequence_number=0))
+                if part.call is None:
+                    yield sse(ResponseContentPartAddedEvent(
+                        type="response.content_part.added", item_id=ids[index], output_index=index, content_index=0,
+                        part=ResponseOutputText(type="output_text", text="", annotations=[]), sequence_number=0))
+            elif change.kind == "added" and part.call is None:
+                yield sse(ResponseTextDeltaEvent(type="response.output_text.delta", item_id=ids[index],
+                                                 output_index=index, content_index=0, delta=change.text, logprobs=[],
+                                                 sequence_number=0))
+            elif change.kind == "added":
+                yield sse(ResponseFunctionCallArgumentsDeltaEvent(type="response.function_call_arguments.delta",
+                                                                  item_id=ids[index], output_index=index,
+                                                                  delta=change.text, sequence_number=0))
+            else:
+                item = output_item(part, ids[index])
+                if part.call is None:
+                    text = item.content[0]
+                    yield sse(ResponseTextDoneEvent(type="response.output_text.done", item_id=item.id,
+                                                    output_index=index, content_index=0, text=text.text, logprobs=[],
+                                                    sequence_number=0))
+                    yield sse(ResponseContentPartDoneEvent(type="response.content_part.done", item_id=item.id,
+                                                           output_index=index, content_index=0, part=text,
+                                                           sequence_number=0))
+                else:
+                    yield sse(ResponseFunctionCallArgumentsDoneEvent(type="response.function_call_arguments.done",
+                                                                     item_id=item.id, output_index=index,
+                                                                     name=item.name, arguments=item.arguments,
+                                                                     sequence_number=0))
+                yield sse(ResponseOutputItemDoneEvent(type="response.output_item.done", output_index=index, item=item,
+                                                      sequence_number=0))
+    done = finished(head, body, job, [output_item(part, ids[part.index]) for part in reader.parts], events)
     on_done(done)
     if done.status == "incomplete":
         yield sse(ResponseIncompleteEvent(type="response.incomplete", response=done, sequence_number=0))

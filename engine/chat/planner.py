@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidRequest
 from ..grammar import json_schema_grammar, lark_grammar
 from . import tools as tool_formats
+from .answer import AnswerReader
 from .tools import ToolCall
 
 if TYPE_CHECKING:
@@ -52,11 +53,16 @@ class ChatPlan:
     triggers: tuple[str, ...] = ()       # lazy grammar: applies once the answer starts so
     tool_format: str | None = None       # "llama3" or "generic" when calls are read from the answer
 
+    def reader(self) -> AnswerReader:
+        """A reader of the answer as it is generated, part by part (answer.py)."""
+        return AnswerReader(self.tool_format)
+
     def read(self, text: str) -> tuple[str | None, list[ToolCall]]:
-        """(content, tool calls) of an answer: content None when it is calls."""
-        if self.tool_format is None:
-            return text, []
-        return tool_formats.parse(self.tool_format, text)
+        """(content, tool calls) of a whole answer: content None when it is calls."""
+        reader = self.reader()
+        reader.push(text)
+        reader.finish()
+        return reader.result()
 
 
 def plan_chat(loaded: "LoadedModel", messages: list[dict], tools: list[dict] | None = None,

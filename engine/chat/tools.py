@@ -34,12 +34,13 @@ class ToolCall:
     name: str
     arguments: dict
     id: str = ""
+    text: str = ""    # the arguments as the model wrote them (what was streamed), where it did
 
     def __post_init__(self):
         self.id = self.id or f"call_{uuid.uuid4().hex[:24]}"
 
     def json_arguments(self) -> str:
-        return json.dumps(self.arguments, ensure_ascii=False)
+        return self.text or json.dumps(self.arguments, ensure_ascii=False)
 
 
 def tool_format(template_source: str | None) -> str:
@@ -138,47 +139,6 @@ def generic_system_message(tools: list[dict], choice: str, after_result: bool = 
     listing = json.dumps([t["function"] for t in tools])
     text = (GENERIC_INSTRUCTIONS if choice == "auto" else GENERIC_REQUIRED).format(tools=listing)
     return {"role": "system", "content": text + (GENERIC_AFTER_RESULT if choice == "auto" and after_result else "")}
-
-
-def parse(fmt: str, text: str) -> tuple[str | None, list[ToolCall]]:
-    """(content, calls) from a model's output: calls where the output is calls in `fmt`, else
-    the text as content; content None where the output began calls that were cut short (the
-    calls complete before the cut are kept)."""
-    stripped = text.strip()
-    if fmt == "generic":  # (words, after a tool's result; else an envelope: one that does not parse was cut)
-        if not stripped.startswith("{"):
-            return text, []
-        try:
-            envelope = json.loads(stripped)
-        except ValueError:
-            return None, []
-        if isinstance(envelope, dict) and "response" in envelope:
-            return str(envelope["response"]), []
-        raw = envelope.get("tool_calls") if isinstance(envelope, dict) else None
-        raw = raw if raw is not None else [envelope.get("tool_call")] if isinstance(envelope, dict) else []
-        calls = [ToolCall(c["name"], c.get("arguments") or {}) for c in raw
-                 if isinstance(c, dict) and isinstance(c.get("name"), str)]
-        return (None, calls) if calls else (text, [])
-    if stripped.startswith(PYTHON_TAG):
-        stripped = stripped[len(PYTHON_TAG):].lstrip()
-    if not stripped.startswith("{"):
-        return text, []
-    calls, decoder, rest = [], json.JSONDecoder(), stripped
-    while rest:
-        try:
-            obj, end = decoder.raw_decode(rest)
-        except ValueError:  # a call cut short (by max_tokens): no words to show
-            return None, calls
-        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-            return text, []
-        args = obj.get("parameters", obj.get("arguments", {}))
-        calls.append(ToolCall(obj["name"], args if isinstance(args, dict) else {}))
-        rest = rest[end:].lstrip()
-        if rest.startswith(";"):
-            rest = rest[1:].lstrip()
-        elif rest:
-            return text, []
-    return None, calls
 
 
 def history_message(fmt: str, message: dict) -> dict:

@@ -1,12 +1,10 @@
 """The Responses API against a real `llamba serve` on the default model, through the openai SDK's
 own `client.responses` (the server of tests/app/conftest.py: an API key, one request at a time)."""
 import json
-import re
 
 import pytest
 
-from tests.support import MODEL, ROOT
-from tests.support.server import API_KEY
+from tests.support import MODEL
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "The current weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -61,13 +59,3 @@ def test_text_format_json_schema_is_enforced(client):
                                                                 "schema": schema, "strict": True}})
     assert r.status == "completed"
     assert set(json.loads(r.output_text)) == {"city", "country"}
-
-
-def test_the_readmes_responses_example_runs(server):
-    """The Python block of the README's Responses section, against this server."""
-    section = (ROOT / "README.md").read_text().split("### The Responses API")[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    code = code.replace("http://localhost:8000", server).replace('api_key="unused"', f'api_key="{API_KEY}"')
-    printed = []
-    exec(code, {"print": printed.append})
-    assert printed and isinstance(printed[0], str) and printed[0].strip()

@@ -86,6 +86,23 @@ def test_function_calls_and_their_outputs_round_trip():
     parsed = [STREAM_EVENT.validate_python(e) for e in events(streamed.text + "\ndata: [DONE]\n")]
     args = [e for e in parsed if e.type == "response.function_call_arguments.done"]
     assert len(args) == 1 and json.loads(args[0].arguments) == {"city": "Lyon"}
+    # the arguments arrive as the model writes them (the fake runner: a byte per token), in one item
+    deltas = [e for e in parsed if e.type == "response.function_call_arguments.delta"]
+    assert len(deltas) > 5 and "".join(e.delta for e in deltas) == args[0].arguments
+    added = next(e for e in parsed if e.type == "response.output_item.added")
+    assert {e.item_id for e in deltas} == {added.item.id, parsed[-1].response.output[0].id}
+    assert parsed[-1].response.output[0].arguments == args[0].arguments
+
+
+def test_a_call_cut_by_max_output_tokens_is_an_incomplete_item_left_out_of_the_next_turn():
+    body = {"input": "Weather in Lyon?", "tools": [WEATHER], "tool_choice": "required", "max_output_tokens": 62}
+    (cut, follow), runner = exchange(body, {"input": "Go on.", "previous_response_id": "PREVIOUS"},
+                                     runner=FakeRunner(CALL))
+    response = Response.model_validate(cut.json())
+    (call,) = response.output
+    assert response.status == "incomplete" and call.status == "incomplete" and CALL.startswith('{"tool_call": ')
+    assert call.arguments and not CALL.endswith(call.arguments)
+    assert follow.status_code == 200 and "Lyon" not in prompt(runner).split("Go on.")[0].split("Weather in Lyon?")[1]
 
 
 def test_cut_by_max_output_tokens_is_incomplete():

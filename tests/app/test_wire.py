@@ -76,8 +76,15 @@ def test_a_tool_call_is_a_message_of_calls_and_streams_as_call_deltas():
     deltas = [ch["delta"] for c in chunks for ch in c["choices"]]
     calls = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
     assert calls[0]["function"] == {"name": "get_weather", "arguments": ""} and calls[0]["id"].startswith("call_")
-    assert calls[1] == {"index": 0, "function": {"arguments": '{"city": "Lyon"}'}}
+    # the arguments arrive as the model writes them (the fake runner: a byte per token)
+    pieces = [c["function"]["arguments"] for c in calls[1:]]
+    assert all(c == {"index": 0, "function": {"arguments": p}} for c, p in zip(calls[1:], pieces))
+    assert "".join(pieces) == '{"city": "Lyon"}' and len(pieces) > 5
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    # streamed words of the envelope arrive as text
+    words = json.dumps({"response": "Sunny \u00e0 Lyon."})
+    chunks = events(post("/v1/chat/completions", {**body, "tool_choice": "auto", "stream": True}, FakeRunner(words)).text)
+    assert "".join(ch["delta"].get("content") or "" for c in chunks for ch in c["choices"]) == "Sunny à Lyon."
     # words instead (tool_choice auto allows them): the envelope never reaches the user
     words = json.dumps({"response": "Sunny."})
     answer = post("/v1/chat/completions", {**body, "tool_choice": "auto"}, FakeRunner(words)).json()["choices"][0]

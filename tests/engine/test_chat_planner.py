@@ -8,6 +8,7 @@ import pytest
 
 from llamba.engine.chat import JSON_OBJECT, Output, plan_chat
 from llamba.engine.chat import tools
+from llamba.engine.chat.answer import AnswerReader
 from llamba.engine.errors import InvalidRequest
 from tests.support import SMOLLM2, loaded
 
@@ -74,21 +75,75 @@ def test_the_llama3_format_gives_the_template_the_tools_and_waits_lazily_when_au
     assert plan_chat(lm, ASK, [WEATHER], "required").triggers == ()
 
 
+def read(fmt, text):
+    reader = AnswerReader(fmt)
+    reader.push(text)
+    reader.finish()
+    return reader.result()
+
+
 def test_answers_are_read_back_as_calls_or_text():
-    assert tools.parse("generic", '{"tool_call": {"name": "get_weather", "arguments": {"city": "Lyon"}}}')[1][0].arguments \
+    assert read("generic", '{"tool_call": {"name": "get_weather", "arguments": {"city": "Lyon"}}}')[1][0].arguments \
         == {"city": "Lyon"}
-    content, calls = tools.parse("generic", '{"tool_calls": [{"name": "a", "arguments": {}}, {"name": "b"}]}')
+    content, calls = read("generic", '{"tool_calls": [{"name": "a", "arguments": {}}, {"name": "b"}]}')
     assert content is None and [c.name for c in calls] == ["a", "b"]
-    assert tools.parse("generic", '{"response": "It is sunny."}') == ("It is sunny.", [])
-    assert tools.parse("generic", '{"tool_call": {"name": "get_weath') == (None, [])  # cut: no envelope as text
-    content, calls = tools.parse("llama3", '<|python_tag|>{"name": "a", "parameters": {"x": 1}}; {"name": "b", "parameters": {}}')
+    assert read("generic", '{"response": "It is sunny."}') == ("It is sunny.", [])
+    assert read("generic", '{"tool_call": {"name": "get_weath') == (None, [])  # cut: no envelope as text
+    assert read("generic", '{}') == ('{}', [])
+    assert read("generic", 'Sunny, 21 C.') == ('Sunny, 21 C.', [])  # words after a tool's result
+    content, calls = read("llama3", '<|python_tag|>{"name": "a", "parameters": {"x": 1}}; {"name": "b", "parameters": {}}')
     assert content is None and [(c.name, c.arguments) for c in calls] == [("a", {"x": 1}), ("b", {})]
-    assert tools.parse("llama3", '{"name": "a", "parameters": {}} and more') == ('{"name": "a", "parameters": {}} and more', [])
-    assert tools.parse("llama3", "Hello") == ("Hello", [])
-    content, calls = tools.parse("llama3", '{"name": "a", "parameters": {}}; {"name": "b", "param')
+    assert read("llama3", '{"name": "a", "parameters": {}} and more') == ('{"name": "a", "parameters": {}} and more', [])
+    assert read("llama3", "Hello") == ("Hello", [])
+    assert read("llama3", "") == ("", [])
+    content, calls = read("llama3", '{"name": "a", "parameters": {}}; {"name": "b", "param')
     assert content is None and [c.name for c in calls] == ["a"]  # cut in the second call
     call = tools.ToolCall("a", {"é": 1})
     assert call.id.startswith("call_") and json.loads(call.json_arguments()) == {"é": 1}
+
+
+def streamed(fmt, text, piece=1):
+    """The reader's changes with `text` pushed `piece` characters at a time, and its result."""
+    reader = AnswerReader(fmt)
+    changes = [c for i in range(0, len(text), piece) for c in reader.push(text[i:i + piece])] + reader.finish()
+    return changes, reader.result()
+
+
+def test_a_calls_arguments_stream_as_they_are_written():
+    text = '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Lyon", "days": [1, 2]}}, {"name": "get_time"}]}'
+    changes, (content, calls) = streamed("generic", text)
+    assert content is None and [c.name for c in calls] == ["get_weather", "get_time"]
+    first = [c for c in changes if c.part.index == 0]
+    assert [c.kind for c in first[:1]] == ["opened"] and first[-1].kind == "closed"
+    added = [c.text for c in first if c.kind == "added"]
+    assert len(added) > 10 and "".join(added) == calls[0].json_arguments() == '{"city": "Lyon", "days": [1, 2]}'
+    # the first call closes before the second opens, and the second's missing arguments are {}
+    kinds = [(c.kind, c.part.index) for c in changes if c.kind != "added"]
+    assert kinds == [("opened", 0), ("closed", 0), ("opened", 1), ("closed", 1)]
+    assert calls[1].json_arguments() == "{}" and calls[1].arguments == {}
+    # any split of the text reads the same
+    for piece in (2, 7, len(text)):
+        assert streamed("generic", text, piece)[1][1][0].json_arguments() == calls[0].json_arguments()
+
+
+def test_the_envelopes_words_stream_as_text_escapes_whole():
+    words = r'Il fait beau \u00e0 Lyon\n\"21\" \ud83d\ude00 !'
+    changes, (content, calls) = streamed("generic", '{"response": "' + words + '"}')
+    assert content == json.loads('"' + words + '"') and not calls
+    added = [c.text for c in changes if c.kind == "added"]
+    assert "".join(added) == content and len(added) > 10
+    assert all(not "\ud800" <= ch <= "\udfff" for piece in added for ch in piece)  # a pair arrives as one character
+
+
+def test_a_call_cut_short_streams_what_was_written_and_is_not_in_the_result():
+    changes, (content, calls) = streamed("llama3", '<|python_tag|>{"name": "a", "parameters": {"x": 1}}; {"name": "b", "parameters": {"y"')
+    assert content is None and [c.name for c in calls] == ["a"]
+    cut = [c for c in changes if c.part.index == 1]
+    assert cut[0].kind == "opened" and cut[-1].kind == "closed" and cut[-1].part.cut
+    assert "".join(c.text for c in cut if c.kind == "added") == '{"y"'
+    # text answers stream as they come, the python tag's prefix held until it is known not to be one
+    changes, (content, _) = streamed("llama3", "<|pyt")
+    assert content == "<|pyt" and [c.kind for c in changes] == ["opened", "added", "closed"]
 
 
 def test_past_calls_and_results_are_written_as_the_model_was_asked():
