@@ -1,18 +1,27 @@
-"""Embeddings against llama.cpp's: the same texts through llamba's `/v1/embeddings` pooling and
-through llama.cpp (llama-cpp-python's `Llama(embedding=True)`, mean pooling, normalized, the code
-llama-server's `--embeddings --pooling mean` runs), and the cosine of each pair.
+"""Embeddings against llama.cpp's: the same texts through llamba's `/v1/embeddings` and through
+llama-server's (`--embeddings --pooling mean`, built from the llama.cpp source llama-cpp-python
+vendors, bench/llama_server.py), both normalized as their OpenAI routes give them, and the cosine
+of each pair.
 
     python -m bench.embeddings [--model PATH]
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
+import httpx
 import numpy as np
 
-from llamba.engine.loader import LoadedModel, default_model_path
-from llamba.engine.scheduler import ModelRunner
+from llamba.engine.loader import default_model_path
+from tests.support.server import free_port
+
+from .concurrency import below_avx512
+from .llama_server import llama_server_binary
 
 TEXTS = ["The cat sat on the mat.", "Quarterly revenue rose 12% on strong cloud demand.",
          "def add(a, b):\n    return a + b", "Der schnelle braune Fuchs springt über den faulen Hund.",
@@ -20,35 +29,48 @@ TEXTS = ["The cat sat on the mat.", "Quarterly revenue rose 12% on strong cloud 
          "plant cells, releasing oxygen as a by-product."]
 
 
-def llamba_vectors(path, texts: list[str]) -> np.ndarray:
-    loaded = LoadedModel.load(path)
-
-    async def go():
-        runner = ModelRunner(loaded, 2048, parallel=len(texts))
-        job = runner.submit_embeddings([loaded.tokenizer.encode(t, add_special=True) for t in texts], "mean")
-        events = [e async for e in runner.stream(job)]
-        runner.close()
-        return np.stack([e.vector for e in sorted(events, key=lambda e: e.index)])
-    return asyncio.run(go())
-
-
-def llama_cpp_vectors(path, texts: list[str]) -> np.ndarray:
-    import llama_cpp
-    llm = llama_cpp.Llama(str(path), embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, n_ctx=2048,
-                          verbose=False)
-    return np.stack([np.asarray(llm.embed(t, normalize=True), dtype=np.float64) for t in texts])
+def server_vectors(cmd: list[str], port: int, texts: list[str]) -> np.ndarray:
+    """Start a server, wait for /health, embed `texts` through its /v1/embeddings, stop it."""
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 300
+            while True:
+                if proc.poll() is not None or time.time() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"{cmd[0]} did not start:\n{log.read()[-2000:]}")
+                try:
+                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            r = httpx.post(f"{base}/v1/embeddings", json={"model": "any", "input": texts}, timeout=300)
+            r.raise_for_status()
+            data = sorted(r.json()["data"], key=lambda d: d["index"])
+            return np.array([d["embedding"] for d in data], dtype=np.float64)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", type=Path, default=None)
     args = p.parse_args()
-    path = args.model or default_model_path()
-    ours, theirs = llamba_vectors(path, TEXTS), llama_cpp_vectors(path, TEXTS)
+    path = str(args.model or default_model_path())
+    port = free_port()
+    ours = server_vectors([sys.executable, "-m", "llamba", "serve", "--model", path, "--port", str(port)],
+                          port, TEXTS)
+    port = free_port()
+    theirs = server_vectors([str(llama_server_binary(avx2_only=below_avx512("auto"))), "-m", path, "--port",
+                             str(port), "--embeddings", "--pooling", "mean", "-c", "2048"], port, TEXTS)
     cosines = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
     for text, cosine in zip(TEXTS, cosines):
         print(f"{cosine:.5f}  {text[:60]!r}")
-    print(f"min cosine {cosines.min():.5f} over {len(TEXTS)} texts (mean pooling, normalized)")
+    print(f"min cosine {cosines.min():.5f} over {len(TEXTS)} texts (mean pooling, normalized), "
+          f"llamba against llama-server --embeddings --pooling mean")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,12 +17,21 @@ import tempfile
 from pathlib import Path
 
 from .llama_cpp_avx2 import CMAKE_ARGS
-from .synth_model import CACHE
+from .synth_model import CACHE, ROOT
 
 
 def llama_server_binary(avx2_only: bool = False) -> Path:
     """llama-server for this CPU (GGML_NATIVE), or for AVX2 without AVX-512 (as llama_cpp_avx2.py)."""
     return llama_cpp_binary("llama-server", avx2_only)
+
+
+def llama_cpp_version() -> str:
+    """The installed llama-cpp-python's version, else the one constraints.txt pins."""
+    try:
+        return importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        pins = (ROOT / "constraints.txt").read_text()
+        return re.search(r"^llama[-_]cpp[-_]python==(\S+)", pins, re.M).group(1)
 
 
 def llama_cpp_binary(target: str, avx2_only: bool = False) -> Path:
@@ -31,7 +41,7 @@ def llama_cpp_binary(target: str, avx2_only: bool = False) -> Path:
     found = os.environ.get(variable) or shutil.which(target)
     if found:
         return Path(found)
-    version = importlib.metadata.version("llama-cpp-python")
+    version = llama_cpp_version()
     binary = CACHE / f"{target}-{version}{'-avx2' if avx2_only else ''}"
     if binary.exists():
         return binary

@@ -12,7 +12,7 @@ than a scanner's state carried across pushes.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .tools import PYTHON_TAG, ToolCall
 
@@ -29,7 +29,7 @@ class Part:
 @dataclass(frozen=True)
 class Change:
     kind: str                      # "opened", "added" (with `text`) or "closed"
-    part: Part
+    part: Part                     # the part (as it opened, for "opened")
     text: str = ""
 
 
@@ -186,17 +186,18 @@ class AnswerReader:
         else:
             self.is_text = True
 
-    def _objects(self) -> list[Node]:
-        """The calls' JSON objects so far; a generic envelope's words as a string node."""
+    def _objects(self) -> tuple[Node | None, list[Node]]:
+        """(a generic envelope's words as a string node, or None; the calls' JSON objects so far)."""
         text = self.text
         if self.fmt == "generic":  # one envelope: {"tool_call": ...}, {"tool_calls": [...]} or {"response": "..."}
             envelope = scan(text, self.json_start)
             self.json_whole = envelope.end is not None
             fields = envelope.children
-            if "response" in fields:
-                return [fields["response"]]
-            return fields["tool_calls"].children if "tool_calls" in fields else \
-                [fields["tool_call"]] if "tool_call" in fields else []
+            if "response" in fields and text[fields["response"].start] == '"':
+                return fields["response"], []
+            if "tool_calls" in fields:
+                return None, list(fields["tool_calls"].children)
+            return None, [fields["tool_call"]] if "tool_call" in fields else []
         objects, j = [], self.json_start  # llama3: calls separated by ";"
         while j < len(text):
             node = scan(text, j)
@@ -208,19 +209,18 @@ class AnswerReader:
                 raise ValueError(f"';' expected at {j}")
             j = _skip(text, j + 1)
         self.json_whole = bool(objects) and objects[-1].end is not None
-        return objects
+        return None, objects
 
     def _parts_in_json(self) -> list[tuple[ToolCall | None, str, bool]]:
         """(call, its arguments' text so far, its JSON closed) for each part the JSON holds so
-        far; for a generic envelope's words, (None, the words so far, False)."""
+        far; for a generic envelope's words, (None, the words so far, the string closed)."""
+        words, objects = self._objects()
+        if words is not None:
+            self.words = True
+            return [(None, string_so_far(self.text, words), words.end is not None)]
         wanted, text = [], self.text
-        for k, node in enumerate(self._objects()):
-            if not isinstance(node.children, dict):  # (a list: not a call; a string: the envelope's words)
-                if text[node.start] == '"' and self.fmt == "generic":
-                    self.words = True
-                    return [(None, string_so_far(text, node), node.end is not None)]
-                break
-            name = node.children.get("name")
+        for k, node in enumerate(objects):
+            name = node.children.get("name") if isinstance(node.children, dict) else None
             if name is None or name.end is None or text[name.start] != '"':
                 break
             arguments = node.children.get("arguments", node.children.get("parameters"))
@@ -237,7 +237,7 @@ class AnswerReader:
         changes = []
         if index == len(self.parts):
             self.parts.append(Part(index, call))
-            changes.append(Change("opened", self.parts[index]))
+            changes.append(Change("opened", replace(self.parts[index])))  # (as it opened: empty)
         part = self.parts[index]
         if len(text) > len(part.text):
             changes.append(Change("added", part, text[len(part.text):]))

@@ -44,6 +44,41 @@ def test_a_request_gets_the_same_tokens_alone_or_among_seven_others(server, samp
         assert lp == lp_alone  # bit for bit: a token's maths does not depend on its batch
 
 
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def mixed_request(base: str, i: int) -> str:
+    """Request i of eight, greedy, through chat completions, the Responses API or the Messages
+    API in turn, some with a forced tool call (a grammar): the answer's text, or its call."""
+    question = PROMPTS[i]
+    if i % 3 == 0:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": question}], "max_tokens": 24, "temperature": 0}
+        if i == 3:
+            body |= {"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}],
+                     "tool_choice": "required"}
+        message = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300).json()["choices"][0]["message"]
+        return message["content"] or json.dumps(message["tool_calls"][0]["function"])
+    if i % 3 == 1:
+        body = {"model": MODEL, "input": question, "max_output_tokens": 24, "temperature": 0}
+        if i == 4:
+            body |= {"tools": [{"type": "function", "name": "get_weather", "parameters": WEATHER}],
+                     "tool_choice": "required"}
+        output = httpx.post(f"{base}/v1/responses", json=body, timeout=300).json()["output"][0]
+        return output["content"][0]["text"] if output["type"] == "message" else output["arguments"]
+    body = {"model": MODEL, "max_tokens": 24, "temperature": 0, "messages": [{"role": "user", "content": question}]}
+    if i == 5:
+        body |= {"tools": [{"name": "get_weather", "input_schema": WEATHER}], "tool_choice": {"type": "any"}}
+    block = httpx.post(f"{base}/v1/messages", json=body, timeout=300).json()["content"][0]
+    return block.get("text") or json.dumps(block["input"])
+
+
+def test_eight_requests_mixing_the_three_apis_get_the_same_answers_as_alone(server):
+    alone = [mixed_request(server, i) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda i: mixed_request(server, i), range(8)))
+    assert together == alone and all(alone)
+
+
 def test_cancelling_four_of_eight_streams_leaves_the_others_right_and_frees_their_slots(server):
     story = {"max_tokens": 120, "ignore_eos": True, "temperature": 0}
     expected = {p: complete(server, p, **story)["choices"][0]["text"] for p in PROMPTS[:4]}

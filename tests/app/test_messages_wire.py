@@ -59,6 +59,7 @@ def test_the_stream_is_anthropics_event_sequence_and_its_text_the_whole_answer()
     assert kinds[:2] == ["message_start", "content_block_start"] and kinds[-3:] == ["content_block_stop",
                                                                                      "message_delta", "message_stop"]
     assert "".join(e.delta.text for e in parsed if e.type == "content_block_delta") == "Paris."
+    assert next(e for e in parsed if e.type == "content_block_start").content_block.text == ""
     assert parsed[-2].delta.stop_reason == "end_turn" and parsed[-2].usage.output_tokens == 6
     assert "event: ping" in r.text
     (calls,), _ = post(("/v1/messages", {"messages": ASK, "max_tokens": 256, "stream": True, "tools": [WEATHER],
@@ -68,6 +69,8 @@ def test_the_stream_is_anthropics_event_sequence_and_its_text_the_whole_answer()
     deltas = [e.delta for e in parsed if e.type == "content_block_delta"]
     # the input's JSON arrives as it is written (the fake runner: a byte per token)
     assert {d.type for d in deltas} == {"input_json_delta"} and len(deltas) > 5
+    (start,) = [e for e in parsed if e.type == "content_block_start"]
+    assert start.content_block.type == "tool_use" and start.content_block.input == {}
     assert json.loads("".join(d.partial_json for d in deltas)) == {"city": "Lyon"}
 
 

@@ -90,6 +90,7 @@ def test_function_calls_and_their_outputs_round_trip():
     deltas = [e for e in parsed if e.type == "response.function_call_arguments.delta"]
     assert len(deltas) > 5 and "".join(e.delta for e in deltas) == args[0].arguments
     added = next(e for e in parsed if e.type == "response.output_item.added")
+    assert added.item.arguments == "" and added.item.status == "in_progress"
     assert {e.item_id for e in deltas} == {added.item.id, parsed[-1].response.output[0].id}
     assert parsed[-1].response.output[0].arguments == args[0].arguments
 

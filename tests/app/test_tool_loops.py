@@ -99,8 +99,11 @@ def test_sixteen_seeded_tool_loops_finish(batching_server, api):
     assert all(loop.name in DECLARED for loop in loops)
     undeclared = [loop.arguments for loop in loops if not set(loop.arguments) <= DECLARED[loop.name]]
     assert not undeclared, undeclared
+    # the grammar's envelope as the text, or written as the grammar writes it (compact) within it;
+    # (free words may still quote the instructions: seed 0 of chat answers with Python code whose
+    # dict has a "tool_call" key, laid out over lines as no grammar of ours writes it)
     envelopes = [text for loop in loops for text in loop.contents
-                 if text.lstrip().startswith("{") or '"tool_call' in text or '"response"' in text]
+                 if text.lstrip().startswith("{") or '{"tool_call' in text or '{"response"' in text]
     assert not envelopes, envelopes
     words = [loop.answer for loop in loops if loop.answer.strip()]
     assert len(words) >= 12, [loop.answer for loop in loops]
