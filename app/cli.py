@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-size", type=int)
     p.add_argument("--parallel", type=int, help="requests generated together (continuous batching)")
     p.add_argument("--api-key", action="append", dest="api_keys")
+    p.add_argument("--models-dir", help="a folder of GGUF files, each loaded when a request names it")
+    p.add_argument("--max-loaded-models", type=int, help="models loaded at once (the least recently used unloads)")
+    p.add_argument("--idle-unload", type=float, help="seconds before an unused model unloads (0: never)")
     p.set_defaults(func=None)
     return parser
 

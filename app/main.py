@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
@@ -15,14 +16,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from llamba import __version__
+from llamba.engine import hub
 from llamba.engine.kernels import isa
-from llamba.engine.loader import LoadedModel, default_model_path, set_threads
-from llamba.engine.warmup import Warmup
-from llamba.engine.scheduler import ModelRunner
+from llamba.engine.loader import set_threads
 
 from . import errors
-from .limits import MB, BodyLimit, check_kv_budget
+from .limits import MB, BodyLimit, check_kv_budget, limit_malloc_arenas
 from .metrics import Metrics
+from .model_pool import ModelPool
 from .response_store import ResponseStore
 from .routes import router
 from .settings import ConfigError, ModelSettings, Settings
@@ -33,7 +34,6 @@ log = logging.getLogger("llamba")
 @dataclass
 class ServerState:
     settings: Settings
-    runners: dict[str, ModelRunner] = field(default_factory=dict)  # by id and by alias
     metrics: Metrics = field(default_factory=Metrics)
     ready: bool = False
     draining: bool = False  # after SIGTERM: running requests finish, new ones get 503
@@ -44,35 +44,7 @@ class ServerState:
 
     def __post_init__(self):
         self.responses = ResponseStore(self.settings.stored_responses)
-
-    @property
-    def model_ids(self) -> list[str]:
-        return [i for m in self.settings.models for i in (m.id, *m.aliases)]
-
-
-def load_runners(settings: Settings, metrics: Metrics) -> dict[str, ModelRunner]:
-    threads = set_threads(settings.threads)
-    cpu = isa.describe()
-    log.info("CPU %s (%s): %s kernels, %s-bit activations, %d threads", cpu["cpu"], cpu["cpu_name"], cpu["kernels"],
-             cpu["activation_bits"], threads)
-    runners = {}
-    for m in settings.models:
-        # the kernels' helper processes need only the file's header: they start before it loads
-        warmup = Warmup(m.path or default_model_path(), settings.kv_cache_type, parts=threads)
-        warmup.start()
-        loaded = LoadedModel.load(m.path)
-        n_ctx = min(settings.context_length, loaded.model.config.context_length)
-        runner = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout,
-                             parallel=settings.parallel, step_tokens=settings.step_tokens,
-                             cache_slots=settings.cache_slots, kv_type=settings.kv_cache_type, observer=metrics.observer(m.id),
-                             threads=settings.threads, defaults=replace(loaded.sampling, **m.sampling.given()),
-                             max_tokens_limit=settings.max_tokens_limit, warmup=warmup)
-        runner.ready.wait()
-        log.info("model %s: kernels ready in %.1f s", m.id, runner.compile_seconds)
-        runners.update(dict.fromkeys((m.id, *m.aliases), runner))
-        log.info("model %s loaded from %s (context %d, %s KV cache)", m.id, loaded.path, n_ctx,
-                 settings.kv_cache_type)
-    return runners
+        self.pool = ModelPool(self.settings, self.metrics)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -80,14 +52,20 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        async def load():
-            st.runners = await asyncio.to_thread(load_runners, settings, st.metrics)
+        threads = set_threads(settings.threads)
+        cpu = isa.describe()
+        log.info("CPU %s (%s): %s kernels, %s-bit activations, %d threads", cpu["cpu"], cpu["cpu_name"],
+                 cpu["kernels"], cpu["activation_bits"], threads)
+
+        async def load():  # the configured models; a models folder's load when asked for
+            for model in settings.models:
+                await st.pool.runner(model.id)
             st.ready = True
-        task = asyncio.create_task(load())  # /health answers 503 until the models are in and compiled
-        yield
-        task.cancel()
-        for runner in set(st.runners.values()):
-            runner.close()
+        tasks = [asyncio.create_task(load()), asyncio.create_task(st.pool.watch_idle())]
+        yield  # (/health answers 503 until the configured models are in and compiled)
+        for task in tasks:
+            task.cancel()
+        await st.pool.close()
 
     app = FastAPI(title="llamba", description="OpenAI-compatible Llama 3.x server on numba", lifespan=lifespan)
     app.state.llamba = st
@@ -97,7 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     errors.install(app)
     app.include_router(router)
-    describe_models(app, st.model_ids)
+    describe_models(app, st.pool.ids)
     return app
 
 
@@ -109,8 +87,10 @@ def describe_models(app: FastAPI, model_ids: list[str]) -> None:
     def document() -> dict:
         if app.openapi_schema is None:
             schemas = fastapi_document()["components"]["schemas"]
+            if not model_ids:  # (a models folder still empty: any name)
+                return app.openapi_schema
             for name in ("ChatCompletionRequest", "CompletionRequest", "ResponseCreateRequest", "MessageCreateRequest",
-                         "CountTokensRequest", "EmbeddingRequest"):
+                         "CountTokensRequest", "EmbeddingRequest", "ModelRequest"):
                 schemas[name]["properties"]["model"]["enum"] = model_ids
         return app.openapi_schema
     app.openapi = document
@@ -142,7 +122,7 @@ class GracefulServer(uvicorn.Server):
         self.drain_task = self.loop.create_task(self.drain())  # (kept: the loop holds tasks weakly)
 
     async def drain(self) -> None:
-        runners = set(self.st.runners.values())
+        runners = [m.runner for m in self.st.pool.loaded()]
         grace = self.st.settings.shutdown_grace
         log.info("SIGTERM: refusing new requests, letting running ones finish (up to %g s)", grace)
         deadline = time.monotonic() + grace
@@ -159,15 +139,27 @@ def serve(args) -> int:
     """`llamba serve`: settings from the configuration, the environment and the flags, then uvicorn.
     A configuration that cannot be used is one line on stderr and status 2."""
     overrides = dict(host=args.host, port=args.port, threads=args.threads, context_length=args.ctx,
-                     queue_size=args.queue_size, parallel=args.parallel, api_keys=args.api_keys)
+                     queue_size=args.queue_size, parallel=args.parallel, api_keys=args.api_keys,
+                     models_dir=args.models_dir, max_loaded_models=args.max_loaded_models,
+                     idle_unload=args.idle_unload)
     if args.model:
-        overrides["models"] = [ModelSettings(id=args.model_id or Path(args.model).stem, path=args.model)]
+        path = args.model
+        if path.startswith("hf://"):  # pulled into the models folder first (nothing new if it is there)
+            try:
+                path = str(hub.pull(*hub.parse_hf_url(path), hub.models_dir(args.models_dir)))
+            except hub.HubError as e:
+                print(f"llamba: error: {e}", file=sys.stderr)
+                return 2
+        overrides["models"] = [ModelSettings(id=args.model_id or Path(path).stem, path=path)]
+    elif (args.models_dir or os.environ.get("LLAMBA_MODELS_DIR")) and not args.config and "LLAMBA_MODELS" not in os.environ:
+        overrides["models"] = []  # a models folder and no model named: the packaged default is not added
     try:
         settings = Settings.load(args.config, **overrides)
         kv_bytes = check_kv_budget(settings)
     except ConfigError as e:
         print(f"llamba: error: {e}", file=sys.stderr)
         return 2
+    limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.info("KV caches, full: %.0f MB", kv_bytes / MB)
     app = create_app(settings)

@@ -24,6 +24,9 @@ class Metrics:
         self.generated = Counter("llamba_generated_tokens", "Tokens generated", labels, registry=r)
         self.ttft = Histogram("llamba_time_to_first_token_seconds", "From submission to the first token",
                               labels, buckets=LATENCY_BUCKETS, registry=r)
+        self.loaded = Gauge("llamba_model_loaded", "1 while the model is loaded", labels, registry=r)
+        self.load_seconds = Histogram("llamba_model_load_seconds", "From a model's load starting to its kernels ready",
+                                      labels, buckets=LATENCY_BUCKETS, registry=r)
         self.per_token = Histogram("llamba_time_per_output_token_seconds", "Between consecutive tokens",
                                    labels, buckets=LATENCY_BUCKETS, registry=r)
 

@@ -34,6 +34,9 @@ def _omit_none(default=None):
 
 
 OMIT_NONE = _omit_none()
+# llamba's, with Ollama's name: how long the model stays loaded unused after this request (seconds;
+# 0 unloads it once idle, negative keeps it loaded); only a models folder's models unload
+KEEP_ALIVE = Field(None, description="seconds the model stays loaded unused after this request (Ollama's)")
 
 
 def tunable(name: str, default=None):
@@ -130,6 +133,7 @@ class SamplingRequest(OpenAIModel):
     """Fields shared by chat and text completions. Sampling fields left out (or null) take the
     model's defaults (engine/sampling.py, the model file, the server's configuration)."""
     model: str
+    keep_alive: float | None = KEEP_ALIVE
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     logit_bias: dict[int, Annotated[float, Field(ge=-100, le=100)]] | None = Field(None, max_length=1024)
     max_tokens: int | None = tunable("max_tokens")
@@ -261,6 +265,7 @@ class TextConfig(OpenAIModel):
 
 class ResponseCreateRequest(OpenAIModel):
     model: str
+    keep_alive: float | None = KEEP_ALIVE
     input: str | list[InputMessage | FunctionCallItem | FunctionCallOutputItem]
     instructions: str | None = None
     max_output_tokens: int | None = tunable("max_tokens")
@@ -294,10 +299,15 @@ class ResponseCreateRequest(OpenAIModel):
 # --- embeddings -------------------------------------------------------------------------------------
 class EmbeddingRequest(OpenAIModel):
     model: str
+    keep_alive: float | None = KEEP_ALIVE
     input: str | list[str] | list[int] | list[list[int]]
     dimensions: int | None = Field(None, ge=1)
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
+
+class ModelRequest(OpenAIModel):
+    model: str
+
 
 class TokenizeRequest(OpenAIModel):
     content: str
@@ -434,10 +444,14 @@ SamplingDefaults = create_model("SamplingDefaults", **{name: (kind | None if nam
 
 
 class ModelMeta(BaseModel):
-    """llamba's additions to OpenAI's model object (as llama-server's /props reports them)."""
-    context_length: int       # tokens per request (KV cache), capped by the model's own
-    parallel: int             # requests generated together
-    sampling_defaults: SamplingDefaults
+    """llamba's additions to OpenAI's model object (as llama-server's /props reports them); a
+    model not loaded has what its file's header says (its own context length, its size)."""
+    loaded: bool
+    context_length: int | None = None         # tokens per request (KV cache), capped by the model's own
+    size_bytes: int | None = OMIT_NONE        # the file's, on disk
+    error: str | None = OMIT_NONE             # why its file cannot be read
+    parallel: int | None = OMIT_NONE          # requests generated together
+    sampling_defaults: SamplingDefaults | None = OMIT_NONE
 
 
 class Model(BaseModel):

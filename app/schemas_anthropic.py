@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .schemas import tunable
+from .schemas import KEEP_ALIVE, tunable
 
 
 class AnthropicModel(BaseModel):
@@ -67,6 +67,7 @@ class CountTokensRequest(AnthropicModel):
 
 
 class MessageCreateRequest(CountTokensRequest):
+    keep_alive: float | None = KEEP_ALIVE
     max_tokens: int = tunable("max_tokens", ...)
     metadata: dict | None = None
     stop_sequences: list[str] | None = None

@@ -73,7 +73,11 @@ class Settings(BaseSettings):
     # how /v1/embeddings pools a text's hidden states (None: the model file's own, else "mean")
     pooling: Literal[POOLINGS] | None = None
     stored_responses: int = Field(1000, ge=0)  # the Responses API's, kept in memory (oldest evicted first)
-    models: list[ModelSettings] = Field([ModelSettings(id=DEFAULT_MODEL_ID)], min_length=1)
+    models: list[ModelSettings] = [ModelSettings(id=DEFAULT_MODEL_ID)]
+    # a folder of GGUF files, each a model loaded when a request first names it (ids: file names)
+    models_dir: str | None = None
+    max_loaded_models: int | None = Field(None, ge=1)  # beyond it the least recently used idle one unloads
+    idle_unload: float = Field(300, ge=0)  # seconds a models folder's model stays loaded unused; 0: for ever
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -99,6 +103,10 @@ class Settings(BaseSettings):
             settings = cls.model_validate(values.model_dump())
         except ValidationError as e:
             raise ConfigError(_describe(e, path, overrides)) from None
+        if not settings.models and not settings.models_dir:
+            raise ConfigError(f"{path}: no models: name one in models, or give models_dir")
+        if settings.models_dir and not Path(settings.models_dir).is_dir():
+            raise ConfigError(f"models_dir {settings.models_dir!r} is not a folder")
         ids = [i for m in settings.models for i in (m.id, *m.aliases)]
         if len(ids) != len(set(ids)):
             raise ConfigError(f"{path}: model ids and aliases must be unique, got {ids}")

@@ -46,7 +46,8 @@ def server_vectors(cmd: list[str], port: int, texts: list[str]) -> np.ndarray:
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.1)
-            r = httpx.post(f"{base}/v1/embeddings", json={"model": "any", "input": texts}, timeout=300)
+            model = httpx.get(f"{base}/v1/models", timeout=10).json()["data"][0]["id"]
+            r = httpx.post(f"{base}/v1/embeddings", json={"model": model, "input": texts}, timeout=300)
             r.raise_for_status()
             data = sorted(r.json()["data"], key=lambda d: d["index"])
             return np.array([d["embedding"] for d in data], dtype=np.float64)

@@ -1,11 +1,13 @@
-"""The engine's commands of `llamba`: generate, chat, perplexity. (`serve` is the app's, added by
+"""The engine's commands of `llamba`: generate, chat, perplexity, pull. (`serve` is the app's, added by
 app/cli.py, which composes the one `llamba` command.)"""
 from __future__ import annotations
 
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
+from . import hub
 from .generate import generate
 from .gguf_file import GGUFError
 from .loader import LoadedModel, set_threads
@@ -69,6 +71,10 @@ def cmd_perplexity(args) -> None:
     print(f"PPL = {ppl:.6f}")
 
 
+def cmd_pull(args) -> None:
+    print(hub.pull(args.repo, args.file, hub.models_dir(args.models_dir)))
+
+
 def add_commands(sub) -> None:
     """The engine's subcommands, on an argparse subparsers object."""
     def common(p, ctx=4096):
@@ -99,13 +105,20 @@ def add_commands(sub) -> None:
     p.add_argument("--file", "-f", required=True)
     p.set_defaults(func=cmd_perplexity)
 
+    p = sub.add_parser("pull", help="download a GGUF file from the Hugging Face hub into the models folder")
+    p.add_argument("repo", help="OWNER/REPO, or OWNER/REPO:TAG to pick the file by quantization (e.g. :Q4_K_M)")
+    p.add_argument("file", nargs="?", help="the file in the repository (default: by TAG, else its only GGUF)")
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help=f"where models go (default: $LLAMBA_MODELS_DIR, else {hub.DEFAULT_MODELS_DIR})")
+    p.set_defaults(func=cmd_pull, threads=None)
+
 
 def run(args) -> int:
     """Run an engine command; a bad model file or argument is one line on stderr and status 1."""
     set_threads(args.threads)
     try:
         args.func(args)
-    except (GGUFError, FileNotFoundError, ValueError) as e:
+    except (GGUFError, hub.HubError, FileNotFoundError, ValueError) as e:
         print(f"llamba: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

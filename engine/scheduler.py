@@ -234,10 +234,13 @@ class ModelRunner:
             for job in {c.job for c in self.running} | set(self._waiting):
                 job.deadline = 0.0
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Stops the model's thread (and, `wait`, returns once it has ended and let go of the model)."""
         with self._wake:
             self._stopping = True
             self._wake.notify()
+        if wait:
+            self._thread.join()
 
     def _run(self) -> None:
         # numba's thread count, and its OpenMP team, belong to the thread that calls the kernels:

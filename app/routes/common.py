@@ -55,18 +55,16 @@ async def authorize(request: Request) -> None:
                           "'Authorization: Bearer <key>' or 'x-api-key: <key>'.", code="invalid_api_key")
 
 
-def runner_for(request: Request, model: str | None) -> ModelRunner:
+async def runner_for(request: Request, model: str | None, keep_alive: float | None = None) -> ModelRunner:
+    """The runner of the model a request names (None: the first), loading it first where it is
+    a models folder's and not loaded (app/model_pool.py)."""
     st = state(request)
     if st.draining:
         raise OpenAIError(503, "The server is shutting down; retry on another instance or later.",
                           type="server_error", headers={"Retry-After": "5"})
     if not st.ready:
         raise OpenAIError(503, "The model is still loading.", type="server_error")
-    if model is None:
-        return next(iter(st.runners.values()))
-    if model not in st.runners:
-        raise OpenAIError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
-    return st.runners[model]
+    return await st.pool.runner(model, keep_alive)
 
 
 def note_ignored_fields(body: BaseModel) -> None:

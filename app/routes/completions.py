@@ -45,7 +45,7 @@ def head(request: Request, body: s.SamplingRequest, prefix: str) -> dict:
 
 @router.post("/v1/chat/completions", dependencies=[Depends(authorize)], responses=generation(s.ChatCompletion))
 async def chat_completions(request: Request, body: s.ChatCompletionRequest):
-    runner = runner_for(request, body.model)
+    runner = await runner_for(request, body.model, body.keep_alive)
     note_ignored_fields(body)
     output, output_field = output_format(body)
     choice = body.tool_choice
@@ -69,7 +69,7 @@ async def chat_completions(request: Request, body: s.ChatCompletionRequest):
 
 @router.post("/v1/completions", dependencies=[Depends(authorize)], responses=generation(s.Completion))
 async def completions(request: Request, body: s.CompletionRequest):
-    runner = runner_for(request, body.model)
+    runner = await runner_for(request, body.model, body.keep_alive)
     note_ignored_fields(body)
     if body.suffix:
         raise bad_request("suffix (fill-in-the-middle) is not supported by Llama models.", param="suffix")

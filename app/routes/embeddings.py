@@ -26,7 +26,7 @@ def encoded(vector: np.ndarray, encoding_format: str) -> list[float] | str:
 
 @router.post("/v1/embeddings", dependencies=[Depends(authorize)], responses=ERRORS)
 async def embeddings(request: Request, body: s.EmbeddingRequest):
-    runner = runner_for(request, body.model)
+    runner = await runner_for(request, body.model, body.keep_alive)
     note_ignored_fields(body)
     dim = runner.loaded.model.config.dim
     if body.dimensions is not None and body.dimensions != dim:

@@ -59,7 +59,7 @@ def plan(runner, body: a.CountTokensRequest) -> ChatPlan:
 @router.post("/v1/messages", dependencies=[Depends(authorize)],
              responses={200: {"content": {"text/event-stream": {}}, "description": "A Message, or its stream"}, **ERRORS})
 async def create_message(request: Request, body: a.MessageCreateRequest):
-    runner = runner_for(request, body.model)
+    runner = await runner_for(request, body.model, body.keep_alive)
     note_ignored_fields(body)
     chat = plan(runner, body)
     params = replace(sampling_params(runner.defaults, body, body.max_tokens), stop=body.stop_sequences or [])
@@ -73,4 +73,4 @@ async def create_message(request: Request, body: a.MessageCreateRequest):
 
 @router.post("/v1/messages/count_tokens", dependencies=[Depends(authorize)], responses=ERRORS)
 async def count_tokens(request: Request, body: a.CountTokensRequest):
-    return {"input_tokens": len(plan(runner_for(request, body.model), body).prompt_ids)}
+    return {"input_tokens": len(plan(await runner_for(request, body.model), body).prompt_ids)}

@@ -75,7 +75,7 @@ def as_messages(done: Response) -> list[dict]:
 
 @router.post("/v1/responses", dependencies=[Depends(authorize)], responses=generation(Response))
 async def create_response(request: Request, body: s.ResponseCreateRequest):
-    runner = runner_for(request, body.model)
+    runner = await runner_for(request, body.model, body.keep_alive)
     note_ignored_fields(body)
     st = state(request)
     previous = []

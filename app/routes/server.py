@@ -2,6 +2,8 @@
 tokenizer endpoints."""
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -9,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.sampling import TUNABLE
 from llamba.app import schemas as s
-from llamba.app.errors import OpenAIError, bad_request
+from llamba.app.errors import bad_request
 
 from .common import ERRORS, authorize, runner_for, state
 
@@ -35,36 +37,57 @@ async def metrics(request: Request):
 
 def model_card(request: Request, model_id: str) -> s.Model:
     st = state(request)
-    runner = st.runners.get(model_id)
-    meta = None
-    if runner is not None:
-        meta = s.ModelMeta(context_length=runner.n_ctx, parallel=runner.parallel, sampling_defaults=s.SamplingDefaults(
-            **{name: getattr(runner.defaults, name) for name in TUNABLE}))
+    model = st.pool.find(model_id)
+    runner = model.runner
+    if runner is None:
+        meta = s.ModelMeta(loaded=False, **model.header())
+    else:
+        meta = s.ModelMeta(loaded=True, context_length=runner.n_ctx, size_bytes=model.path.stat().st_size,
+                           parallel=runner.parallel, sampling_defaults=s.SamplingDefaults(
+                               **{name: getattr(runner.defaults, name) for name in TUNABLE}))
     return s.Model(id=model_id, created=st.created, meta=meta)
 
 
 @router.get("/v1/models", dependencies=[Depends(authorize)], responses=ERRORS)
 async def list_models(request: Request) -> s.ModelList:
-    return s.ModelList(data=[model_card(request, i) for i in state(request).model_ids])
+    pool = state(request).pool
+    pool.rescan()
+    return s.ModelList(data=[model_card(request, i) for i in pool.ids])
 
 
 @router.get("/v1/models/{model_id}", dependencies=[Depends(authorize)], responses=ERRORS)
 async def get_model(request: Request, model_id: str) -> s.Model:
-    if model_id not in state(request).model_ids:
-        raise OpenAIError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
     return model_card(request, model_id)
+
+
+@router.post("/models/load", dependencies=[Depends(authorize)], responses=ERRORS)
+async def load_model(request: Request, body: s.ModelRequest) -> s.Model:
+    """Loads a model now (llama-server's router names it so); answers once it is ready."""
+    await runner_for(request, body.model)
+    return model_card(request, body.model)
+
+
+@router.post("/models/unload", dependencies=[Depends(authorize)], responses=ERRORS)
+async def unload_model(request: Request, body: s.ModelRequest) -> s.Model:
+    """Unloads a model once nothing runs or waits on it (new requests load it again)."""
+    pool = state(request).pool
+    model = pool.find(body.model)
+    while model.runner is not None and not model.runner.idle:
+        await asyncio.sleep(0.05)
+    await pool.unload(model, "asked to")
+    return model_card(request, body.model)
 
 
 # --- tokenizer --------------------------------------------------------------------------------------
 @router.post("/tokenize", dependencies=[Depends(authorize)], responses=ERRORS)
 async def tokenize(request: Request, body: s.TokenizeRequest):
-    tok = runner_for(request, body.model).loaded.tokenizer
+    tok = (await runner_for(request, body.model)).loaded.tokenizer
     return {"tokens": tok.encode(body.content, add_special=body.add_special, parse_special=body.parse_special)}
 
 
 @router.post("/detokenize", dependencies=[Depends(authorize)], responses=ERRORS)
 async def detokenize(request: Request, body: s.DetokenizeRequest):
-    runner = runner_for(request, body.model)
+    runner = await runner_for(request, body.model)
     try:
         runner.loaded.model.check_tokens(body.tokens)
     except InvalidRequest as e:

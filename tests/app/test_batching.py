@@ -119,7 +119,8 @@ def test_second_chat_turn_reuses_the_first_turns_cache(server):
         "model": MODEL, "messages": messages, "max_tokens": 16, "temperature": 0}).json()
     first_messages = [{"role": "user", "content": "Summarise this licence text:\n" + GPL_TEXT.read_text()[:3000]}]
     first = chat(first_messages)
-    assert first["usage"]["prompt_tokens_details"]["cached_tokens"] < 10
+    # (at most the template's default system prompt, which other chats here have sent)
+    assert first["usage"]["prompt_tokens_details"]["cached_tokens"] < 40
     second_messages = first_messages + [first["choices"][0]["message"],
                                         {"role": "user", "content": "Now in one sentence."}]
     second = chat(second_messages)

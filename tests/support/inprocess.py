@@ -14,7 +14,7 @@ async def serving(runner, model_id: str = MODEL, **settings):
     """The app with `runner` as its one model (the lifespan that loads models is not run)."""
     app = create_app(Settings(models=[ModelSettings(id=model_id)], **settings))
     st = app.state.llamba
-    st.runners, st.ready = {model_id: runner}, True
+    st.pool.models[model_id].runner, st.ready = runner, True
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://llamba") as c:
             yield c

@@ -1,0 +1,207 @@
+"""The models a server serves, and which of them are loaded: the configured ones, and with a
+models folder every GGUF file in it, loaded when a request first names it, unloaded when idle or
+to make room (least recently used first), as Ollama's keep_alive and llama-server's router mode do.
+
+Each model's runner (engine/scheduler.py) is built in a worker thread, so loading never blocks
+the event loop or another model's steps; concurrent first requests for one model wait on one
+load. A model with running or queued requests is never unloaded. Decisions are taken on the
+event loop, between a route's `await runner(...)` and its job's submission there is no await, so
+a model handed to a route cannot be unloaded before its job is queued.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import re
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from llamba.engine.gguf_file import GGUFError, GGUFFile
+from llamba.engine.config import LlamaConfig
+from llamba.engine.loader import LoadedModel, default_model_path
+from llamba.engine.scheduler import ModelRunner
+from llamba.engine.warmup import Warmup
+
+from .errors import OpenAIError
+from .limits import release_freed_memory
+from .metrics import Metrics
+from .settings import ModelSettings, Settings
+
+log = logging.getLogger("llamba")
+SPLIT = re.compile(r"-(\d{5})-of-(\d{5})$")  # llama.cpp's split files: name-00001-of-00003.gguf
+
+
+@dataclass
+class Model:
+    settings: ModelSettings
+    runner: ModelRunner | None = None
+    loading: asyncio.Task | None = None
+    last_used: float = field(default_factory=time.monotonic)
+    keep_alive: float | None = None  # a request's override of the idle timeout (seconds)
+
+    @property
+    def id(self) -> str:
+        return self.settings.id
+
+    @property
+    def path(self) -> Path:
+        return Path(self.settings.path) if self.settings.path else default_model_path()
+
+    def header(self) -> dict:
+        """Context length and size on disk, from the file's header, without loading it."""
+        try:
+            config = LlamaConfig.from_gguf(GGUFFile(self.path))
+            return {"context_length": config.context_length, "size_bytes": self.path.stat().st_size}
+        except (GGUFError, OSError, ValueError) as e:
+            return {"error": str(e)}
+
+
+def folder_models(folder: Path) -> list[ModelSettings]:
+    """Every *.gguf under `folder` as a model whose id is its file name without .gguf (the first
+    of a split file's parts standing for the whole, named without its part suffix)."""
+    found = []
+    for path in sorted(folder.rglob("*.gguf")):
+        stem, split = path.stem, SPLIT.search(path.stem)
+        if split and split.group(1) != "00001":
+            continue
+        found.append(ModelSettings(id=stem[:split.start()] if split else stem, path=str(path)))
+    return found
+
+
+class ModelPool:
+    def __init__(self, settings: Settings, metrics: Metrics):
+        self.settings, self.metrics = settings, metrics
+        self.models: dict[str, Model] = {}  # by id and by alias
+        self._loading = asyncio.Lock()
+        for m in settings.models:
+            self._add(Model(m))
+        self.rescan()
+
+    # --- which models there are --------------------------------------------------------------
+    def _add(self, model: Model) -> None:
+        for name in (model.id, *model.settings.aliases):
+            self.models.setdefault(name, model)
+
+    def rescan(self) -> None:
+        """Adds the models folder's files not yet known (a file copied in later is found)."""
+        if self.settings.models_dir:
+            for m in folder_models(Path(self.settings.models_dir)):
+                if m.id not in self.models:
+                    self._add(Model(m))
+
+    @property
+    def ids(self) -> list[str]:
+        return [name for name in self.models]
+
+    def distinct(self) -> list[Model]:
+        return list({id(m): m for m in self.models.values()}.values())
+
+    def loaded(self) -> list[Model]:
+        return [m for m in self.distinct() if m.runner is not None]
+
+    def find(self, name: str) -> Model:
+        if name not in self.models:
+            self.rescan()
+        if name not in self.models:
+            raise OpenAIError(404, f"The model '{name}' does not exist.", param="model", code="model_not_found")
+        return self.models[name]
+
+    # --- loading and unloading ---------------------------------------------------------------
+    async def runner(self, name: str | None, keep_alive: float | None = None) -> ModelRunner:
+        """The named model's runner (None: the first model), loading it first if it is not loaded."""
+        model = self.find(name) if name is not None else self.distinct()[0]
+        model.last_used = time.monotonic()
+        if keep_alive is not None:
+            model.keep_alive = keep_alive
+        while model.runner is None:
+            if model.loading is None:
+                model.loading = asyncio.create_task(self._load(model))
+            task = model.loading
+            try:
+                await asyncio.shield(task)
+            finally:
+                if model.loading is task and task.done():
+                    model.loading = None
+        model.last_used = time.monotonic()
+        return model.runner
+
+    async def _load(self, model: Model) -> None:
+        async with self._loading:  # one at a time: two loads would each find room for one
+            await self._make_room(model)
+            began = time.perf_counter()
+            try:
+                model.runner = await asyncio.to_thread(build_runner, self.settings, model.settings, self.metrics)
+            except (GGUFError, OSError, ValueError) as e:  # (the reader's one line, naming the file)
+                log.error("model %s: %s", model.id, e)
+                raise OpenAIError(400, f"The model '{model.id}' cannot be loaded: {e}", param="model",
+                                  code="model_load_failed") from None
+        seconds = time.perf_counter() - began
+        self.metrics.loaded.labels(model.id).set(1)
+        self.metrics.load_seconds.labels(model.id).observe(seconds)
+        log.info("model %s loaded in %.1f s", model.id, seconds)
+
+    async def _make_room(self, model: Model) -> None:
+        """Unloads the least recently used idle models until one more fits (`max_loaded_models`);
+        waits while every loaded one is busy."""
+        limit = self.settings.max_loaded_models
+        while limit and len([m for m in self.loaded() if m is not model]) >= limit:
+            idle = sorted((m for m in self.loaded() if m.runner.idle and m is not model), key=lambda m: m.last_used)
+            if idle:
+                await self.unload(idle[0], "to make room for " + model.id)
+            else:
+                await asyncio.sleep(0.05)
+
+    async def unload(self, model: Model, why: str) -> None:
+        runner, model.runner = model.runner, None
+        if runner is None:
+            return
+        await asyncio.to_thread(runner.close, True)
+        del runner
+        gc.collect()  # (the weights' mapping and the KV pool go with the last reference)
+        release_freed_memory()
+        self.metrics.loaded.labels(model.id).set(0)
+        log.info("model %s unloaded (%s)", model.id, why)
+
+    async def unload_idle(self) -> None:
+        """Unloads every model idle for longer than its keep_alive (else `idle_unload`; 0: never)."""
+        if not self.settings.models_dir:
+            return  # (configured models alone: loaded at start-up, for good)
+        now = time.monotonic()
+        for model in self.loaded():
+            if model.keep_alive is not None:  # Ollama's: 0 unloads once idle, negative never
+                timeout = None if model.keep_alive < 0 else model.keep_alive
+            else:
+                timeout = self.settings.idle_unload or None
+            if timeout is not None and model.runner.idle and now - model.last_used >= timeout:
+                await self.unload(model, f"idle for {timeout:g} s")
+
+    async def watch_idle(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            await self.unload_idle()
+
+    async def close(self) -> None:
+        for model in self.loaded():
+            await self.unload(model, "shutting down")
+
+
+def build_runner(settings: Settings, m: ModelSettings, metrics: Metrics) -> ModelRunner:
+    """A model's file loaded and its runner started, once its kernels are compiled (blocking)."""
+    path = Path(m.path) if m.path else default_model_path()
+    # the kernels' helper processes need only the file's header: they start before it loads
+    warmup = Warmup(path, settings.kv_cache_type, parts=settings.threads)
+    warmup.start()
+    loaded = LoadedModel.load(path)
+    n_ctx = min(settings.context_length, loaded.model.config.context_length)
+    runner = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout,
+                         parallel=settings.parallel, step_tokens=settings.step_tokens,
+                         cache_slots=settings.cache_slots, kv_type=settings.kv_cache_type,
+                         observer=metrics.observer(m.id), threads=settings.threads,
+                         defaults=replace(loaded.sampling, **m.sampling.given()),
+                         max_tokens_limit=settings.max_tokens_limit, warmup=warmup)
+    runner.ready.wait()
+    log.info("model %s: kernels ready in %.1f s; loaded from %s (context %d, %s KV cache)", m.id,
+             runner.compile_seconds, loaded.path, n_ctx, settings.kv_cache_type)
+    return runner
