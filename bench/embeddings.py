@@ -11,14 +11,13 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from llamba.engine.loader import default_model_path
-from tests.support.server import free_port
+from tests.support.server import free_port, wait_until_healthy
 
 from .concurrency import below_avx512
 from .llama_server import llama_server_binary
@@ -33,19 +32,9 @@ def server_vectors(cmd: list[str], port: int, texts: list[str]) -> np.ndarray:
     """Start a server, wait for /health, embed `texts` through its /v1/embeddings, stop it."""
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=log)
-        base = f"http://127.0.0.1:{port}"
+        proc.log, base = log, f"http://127.0.0.1:{port}"
         try:
-            deadline = time.time() + 300
-            while True:
-                if proc.poll() is not None or time.time() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"{cmd[0]} did not start:\n{log.read()[-2000:]}")
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+            wait_until_healthy(base, proc, patience=300)
             model = httpx.get(f"{base}/v1/models", timeout=10).json()["data"][0]["id"]
             r = httpx.post(f"{base}/v1/embeddings", json={"model": model, "input": texts}, timeout=300)
             r.raise_for_status()

@@ -10,11 +10,12 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import ROOT, SMOLLM2, model_path
+from tests.support import MODEL, ROOT, SMOLLM2, model_path
 
 API_KEY = "sk-test-llamba"
 
@@ -23,6 +24,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until_healthy(base: str, proc: subprocess.Popen, patience: float) -> None:
+    """Until `base`/health says 200 (llamba's or llama-server's); RuntimeError with the end of
+    `proc.log` if the process ends or `patience` seconds pass first."""
+    deadline = time.monotonic() + patience
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.log.seek(0)
+            raise RuntimeError(f"{' '.join(map(str, proc.args[:4]))} did not become ready: {proc.log.read()[-2000:]}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
 
 
 @contextmanager
@@ -37,17 +54,7 @@ def llamba_server(flags: list[str], env: dict | None = None, log=None, patience:
     proc.log = log
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + patience
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"llamba serve did not become ready: {log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        wait_until_healthy(base, proc, patience)
         yield base, proc
     finally:
         proc.terminate()
@@ -73,9 +80,14 @@ def running_server(*flags: str, env: dict | None = None):
 def server_process(*flags: str, env: dict | None = None):
     """A real `llamba serve` on a free port: yields its base URL and its
     process, whose log is `proc.log`. A short shutdown grace, so that tests end quickly."""
-    model_path(SMOLLM2)  # skips with the reason when the default model is absent
-    with llamba_server(list(flags), env={"LLAMBA_SHUTDOWN_GRACE": "2", **(env or {})}, patience=180) as (base, proc):
-        yield base, proc
+    default = model_path(SMOLLM2)  # skips with the reason when the default model is absent
+    with tempfile.TemporaryDirectory() as folder:
+        if os.environ.get("LLAMBA_TEST_MODELS_DIR") and "--model" not in flags:
+            # the same tests with the default model in a models folder, loaded by the first request
+            (Path(folder) / f"{MODEL}.gguf").symlink_to(default)
+            flags = (*flags, "--models-dir", folder)
+        with llamba_server(list(flags), env={"LLAMBA_SHUTDOWN_GRACE": "2", **(env or {})}, patience=180) as (base, proc):
+            yield base, proc
 
 
 def metrics(base: str) -> dict[str, float]:
