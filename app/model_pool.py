@@ -20,12 +20,13 @@ from pathlib import Path
 
 from llamba.engine.gguf_file import GGUFError, GGUFFile
 from llamba.engine.config import LlamaConfig
+from llamba.engine.kv_cache import KVCache
 from llamba.engine.loader import LoadedModel, default_model_path
 from llamba.engine.scheduler import ModelRunner
 from llamba.engine.warmup import Warmup
 
 from .errors import OpenAIError
-from .limits import release_freed_memory
+from .limits import MB, available_memory, release_freed_memory
 from .metrics import Metrics
 from .settings import ModelSettings, Settings
 
@@ -40,6 +41,7 @@ class Model:
     loading: asyncio.Task | None = None
     last_used: float = field(default_factory=time.monotonic)
     keep_alive: float | None = None  # a request's override of the idle timeout (seconds)
+    _config: tuple | None = None     # ((mtime, size), LlamaConfig) of the file's header
 
     @property
     def id(self) -> str:
@@ -49,11 +51,23 @@ class Model:
     def path(self) -> Path:
         return Path(self.settings.path) if self.settings.path else default_model_path()
 
+    def config(self) -> LlamaConfig:
+        """The hyper-parameters from the file's header (read again only if the file changes)."""
+        stat = self.path.stat()
+        if self._config is None or self._config[0] != (stat.st_mtime_ns, stat.st_size):
+            self._config = ((stat.st_mtime_ns, stat.st_size), LlamaConfig.from_gguf(GGUFFile(self.path)))
+        return self._config[1]
+
+    def footprint(self, settings: Settings) -> tuple[int, int]:
+        """(bytes of its file, bytes of its KV pool full), from the header: what loading it takes."""
+        config = self.config()
+        n_ctx = min(settings.context_length, config.context_length)
+        return self.path.stat().st_size, KVCache.size(config, n_ctx, settings.parallel, settings.kv_cache_type)
+
     def header(self) -> dict:
         """Context length and size on disk, from the file's header, without loading it."""
         try:
-            config = LlamaConfig.from_gguf(GGUFFile(self.path))
-            return {"context_length": config.context_length, "size_bytes": self.path.stat().st_size}
+            return {"context_length": self.config().context_length, "size_bytes": self.path.stat().st_size}
         except (GGUFError, OSError, ValueError) as e:
             return {"error": str(e)}
 
@@ -75,6 +89,7 @@ class ModelPool:
         self.settings, self.metrics = settings, metrics
         self.models: dict[str, Model] = {}  # by id and by alias
         self._loading = asyncio.Lock()
+        self.memory = available_memory()  # (before any model: what they may take together)
         for m in settings.models:
             self._add(Model(m))
         self.rescan()
@@ -129,9 +144,9 @@ class ModelPool:
 
     async def _load(self, model: Model) -> None:
         async with self._loading:  # one at a time: two loads would each find room for one
-            await self._make_room(model)
             began = time.perf_counter()
             try:
+                await self._make_room(model)
                 model.runner = await asyncio.to_thread(build_runner, self.settings, model.settings, self.metrics)
             except (GGUFError, OSError, ValueError) as e:  # (the reader's one line, naming the file)
                 log.error("model %s: %s", model.id, e)
@@ -142,12 +157,27 @@ class ModelPool:
         self.metrics.load_seconds.labels(model.id).observe(seconds)
         log.info("model %s loaded in %.1f s", model.id, seconds)
 
+    def _fits(self, model: Model, others: list[Model]) -> bool:
+        """Within `max_loaded_models`, and the files and KV pools of `others` and `model` within
+        the memory there was before any loaded (the KV pools within `kv_cache_limit_mb` too)."""
+        if self.settings.max_loaded_models and len(others) >= self.settings.max_loaded_models:
+            return False
+        sizes = [m.footprint(self.settings) for m in (*others, model)]
+        kv_limit = self.settings.kv_cache_limit_mb
+        return (sum(f + kv for f, kv in sizes) <= self.memory and
+                (kv_limit is None or sum(kv for _, kv in sizes) <= kv_limit * MB))
+
     async def _make_room(self, model: Model) -> None:
-        """Unloads the least recently used idle models until one more fits (`max_loaded_models`);
-        waits while every loaded one is busy."""
-        limit = self.settings.max_loaded_models
-        while limit and len([m for m in self.loaded() if m is not model]) >= limit:
-            idle = sorted((m for m in self.loaded() if m.runner.idle and m is not model), key=lambda m: m.last_used)
+        """Unloads the least recently used idle models until `model` fits; waits while the
+        loaded ones are busy; 503 if it could not fit even alone."""
+        if not self._fits(model, []):
+            files, kv = model.footprint(self.settings)
+            raise OpenAIError(503, f"The model '{model.id}' needs {(files + kv) / MB:,.0f} MB ({kv / MB:,.0f} MB of "
+                              f"it KV cache), more than this server has for models ({self.memory / MB:,.0f} MB, "
+                              "kv_cache_limit_mb); lower parallel or context_length.", type="server_error",
+                              headers={"Retry-After": "60"})
+        while not self._fits(model, others := [m for m in self.loaded() if m is not model]):
+            idle = sorted((m for m in others if m.runner.idle), key=lambda m: m.last_used)
             if idle:
                 await self.unload(idle[0], "to make room for " + model.id)
             else:

@@ -155,3 +155,20 @@ def test_a_loaded_model_keeps_streaming_while_another_loads(models_dir):
     # AMD EPYC Zen 5, 2 vCPU, its median gap went 14 -> 21 ms; its longest gaps, 60-140 ms, are
     # the GIL held by tiktoken building its encoder for a 128k vocabulary (81 ms, in one call)
     assert during[len(during) // 2] < 2 * median and during[-1] < 0.25, (during, median)
+
+
+def test_the_memory_budget_unloads_to_fit_and_refuses_what_never_fits(models_dir):
+    from llamba.engine.config import LlamaConfig
+    from llamba.engine.gguf_file import GGUFFile
+    from llamba.engine.kv_cache import KVCache
+    config = LlamaConfig.from_gguf(GGUFFile(model_path(SYNTH[0])))
+    one = KVCache.size(config, min(1024, config.context_length), 2, "f16")  # --ctx 1024 --parallel 2
+    flags = ["--models-dir", str(models_dir), "--ctx", "1024", "--parallel", "2"]
+    with llamba_server(flags, env={"LLAMBA_KV_CACHE_LIMIT_MB": str(1.5 * one / 2**20)}) as (base, _):
+        assert complete(base, SYNTH[0]).status_code == 200
+        assert complete(base, SYNTH[1]).status_code == 200
+        assert loaded(base) == {SYNTH[1]}  # the two KV pools would not fit together
+    with llamba_server(flags, env={"LLAMBA_KV_CACHE_LIMIT_MB": str(0.5 * one / 2**20)}) as (base, _):
+        r = complete(base, SYNTH[0])
+        assert r.status_code == 503 and r.headers["retry-after"] and "KV cache" in r.json()["error"]["message"], r.text
+        assert not loaded(base)
