@@ -108,7 +108,7 @@ class ModelPool:
 
     @property
     def ids(self) -> list[str]:
-        return [name for name in self.models]
+        return list(self.models)
 
     def distinct(self) -> list[Model]:
         return list({id(m): m for m in self.models.values()}.values())
@@ -126,6 +126,8 @@ class ModelPool:
     # --- loading and unloading ---------------------------------------------------------------
     async def runner(self, name: str | None, keep_alive: float | None = None) -> ModelRunner:
         """The named model's runner (None: the first model), loading it first if it is not loaded."""
+        if name is None and not self.models:
+            raise OpenAIError(404, "No model is served yet: name one.", param="model", code="model_not_found")
         model = self.find(name) if name is not None else self.distinct()[0]
         model.last_used = time.monotonic()
         if keep_alive is not None:
