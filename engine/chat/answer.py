@@ -6,12 +6,13 @@ answer from the same reading.
 An answer is either one text part or one part per tool call (tools.py describes the formats).
 `AnswerReader.push(text)` returns what changed: a part opened, text added to it (a call's
 arguments as the JSON text the model wrote), a part closed. The JSON of the calls is scanned
-again from its start at each push: answers are short, and a scan of the whole is simpler to trust
-than a scanner's state carried across pushes.
+again from its start at each push, skipping the values already whole (`scan`): simpler to trust
+than a parser's state carried across pushes, and as cheap where arguments run long.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 
 from .tools import PYTHON_TAG, ToolCall
@@ -51,58 +52,66 @@ def _skip(text: str, i: int) -> int:
     return i
 
 
-def scan(text: str, i: int) -> Node:
+_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"')  # (possessive: a string cut short fails in one pass)
+_SCALAR_END = re.compile(r"[,:}\]\s]")
+
+
+def scan(text: str, i: int, done: dict[int, Node]) -> Node:
     """The JSON value starting at text[i], as far as the text goes (ValueError where it is not
-    JSON). Scalars are only delimited here; a call's arguments are parsed once they are whole."""
+    JSON). Scalars are only delimited here; a call's arguments are parsed once they are whole.
+    `done` holds the values already whole by where they start: the text only grows, so they
+    are not scanned again (a long answer costs each push its unfinished path, not its length)."""
+    if i in done:
+        return done[i]
     node, opening = Node(i), text[i]
     if opening == '"':
-        j = i + 1
-        while j < len(text):
-            if text[j] == '"':
-                node.end = j + 1
-                break
-            j += 2 if text[j] == "\\" else 1
-        return node
-    if opening not in "{[":
-        j = i
-        while j < len(text) and text[j] not in ",:}]" + _SPACE:
-            j += 1
-        node.end = j if j < len(text) else None
-        return node
-    is_object, closing = opening == "{", "}" if opening == "{" else "]"
+        whole = _STRING.match(text, i)
+        node.end = whole.end() if whole else None
+    elif opening not in "{[":
+        end = _SCALAR_END.search(text, i)
+        node.end = end.start() if end else None
+    else:
+        _scan_container(text, node, done)
+    if node.end is not None:
+        done[i] = node
+    return node
+
+
+def _scan_container(text: str, node: Node, done: dict[int, Node]) -> None:
+    is_object = text[node.start] == "{"
+    closing = "}" if is_object else "]"
     node.children = {} if is_object else []
-    j = _skip(text, i + 1)
+    j = _skip(text, node.start + 1)
     if j < len(text) and text[j] == closing:
         node.end = j + 1
-        return node
+        return
     while j < len(text):
         if is_object:
             if text[j] != '"':
                 raise ValueError(f"a key expected at {j}")
-            key = scan(text, j)
+            key = scan(text, j, done)
             j = _skip(text, key.end) if key.end else len(text)
             if j == len(text):
-                return node
+                return
             if text[j] != ":":
                 raise ValueError(f"':' expected at {j}")
             j = _skip(text, j + 1)
             if j == len(text):
-                return node
-        value = scan(text, j)
+                return
+        value = scan(text, j, done)
         if is_object:
             node.children[json.loads(text[key.start:key.end])] = value
         else:
             node.children.append(value)
         if value.end is None:
-            return node
+            return
         j = _skip(text, value.end)
         if j < len(text) and text[j] == closing:
             node.end = j + 1
-            return node
+            return
         if j < len(text) and text[j] != ",":
             raise ValueError(f"',' or {closing!r} expected at {j}")
         j = _skip(text, j + 1)
-    return node
 
 
 def string_so_far(text: str, node: Node) -> str:
@@ -128,6 +137,7 @@ class AnswerReader:
         self.json_start: int | None = None   # where the calls' JSON begins, once the answer is known to be calls
         self.json_whole = False              # that JSON has ended
         self.malformed = False
+        self.done: dict[int, Node] = {}      # the JSON values already whole (see scan)
 
     def push(self, text: str) -> list[Change]:
         self.text += text
@@ -190,7 +200,7 @@ class AnswerReader:
         """(a generic envelope's words as a string node, or None; the calls' JSON objects so far)."""
         text = self.text
         if self.fmt == "generic":  # one envelope: {"tool_call": ...}, {"tool_calls": [...]} or {"response": "..."}
-            envelope = scan(text, self.json_start)
+            envelope = scan(text, self.json_start, self.done)
             self.json_whole = envelope.end is not None
             fields = envelope.children
             if "response" in fields and text[fields["response"].start] == '"':
@@ -200,7 +210,7 @@ class AnswerReader:
             return None, [fields["tool_call"]] if "tool_call" in fields else []
         objects, j = [], self.json_start  # llama3: calls separated by ";"
         while j < len(text):
-            node = scan(text, j)
+            node = scan(text, j, self.done)
             objects.append(node)
             if node.end is None:
                 break
