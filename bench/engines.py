@@ -70,6 +70,8 @@ def measure(engine_name: str, model: str, threads: int) -> dict:
     engine.eval(PROMPT[:1])
     load_to_first_token = time.perf_counter() - start
 
+    engine.reset()  # a warm-up prompt first, as llama-bench runs one: for a small model the first
+    engine.eval(PROMPT)  # batched call's one-off costs (numba loading its kernels) were half the time
     engine.reset()
     t = time.perf_counter()
     engine.eval(PROMPT)
