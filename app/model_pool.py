@@ -149,7 +149,7 @@ class ModelPool:
             began = time.perf_counter()
             try:
                 await self._make_room(model)
-                model.runner = await asyncio.to_thread(build_runner, self.settings, model.settings, self.metrics)
+                model.runner = await asyncio.to_thread(build_runner, self.settings, model, self.metrics)
             except (GGUFError, OSError, ValueError) as e:  # (the reader's one line, naming the file)
                 log.error("model %s: %s", model.id, e)
                 raise OpenAIError(400, f"The model '{model.id}' cannot be loaded: {e}", param="model",
@@ -219,9 +219,9 @@ class ModelPool:
             await self.unload(model, "shutting down")
 
 
-def build_runner(settings: Settings, m: ModelSettings, metrics: Metrics) -> ModelRunner:
+def build_runner(settings: Settings, model: Model, metrics: Metrics) -> ModelRunner:
     """A model's file loaded and its runner started, once its kernels are compiled (blocking)."""
-    path = Path(m.path) if m.path else default_model_path()
+    path, m = model.path, model.settings
     # the kernels' helper processes need only the file's header: they start before it loads
     warmup = Warmup(path, settings.kv_cache_type, parts=settings.threads)
     warmup.start()
