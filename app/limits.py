@@ -65,6 +65,12 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
+def kv_pool_size(config: LlamaConfig, settings: Settings) -> tuple[int, int]:
+    """(positions per slot, bytes) of a model's KV pool when full: `parallel` whole contexts."""
+    n_ctx = min(settings.context_length, config.context_length)
+    return n_ctx, KVCache.size(config, n_ctx, settings.parallel, settings.kv_cache_type)
+
+
 def check_kv_budget(settings: Settings) -> int:
     """The bytes every model's KV cache takes when its pool is full (blocks for `parallel` whole
     contexts; the cache slots keep prefixes in what the running ones leave free); ConfigError,
@@ -75,17 +81,17 @@ def check_kv_budget(settings: Settings) -> int:
     for m in settings.models:
         path = Path(m.path) if m.path else default_model_path()
         try:
-            config = LlamaConfig.from_gguf(GGUFFile(path))
+            file = GGUFFile(path)
+            config = LlamaConfig.from_gguf(file)
         except GGUFError as e:
             raise ConfigError(str(e)) from None
         try:
             KVCache.check_type(config, settings.kv_cache_type)
         except ValueError as e:
             raise ConfigError(f"{m.id}: {e}") from None
-        n_ctx = min(settings.context_length, config.context_length)
-        size = KVCache.size(config, n_ctx, slots, settings.kv_cache_type)
+        n_ctx, size = kv_pool_size(config, settings)
         needed += size
-        files += path.stat().st_size
+        files += file.size
         parts.append(f"{m.id}: {slots} slots x {n_ctx} positions x {config.n_layers} layers, {settings.kv_cache_type} = {size / MB:,.0f} MB")
     if settings.kv_cache_limit_mb is not None:
         limit, what = settings.kv_cache_limit_mb * MB, "kv_cache_limit_mb"

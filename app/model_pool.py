@@ -13,25 +13,22 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from llamba.engine.gguf_file import GGUFError, GGUFFile
+from llamba.engine.gguf_file import SPLIT_NAME, GGUFError, GGUFFile, split_paths
 from llamba.engine.config import LlamaConfig
-from llamba.engine.kv_cache import KVCache
 from llamba.engine.loader import LoadedModel, default_model_path
 from llamba.engine.scheduler import ModelRunner
 from llamba.engine.warmup import Warmup
 
 from .errors import OpenAIError
-from .limits import MB, available_memory, release_freed_memory
+from .limits import MB, available_memory, kv_pool_size, release_freed_memory
 from .metrics import Metrics
 from .settings import ModelSettings, Settings
 
 log = logging.getLogger("llamba")
-SPLIT = re.compile(r"-(\d{5})-of-(\d{5})$")  # llama.cpp's split files: name-00001-of-00003.gguf
 
 
 @dataclass
@@ -51,6 +48,10 @@ class Model:
     def path(self) -> Path:
         return Path(self.settings.path) if self.settings.path else default_model_path()
 
+    def size(self) -> int:
+        """Bytes on disk (all the parts of a split model)."""
+        return sum(p.stat().st_size for p in split_paths(self.path))
+
     def config(self) -> LlamaConfig:
         """The hyper-parameters from the file's header (read again only if the file changes)."""
         stat = self.path.stat()
@@ -60,14 +61,12 @@ class Model:
 
     def footprint(self, settings: Settings) -> tuple[int, int]:
         """(bytes of its file, bytes of its KV pool full), from the header: what loading it takes."""
-        config = self.config()
-        n_ctx = min(settings.context_length, config.context_length)
-        return self.path.stat().st_size, KVCache.size(config, n_ctx, settings.parallel, settings.kv_cache_type)
+        return self.size(), kv_pool_size(self.config(), settings)[1]
 
     def header(self) -> dict:
         """Context length and size on disk, from the file's header, without loading it."""
         try:
-            return {"context_length": self.config().context_length, "size_bytes": self.path.stat().st_size}
+            return {"context_length": self.config().context_length, "size_bytes": self.size()}
         except (GGUFError, OSError, ValueError) as e:
             return {"error": str(e)}
 
@@ -77,10 +76,10 @@ def folder_models(folder: Path) -> list[ModelSettings]:
     of a split file's parts standing for the whole, named without its part suffix)."""
     found = []
     for path in sorted(folder.rglob("*.gguf")):
-        stem, split = path.stem, SPLIT.search(path.stem)
-        if split and split.group(1) != "00001":
+        split = SPLIT_NAME.search(path.name)
+        if split and int(split.group(1)) != 1:
             continue
-        found.append(ModelSettings(id=stem[:split.start()] if split else stem, path=str(path)))
+        found.append(ModelSettings(id=path.name[:split.start()] if split else path.stem, path=str(path)))
     return found
 
 
@@ -148,6 +147,7 @@ class ModelPool:
         async with self._loading:  # one at a time: two loads would each find room for one
             began = time.perf_counter()
             try:
+                await asyncio.to_thread(model.config)  # its header, read off the event loop (once)
                 await self._make_room(model)
                 model.runner = await asyncio.to_thread(build_runner, self.settings, model, self.metrics)
             except (GGUFError, OSError, ValueError) as e:  # (the reader's one line, naming the file)

@@ -31,8 +31,9 @@ def cache_dir() -> Path:
 
 
 def packed_path(source: GGUFFile, groups: dict[str, list[Tensor]]) -> Path:
-    st = source.path.stat()
-    key = f"{source.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{LAYOUT_VERSION}|{sorted(groups)}"
+    stats = [(p.path.resolve(), p.path.stat()) for p in source.parts]  # every part of a split model
+    files = "|".join(f"{path}|{st.st_size}|{st.st_mtime_ns}" for path, st in stats)
+    key = f"{files}|{LAYOUT_VERSION}|{sorted(groups)}"
     return cache_dir() / f"{source.path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.gguf"
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .compute_lock import COMPUTE
 from .embeddings import Embedding, EmbeddingEvent
 from .errors import InvalidRequest
 from .generate import Sequence, TokenEvent, check_request
@@ -349,7 +350,8 @@ class ModelRunner:
             return
         self._make_room([span for _, span in batch])
         embedding = any(isinstance(c.sequence, Embedding) for c, _ in batch)
-        logits = self.loaded.model.step([span for _, span in batch], self.cache, with_hidden=embedding)
+        with COMPUTE:  # (another model's step, or its warm-up, waits for this one: compute_lock.py)
+            logits = self.loaded.model.step([span for _, span in batch], self.cache, with_hidden=embedding)
         if embedding:
             logits, hidden = logits
             ends = np.cumsum([len(span.tokens) for _, span in batch])

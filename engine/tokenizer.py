@@ -9,8 +9,11 @@ merge's result has a larger id than its parts: checked by the tests against
 from __future__ import annotations
 
 import codecs
+import hashlib
+import weakref
 from functools import lru_cache
 
+import numpy as np
 import tiktoken
 
 from .errors import InvalidRequest
@@ -29,6 +32,13 @@ PRE_TOKENIZERS = {"llama-bpe": _LLAMA3, "llama3": _LLAMA3, "smollm": _SMOLLM, "g
 TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED = 1, 3, 4
 # Tokens that end a generation, besides eos/eot ids from the metadata.
 END_OF_GENERATION = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>")
+
+
+# Models with one vocabulary (Llama 3.x's 1B, 3B and 8B; a model's quantizations) share one
+# Tokenizer while any of them is loaded: tiktoken builds its encoder for 128k tokens in one call
+# that holds the GIL for 80-200 ms (every other model's stream would stall while a model loads),
+# and keeps tens of MB.
+_shared: weakref.WeakValueDictionary[tuple, "Tokenizer"] = weakref.WeakValueDictionary()
 
 
 @lru_cache(maxsize=1)
@@ -91,10 +101,15 @@ class Tokenizer:
         for k, i in ids.items():
             if i is not None and not (isinstance(i, int) and 0 <= i < n_tokens):
                 raise GGUFError(f"{f.path}: tokenizer.ggml.{k}_token_id {i!r} is not a token id (0..{n_tokens - 1})")
-        return cls(meta["tokenizer.ggml.tokens"].as_str(), meta["tokenizer.ggml.token_type"].tolist(),
-                   pre=meta.get("tokenizer.ggml.pre", "default"), bos_id=ids["bos"], eos_id=ids["eos"],
-                   add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", False)),
-                   eot_id=ids["eot"], eom_id=ids["eom"])
+        tokens, types = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"]
+        pre, add_bos = meta.get("tokenizer.ggml.pre", "default"), bool(meta.get("tokenizer.ggml.add_bos_token", False))
+        key = (tokens.digest(), hashlib.sha256(np.asarray(types).tobytes()).hexdigest(), pre, add_bos, *ids.values())
+        tokenizer = _shared.get(key)
+        if tokenizer is None:
+            tokenizer = cls(tokens.as_str(), types.tolist(), pre=pre, bos_id=ids["bos"], eos_id=ids["eos"],
+                            add_bos=add_bos, eot_id=ids["eot"], eom_id=ids["eom"])
+            _shared[key] = tokenizer
+        return tokenizer
 
     def encode(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Token ids of `text`: BOS first when `add_special` and the model asks for it; special-token

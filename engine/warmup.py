@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from contextlib import nullcontext
 from typing import Callable
 
 import numpy as np
@@ -29,6 +30,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from numba.core import event
 
 from . import ops
+from .compute_lock import COMPUTE
 from .config import LlamaConfig
 from .gguf_file import GGUFFile
 from .kernels import (DEFERRED_DECODE, FLOAT_TYPES, K_QUANTS, QUANT_KERNELS, SUPPORTED_TYPES, Activations, Weight,
@@ -173,8 +175,12 @@ class Warmup:
         start compiling the one-token ones, then run a short real step of `model` that finds its
         kernels compiled. Returns the seconds it took."""
         start = time.perf_counter()
+        # cached kernels load and run in turn with other models' steps; compiling them (seconds
+        # each, mostly on one thread) does not hold those steps up
+        turns = nullcontext() if self.cold else COMPUTE
         for call in part(self.calls, 0, self.parts) if self.cold else [call for _, call in self.calls]:
-            call()
+            with turns:
+                call()
         for helper in self.helpers:  # a helper that fails costs only time: the step below compiles what it lacks
             helper.wait()
         # the one-token kernels: in their process even when cached (loading costs ~0.5 s here)
@@ -183,8 +189,10 @@ class Warmup:
             DEFERRED_DECODE.update(self.deferred)
             self.decode = self.helper("decode")
         cache = KVCache(model.config, ops.TILE, 1, self.kv_type)
-        model.step([Span(0, 0, [0, 0])], cache)
-        model.step([Span(0, 2, [0])], cache)
+        with turns:
+            model.step([Span(0, 0, [0, 0])], cache)
+        with turns:
+            model.step([Span(0, 2, [0])], cache)
         return time.perf_counter() - start
 
     def poll(self) -> bool:
@@ -194,7 +202,8 @@ class Warmup:
             return self.decode is None
         for ttype, call in one_token_calls(self.weights):
             if ttype in self.deferred:
-                call()
+                with COMPUTE:
+                    call()
         DEFERRED_DECODE.difference_update(self.deferred)
         self.decode = None
         return True

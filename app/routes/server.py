@@ -36,13 +36,14 @@ async def metrics(request: Request):
 
 
 def model_card(request: Request, model_id: str) -> s.Model:
+    """(Reads an unloaded model's header: call it in a worker thread, off the event loop.)"""
     st = state(request)
     model = st.pool.find(model_id)
     runner = model.runner
     if runner is None:
         meta = s.ModelMeta(loaded=False, **model.header())
     else:
-        meta = s.ModelMeta(loaded=True, context_length=runner.n_ctx, size_bytes=model.path.stat().st_size,
+        meta = s.ModelMeta(loaded=True, context_length=runner.n_ctx, size_bytes=model.size(),
                            parallel=runner.parallel, sampling_defaults=s.SamplingDefaults(
                                **{name: getattr(runner.defaults, name) for name in TUNABLE}))
     return s.Model(id=model_id, created=st.created, meta=meta)
@@ -51,13 +52,16 @@ def model_card(request: Request, model_id: str) -> s.Model:
 @router.get("/v1/models", dependencies=[Depends(authorize)], responses=ERRORS)
 async def list_models(request: Request) -> s.ModelList:
     pool = state(request).pool
-    pool.rescan()
-    return s.ModelList(data=[model_card(request, i) for i in pool.ids])
+
+    def cards():  # (rescanning the folder and reading headers: off the event loop)
+        pool.rescan()
+        return [model_card(request, i) for i in pool.ids]
+    return s.ModelList(data=await asyncio.to_thread(cards))
 
 
 @router.get("/v1/models/{model_id}", dependencies=[Depends(authorize)], responses=ERRORS)
 async def get_model(request: Request, model_id: str) -> s.Model:
-    return model_card(request, model_id)
+    return await asyncio.to_thread(model_card, request, model_id)
 
 
 @router.post("/models/load", dependencies=[Depends(authorize)], responses=ERRORS)

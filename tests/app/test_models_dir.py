@@ -11,6 +11,7 @@ import pytest
 
 from tests.support import MODEL, SMOLLM2, model_path
 from tests.support.server import llamba_server, metrics
+from tests.support.split import split_gguf
 
 SYNTH = ["synth-llama3-small-q4_0", "synth-llama3-small-q8_0"]
 
@@ -115,12 +116,18 @@ def test_load_unload_and_keep_alive(models_dir):
 
 
 def test_a_file_copied_in_later_is_found(models_dir, tmp_path_factory):
+    """...and a model split by gguf-split is one model, named without its parts' suffix."""
     empty = tmp_path_factory.mktemp("later")
     with llamba_server(["--models-dir", str(empty)]) as (base, _):
         assert httpx.get(f"{base}/health", timeout=10).status_code == 200 and not listing(base)
         assert complete(base, SYNTH[0]).status_code == 404
         (empty / f"{SYNTH[0]}.gguf").symlink_to(model_path(SYNTH[0]))
         assert complete(base, SYNTH[0]).status_code == 200
+        parts = split_gguf(model_path(SMOLLM2), empty / "split", tensors_per_part=100)
+        split_id = model_path(SMOLLM2).stem
+        assert complete(base, split_id).status_code == 200
+        assert set(listing(base)) == {SYNTH[0], split_id}
+        assert listing(base)[split_id]["size_bytes"] == sum(p.stat().st_size for p in parts) and len(parts) == 3
 
 
 def test_a_loaded_model_keeps_streaming_while_another_loads(models_dir):

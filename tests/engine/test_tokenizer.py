@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from tests.support import ALL_MODELS, SMOLLM2, loaded, reference
-from llamba.engine.gguf_file import GGUFError
+from tests.support import ALL_MODELS, SMOLLM2, loaded, model_path, reference
+from llamba.engine.gguf_file import GGUFError, GGUFFile
 from llamba.engine.tokenizer import StreamDecoder, Tokenizer
 
 
@@ -63,3 +63,11 @@ def test_stream_decoder_never_emits_half_a_character():
 def test_unknown_pre_tokenizer_is_a_clear_error():
     with pytest.raises(GGUFError, match="unsupported pre-tokenizer 'klingon'"):
         Tokenizer(["a", "b"], [1, 1], pre="klingon", bos_id=None, eos_id=None, add_bos=False)
+
+
+def test_models_with_one_vocabulary_share_one_tokenizer():
+    """(Built once: tiktoken's encoder for 128k tokens holds the GIL for 80-200 ms.)"""
+    small = [GGUFFile(model_path(f"synth-llama3-small-{q}")) for q in ("q4_0", "q8_0", "q4_k_m")]
+    first = Tokenizer.from_gguf(small[0])
+    assert all(Tokenizer.from_gguf(f) is first for f in small[1:])
+    assert Tokenizer.from_gguf(GGUFFile(model_path(SMOLLM2))) is not first
