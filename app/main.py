@@ -26,6 +26,7 @@ from .metrics import Metrics
 from .model_pool import ModelPool
 from .response_store import ResponseStore
 from .routes import router
+from .routes.common import MESSAGES, RESPONSES, sdk_serving
 from .settings import ConfigError, ModelSettings, Settings
 
 log = logging.getLogger("llamba")
@@ -61,7 +62,11 @@ def create_app(settings: Settings) -> FastAPI:
             for model in settings.models:
                 await st.pool.runner(model.id)
             st.ready = True
-        tasks = [asyncio.create_task(load()), asyncio.create_task(st.pool.watch_idle())]
+        async def import_sdks():  # (their ~2 s, once listening: app/routes/common.py)
+            for name in (RESPONSES, MESSAGES):
+                await sdk_serving(name)
+        tasks = [asyncio.create_task(load()), asyncio.create_task(st.pool.watch_idle()),
+                 asyncio.create_task(import_sdks())]
         yield  # (/health answers 503 until the configured models are in and compiled)
         for task in tasks:
             task.cancel()
@@ -87,6 +92,7 @@ def describe_models(app: FastAPI, model_ids: list[str]) -> None:
     def document() -> dict:
         if app.openapi_schema is None:
             schemas = fastapi_document()["components"]["schemas"]
+            document_responses_reply(app.openapi_schema)
             if not model_ids:  # (a models folder still empty: any name)
                 return app.openapi_schema
             for name in ("ChatCompletionRequest", "CompletionRequest", "ResponseCreateRequest", "MessageCreateRequest",
@@ -94,6 +100,18 @@ def describe_models(app: FastAPI, model_ids: list[str]) -> None:
                 schemas[name]["properties"]["model"]["enum"] = model_ids
         return app.openapi_schema
     app.openapi = document
+
+
+def document_responses_reply(document: dict) -> None:
+    """The Responses API's reply is the openai SDK's `Response`, imported only once the server
+    listens (app/routes/common.py): its schema goes into the document when it is first asked for."""
+    from openai.types.responses import Response
+    schema = Response.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+    schemas = document["components"]["schemas"]
+    for name, definition in {**schema.pop("$defs", {}), "Response": schema}.items():
+        schemas.setdefault(name, definition)
+    reply = document["paths"]["/v1/responses"]["post"]["responses"]["200"]["content"]
+    reply["application/json"] = {"schema": {"$ref": "#/components/schemas/Response"}}
 
 
 class GracefulServer(uvicorn.Server):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib
 import logging
 from collections import defaultdict
 from contextlib import contextmanager
+from types import ModuleType
 from dataclasses import replace
 
 from fastapi import Request
@@ -31,6 +33,19 @@ _reported_fields: set[str] = set()
 def generation(reply: type) -> dict:
     """A generation endpoint's answers: the whole reply as JSON, or a stream of its chunks."""
     return {200: {"model": reply, "content": {"text/event-stream": {}}}, **ERRORS}
+
+
+# The serving modules built on an SDK's types (openai's Responses, anthropic's Messages): the two
+# SDKs take ~2 s to import, which start-up does not wait for (app/main.py imports them in the
+# background once the server listens); a request that comes first waits for them, off the loop.
+RESPONSES, MESSAGES = "llamba.app.serving.responses", "llamba.app.serving.messages"
+_serving: dict[str, ModuleType] = {}
+
+
+async def sdk_serving(name: str) -> ModuleType:
+    if name not in _serving:
+        _serving[name] = await asyncio.to_thread(importlib.import_module, name)
+    return _serving[name]
 
 
 def state(request: Request):

@@ -15,9 +15,8 @@ from llamba.engine.errors import InvalidRequest
 from llamba.app import schemas_anthropic as a
 from llamba.app.errors import bad_request
 from llamba.app.schemas import sampling_params
-from llamba.app.serving import messages as serving
 
-from .common import ERRORS, authorize, collect, note_ignored_fields, runner_for, submit_chat
+from .common import ERRORS, MESSAGES, authorize, collect, note_ignored_fields, runner_for, sdk_serving, submit_chat
 
 router = APIRouter()
 # the engine's concepts, as this API names them
@@ -60,6 +59,7 @@ def plan(runner, body: a.CountTokensRequest) -> ChatPlan:
              responses={200: {"content": {"text/event-stream": {}}, "description": "A Message, or its stream"}, **ERRORS})
 async def create_message(request: Request, body: a.MessageCreateRequest):
     runner = await runner_for(request, body.model, body.keep_alive)
+    serving = await sdk_serving(MESSAGES)
     note_ignored_fields(body)
     chat = plan(runner, body)
     params = replace(sampling_params(runner.defaults, body, body.max_tokens), stop=body.stop_sequences or [])

@@ -4,19 +4,21 @@ the engine's planner; app/serving/responses.py builds the answer."""
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from openai.types.responses import Response
 from sse_starlette.sse import EventSourceResponse
 
 from llamba.engine.chat import JSON_OBJECT, Output, plan_chat
 from llamba.engine.errors import InvalidRequest
 from llamba.app import schemas as s
 from llamba.app.errors import OpenAIError, bad_request
-from llamba.app.serving import responses as serving
 
-from .common import ERRORS, authorize, collect, generation, note_ignored_fields, runner_for, state, submit_chat
+from .common import RESPONSES, ERRORS, authorize, collect, note_ignored_fields, runner_for, sdk_serving, state, submit_chat
+
+if TYPE_CHECKING:
+    from openai.types.responses import Response
 
 router = APIRouter()
 # the engine's concepts, as this API names them
@@ -73,9 +75,12 @@ def as_messages(done: Response) -> list[dict]:
     return messages
 
 
-@router.post("/v1/responses", dependencies=[Depends(authorize)], responses=generation(Response))
+# (the reply's schema, the SDK's `Response`, is put in /openapi.json by app/main.py's describe_models)
+@router.post("/v1/responses", dependencies=[Depends(authorize)],
+             responses={200: {"content": {"text/event-stream": {}}, "description": "A Response, or its stream"}, **ERRORS})
 async def create_response(request: Request, body: s.ResponseCreateRequest):
     runner = await runner_for(request, body.model, body.keep_alive)
+    serving = await sdk_serving(RESPONSES)
     note_ignored_fields(body)
     st = state(request)
     previous = []
