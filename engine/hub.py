@@ -8,9 +8,10 @@ import os
 import re
 from pathlib import Path
 
+from .gguf_file import SPLIT_NAME
+
 DEFAULT_MODELS_DIR = Path.home() / ".cache" / "llamba" / "models"
 DEFAULT_TAG = "Q4_K_M"  # llama-server's default when a repository has several quantizations
-SPLIT_PART = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 
 
 class HubError(Exception):
@@ -33,7 +34,7 @@ def parse_hf_url(url: str) -> tuple[str, str | None]:
 def pick_file(files: list[str], tag: str | None) -> str:
     """The GGUF file of a repository whose name carries `tag` (case-insensitive; the first part
     of a split file), or its only one."""
-    ggufs = [f for f in files if f.endswith(".gguf") and (not SPLIT_PART.search(f) or "-00001-of-" in f)]
+    ggufs = [f for f in files if f.endswith(".gguf") and (not SPLIT_NAME.search(f) or "-00001-of-" in f)]
     ggufs = [f for f in ggufs if "mmproj" not in f.lower()]  # (vision projectors are not models)
     if not ggufs:
         raise HubError("the repository has no GGUF file")
@@ -58,9 +59,9 @@ def pull(repo: str, filename: str | None, models_dir: Path) -> Path:
     try:
         if filename is None:
             filename = pick_file(HfApi().list_repo_files(repo_id), tag or None)
-        split = SPLIT_PART.search(filename)
+        split = SPLIT_NAME.search(filename)
         names = [filename] if not split else [
-            SPLIT_PART.sub(f"-{i:05d}-of-{split.group(2)}.gguf", filename) for i in range(1, int(split.group(2)) + 1)]
+            SPLIT_NAME.sub(f"-{i:05d}-of-{split.group(2)}.gguf", filename) for i in range(1, int(split.group(2)) + 1)]
         paths = [Path(hf_hub_download(repo_id, name, local_dir=target)) for name in names]
     except HfHubHTTPError as e:
         raise HubError(f"{repo_id}: {str(e).splitlines()[0]}") from None
