@@ -3,7 +3,6 @@ KV caches may take (checked at start-up, before anything is allocated); and the 
 small, so that a model unloaded gives its memory back."""
 from __future__ import annotations
 
-import ctypes
 import os
 from pathlib import Path
 
@@ -101,32 +100,3 @@ def check_kv_budget(settings: Settings) -> int:
         raise ConfigError(f"the KV cache needs {needed / MB:,.0f} MB ({'; '.join(parts)}) but {what} is "
                           f"{limit / MB:,.0f} MB: lower parallel or context_length")
     return needed
-
-
-# glibc's malloc: the C heap's freed pages, and how many heaps threads spread it over
-M_ARENA_MAX = -8
-
-
-def _glibc():
-    try:
-        libc = ctypes.CDLL(None)
-        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
-    except OSError:
-        return None
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Few heaps for the C allocations of every thread (glibc gives each thread its own, up to 8
-    per core, and keeps their freed pages): a server that loaded and unloaded three models held
-    180 MB more than before them with the default, 90 MB with two. Called before threads start."""
-    libc = _glibc()
-    if libc is not None:
-        libc.mallopt(M_ARENA_MAX, arenas)
-
-
-def release_freed_memory() -> None:
-    """Hands the C heap's free pages back to the system (after a model unloads: its tokenizer,
-    grammar and step buffers, freed, stayed resident otherwise)."""
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)

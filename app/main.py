@@ -17,11 +17,12 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from llamba import __version__
 from llamba.engine import hub
+from llamba.engine.c_heap import limit_malloc_arenas
 from llamba.engine.kernels import isa
 from llamba.engine.loader import set_threads
 
 from . import errors
-from .limits import MB, BodyLimit, check_kv_budget, limit_malloc_arenas
+from .limits import MB, BodyLimit, check_kv_budget
 from .metrics import Metrics
 from .model_pool import ModelPool
 from .response_store import ResponseStore

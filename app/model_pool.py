@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from llamba.engine.c_heap import release_freed_memory
 from llamba.engine.gguf_file import SPLIT_NAME, GGUFError, GGUFFile, split_paths
 from llamba.engine.config import LlamaConfig
 from llamba.engine.loader import LoadedModel, default_model_path
@@ -24,7 +25,7 @@ from llamba.engine.scheduler import ModelRunner
 from llamba.engine.warmup import Warmup
 
 from .errors import OpenAIError
-from .limits import MB, available_memory, kv_pool_size, release_freed_memory
+from .limits import MB, available_memory, kv_pool_size
 from .metrics import Metrics
 from .settings import ModelSettings, Settings
 

@@ -19,6 +19,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf import GGUFWriter
 
+from .c_heap import release_freed_memory
 from .gguf_file import GGUFError, GGUFFile, Tensor
 from .kernels import Weight, pack
 
@@ -87,4 +88,5 @@ def packed_weights(source: GGUFFile, groups: dict[str, list[Tensor]]) -> dict[st
         log.warning("cannot cache packed weights in %s (%s): keeping them in memory", path, e)
         return {w.name: w for w in weights}
     del weights
+    release_freed_memory()  # (the repacked arrays, freed: c_heap.py)
     return _read(path, list(groups))
