@@ -59,15 +59,20 @@ def create_app(settings: Settings) -> FastAPI:
         log.info("CPU %s (%s): %s kernels, %s-bit activations, %d threads", cpu["cpu"], cpu["cpu_name"],
                  cpu["kernels"], cpu["activation_bits"], threads)
 
+        async def import_sdks():  # (their ~2 s, once listening: app/routes/common.py)
+            began = time.perf_counter()
+            for name in (RESPONSES, MESSAGES):
+                await sdk_serving(name)
+            log.info("the Responses and Messages APIs' types are in (%.1f s)", time.perf_counter() - began)
+        sdks = asyncio.create_task(import_sdks())
+
         async def load():  # the configured models; a models folder's load when asked for
             for model in settings.models:
                 await st.pool.runner(model.id)
+            if settings.models:  # ready when every API's code is in too (a models folder alone: at once)
+                await sdks
             st.ready = True
-        async def import_sdks():  # (their ~2 s, once listening: app/routes/common.py)
-            for name in (RESPONSES, MESSAGES):
-                await sdk_serving(name)
-        tasks = [asyncio.create_task(load()), asyncio.create_task(st.pool.watch_idle()),
-                 asyncio.create_task(import_sdks())]
+        tasks = [sdks, asyncio.create_task(load()), asyncio.create_task(st.pool.watch_idle())]
         yield  # (/health answers 503 until the configured models are in and compiled)
         for task in tasks:
             task.cancel()

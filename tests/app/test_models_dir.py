@@ -3,6 +3,7 @@
 more than --max-loaded-models at once (the least recently used idle one unloads), unloaded
 after --idle-unload seconds, a broken file's error every time it is asked for while the others
 keep answering, and eight first requests loading a model once."""
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,6 +48,12 @@ def rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+def log_text(proc) -> str:
+    """The server's log so far, read without moving the offset the server writes at (shared)."""
+    fd = proc.log.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+
 def settled_rss(pid: int) -> float:
     time.sleep(1)
     return rss_mb(pid)
@@ -60,6 +67,9 @@ def test_a_folder_of_models_loads_on_demand_within_its_bounds(models_dir):
         assert set(models) == {MODEL, *SYNTH, "broken"} and not loaded(base)
         assert models[MODEL]["context_length"] == 8192 and models[SYNTH[0]]["size_bytes"] > 30e6
         assert "broken.gguf" in models["broken"]["error"]
+        deadline = time.monotonic() + 60  # the empty server: with the SDKs' types, imported once it listens
+        while "APIs' types are in" not in log_text(proc) and time.monotonic() < deadline:
+            time.sleep(0.1)
         empty_rss = settled_rss(proc.pid)
         highest = 0
         for name in [MODEL, *SYNTH, MODEL]:
@@ -93,8 +103,7 @@ def test_eight_first_requests_load_a_model_once(models_dir):
         assert [r.status_code for r in answers] == [200] * 8
         text = httpx.get(f"{base}/metrics", timeout=10).text
         assert f'llamba_model_load_seconds_count{{model="{SYNTH[1]}"}} 1.0' in text
-        proc.log.seek(0)
-        assert proc.log.read().count(f"model {SYNTH[1]} loaded in") == 1
+        assert log_text(proc).count(f"model {SYNTH[1]} loaded in") == 1
 
 
 def test_load_unload_and_keep_alive(models_dir):

@@ -161,6 +161,11 @@ def test_every_slot_full_stays_within_the_kv_budget():
             "LLAMBA_KV_CACHE_LIMIT_MB": str(budget_mb + 1)}) as (base, proc):
         body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}
         assert httpx.post(f"{base}/v1/completions", json=body, timeout=120).status_code == 200  # warm
+        # and every API's code in (the Responses and Messages ones are imported once the server listens)
+        for path, request in (("/v1/responses", {"input": "Hi", "max_output_tokens": 2}),
+                              ("/v1/messages", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})):
+            r = httpx.post(f"{base}{path}", json={"model": MODEL, **request}, timeout=120)
+            assert r.status_code == 200, r.text
         before = resident_mb(proc.pid)
         peak, done = before, []
 
