@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.support.server import metrics, running_server, wait_until_idle
-from tests.support import GPL_TEXT, MODEL
+from tests.support import GPL_TEXT, MODEL, require_file
 
 PROMPTS = [f"Question {i}: name three things that are {c}." for i, c in
            enumerate(["red", "blue", "green", "cold", "hot", "small", "loud", "soft"])]
@@ -113,8 +113,7 @@ def test_cancelling_four_of_eight_streams_leaves_the_others_right_and_frees_thei
 
 
 def test_second_chat_turn_reuses_the_first_turns_cache(server):
-    if not GPL_TEXT.exists():
-        pytest.skip(f"{GPL_TEXT} (a long text for the first turn) is absent")
+    require_file(GPL_TEXT)  # a long text for the first turn
     chat = lambda messages: httpx.post(f"{server}/v1/chat/completions", timeout=300, json={  # noqa: E731
         "model": MODEL, "messages": messages, "max_tokens": 16, "temperature": 0}).json()
     first_messages = [{"role": "user", "content": "Summarise this licence text:\n" + GPL_TEXT.read_text()[:3000]}]

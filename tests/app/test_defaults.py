@@ -2,11 +2,13 @@
 reports its context length and sampling defaults, the configuration can set them per model, and
 a model given by path is served under its file's name."""
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import httpx
 import openai
 import pytest
 
+from llamba.engine.generate import generate
 from tests.support.server import running_server
 from tests.support import MODEL, MODELS_DIR, SMOLLM2, loaded, model_path
 
@@ -21,20 +23,23 @@ def server():
 
 
 def test_readme_chat_examples_stop_by_themselves(server):
-    """The SDK's question and both curl bodies, as the README sends them (no sampling fields),
-    five times each: every answer ends with "stop" well before 300 tokens."""
+    """The SDK's question and both curl bodies, as the README sends them (no sampling fields but a
+    seed, 0 to 4, so that a failure can be replayed), five times each: every answer ends with
+    "stop" well before 300 tokens."""
     client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
 
-    def sdk(_):
-        r = client.chat.completions.create(model=MODEL, messages=QUESTION)
+    def sdk(seed):
+        r = client.chat.completions.create(model=MODEL, messages=QUESTION, seed=seed)
         return r.choices[0].finish_reason, r.usage.completion_tokens
 
-    def curl(_):
-        r = httpx.post(f"{server}/v1/chat/completions", json={"model": MODEL, "messages": HI}, timeout=300).json()
+    def curl(seed):
+        r = httpx.post(f"{server}/v1/chat/completions", json={"model": MODEL, "messages": HI, "seed": seed},
+                       timeout=300).json()
         return r["choices"][0]["finish_reason"], r["usage"]["completion_tokens"]
 
-    def curl_stream(_):
-        body = {"model": MODEL, "stream": True, "messages": HI, "stream_options": {"include_usage": True}}
+    def curl_stream(seed):
+        body = {"model": MODEL, "stream": True, "messages": HI, "stream_options": {"include_usage": True},
+                "seed": seed}
         finish, tokens = None, None
         with httpx.stream("POST", f"{server}/v1/chat/completions", json=body, timeout=300) as r:
             for line in r.iter_lines():
@@ -67,9 +72,11 @@ def test_configured_defaults_apply_to_what_a_request_leaves_out(tmp_path):
         assert card["meta"]["sampling_defaults"]["temperature"] == 0
         bodies = [httpx.post(f"{base}/v1/chat/completions", json={"model": m, "messages": QUESTION}, timeout=300).json()
                   for m in (MODEL, "tiny")]
-    lm = loaded(SMOLLM2)
-    greedy = lm.tokenizer.decode(lm.tokenizer.encode(bodies[0]["choices"][0]["message"]["content"]))
-    assert [b["choices"][0]["message"]["content"] for b in bodies] == [greedy, greedy]  # temperature 0: greedy
+    lm = loaded(SMOLLM2)  # temperature 0: the engine's greedy text, with the model's other defaults
+    events = generate(lm.model, lm.tokenizer, lm.chat_prompt_ids(QUESTION),
+                      replace(lm.sampling, temperature=0, max_tokens=4), lm.model.new_cache(512))
+    greedy = "".join(e.text for e in events)
+    assert [b["choices"][0]["message"]["content"] for b in bodies] == [greedy, greedy]
     assert [b["usage"]["completion_tokens"] for b in bodies] == [4, 4]
     assert [b["choices"][0]["finish_reason"] for b in bodies] == ["length", "length"]
 

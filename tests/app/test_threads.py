@@ -1,6 +1,7 @@
-"""`--threads` limits the model's compute: the server's CPU time per second of generation, in all
-and per thread (the machine may be busy with other work, so "uses both cores" is checked as two
-threads each computing a good share of the time, not as two full cores)."""
+"""`--threads` limits the model's compute: the server's CPU time over a long generation, in all
+and per thread. The machine may be busy with other work, so the threads are compared with each
+other, not with the clock: with one compute thread, one thread does the work; with two, the
+second busiest thread computes a good share of what the busiest does."""
 import os
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ def cpu_seconds_per_thread(pid: int) -> dict[str, float]:
 
 
 def cores_used_while_generating(threads: int) -> tuple[float, list[float]]:
-    """(cores in all, cores of each thread that computed), per second of a long generation."""
+    """(cores in all per second of a long generation, each thread's CPU time, busiest first)."""
     with server_process("--threads", str(threads), "--ctx", "2048") as (base, proc):
         body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 1500, "ignore_eos": True,
                 "temperature": 0, "stream": True}
@@ -37,17 +38,17 @@ def cores_used_while_generating(threads: int) -> tuple[float, list[float]]:
             for _ in zip(range(1000), lines):
                 pass
             after, wall = cpu_seconds_per_thread(proc.pid), time.monotonic() - wall
-    per_thread = sorted(((after[t] - before.get(t, 0.0)) / wall for t in after), reverse=True)
-    # (the event loop writing ~150 events a second takes a few percent of a core: not computing)
-    return sum(per_thread), [c for c in per_thread if c > 0.2]
+    per_thread = sorted((after[t] - before.get(t, 0.0) for t in after), reverse=True)
+    return sum(per_thread) / wall, per_thread
 
 
 def test_one_thread_uses_one_core():
-    total, busy = cores_used_while_generating(1)
-    assert total <= 1.2 and len(busy) == 1, (total, busy)
+    total, seconds = cores_used_while_generating(1)
+    # (the event loop writing ~150 events a second takes a few percent of what the compute does)
+    assert total <= 1.2 and seconds[1] < 0.3 * seconds[0], (total, seconds)
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
 def test_two_threads_compute_on_two_cores():
-    total, busy = cores_used_while_generating(2)
-    assert len(busy) >= 2 and busy[1] >= 0.3, (total, busy)
+    total, seconds = cores_used_while_generating(2)
+    assert seconds[1] >= 0.3 * seconds[0], (total, seconds)

@@ -7,13 +7,13 @@ from dataclasses import replace
 import pytest
 
 from llamba.engine.generate import generate
-from tests.support import SMOLLM2, loaded, model_path
+from tests.support import SMOLLM2, loaded, missing, model_path
 
 
 def llamba(*args, stdin=None):
     exe = shutil.which("llamba")
     if exe is None:
-        pytest.skip("the llamba console script is not installed (pip install -e .)")
+        missing("the llamba console script (pip install -e .)")
     return subprocess.run([exe, *args], input=stdin, capture_output=True, text=True, timeout=600)
 
 

