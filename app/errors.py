@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from llamba.engine.errors import InvalidRequest
-from .schemas import ErrorInfo, ErrorResponse
+from .protocol.common import ErrorInfo, ErrorResponse
 
 
 class OpenAIError(Exception):

@@ -14,7 +14,7 @@ from llamba.engine.gguf_file import GGUFError, GGUFFile
 from llamba.engine.loader import default_model_path
 from llamba.engine.kv_cache import KVCache
 from .errors import error_response
-from .schemas import ErrorInfo
+from .protocol.common import ErrorInfo
 from .settings import ConfigError, Settings
 
 MB = 1 << 20

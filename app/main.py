@@ -27,7 +27,6 @@ from .metrics import Metrics
 from .model_pool import ModelPool
 from .response_store import ResponseStore
 from .routes import router
-from .routes.common import MESSAGES, RESPONSES, sdk_serving
 from .settings import ConfigError, ModelSettings, Settings
 
 log = logging.getLogger("llamba")
@@ -59,20 +58,11 @@ def create_app(settings: Settings) -> FastAPI:
         log.info("CPU %s (%s): %s kernels, %s-bit activations, %d threads", cpu["cpu"], cpu["cpu_name"],
                  cpu["kernels"], cpu["activation_bits"], threads)
 
-        async def import_sdks():  # (their ~2 s, once listening: app/routes/common.py)
-            began = time.perf_counter()
-            for name in (RESPONSES, MESSAGES):
-                await sdk_serving(name)
-            log.info("the Responses and Messages APIs' types are in (%.1f s)", time.perf_counter() - began)
-        sdks = asyncio.create_task(import_sdks())
-
         async def load():  # the configured models; a models folder's load when asked for
             for model in settings.models:
                 await st.pool.runner(model.id)
-            if settings.models:  # ready when every API's code is in too (a models folder alone: at once)
-                await sdks
             st.ready = True
-        tasks = [sdks, asyncio.create_task(load()), asyncio.create_task(st.pool.watch_idle())]
+        tasks = [asyncio.create_task(load()), asyncio.create_task(st.pool.watch_idle())]
         yield  # (/health answers 503 until the configured models are in and compiled)
         for task in tasks:
             task.cancel()
@@ -98,7 +88,6 @@ def describe_models(app: FastAPI, model_ids: list[str]) -> None:
     def document() -> dict:
         if app.openapi_schema is None:
             schemas = fastapi_document()["components"]["schemas"]
-            document_responses_reply(app.openapi_schema)
             if not model_ids:  # (a models folder still empty: any name)
                 return app.openapi_schema
             for name in ("ChatCompletionRequest", "CompletionRequest", "ResponseCreateRequest", "MessageCreateRequest",
@@ -106,18 +95,6 @@ def describe_models(app: FastAPI, model_ids: list[str]) -> None:
                 schemas[name]["properties"]["model"]["enum"] = model_ids
         return app.openapi_schema
     app.openapi = document
-
-
-def document_responses_reply(document: dict) -> None:
-    """The Responses API's reply is the openai SDK's `Response`, imported only once the server
-    listens (app/routes/common.py): its schema goes into the document when it is first asked for."""
-    from openai.types.responses import Response
-    schema = Response.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
-    schemas = document["components"]["schemas"]
-    for name, definition in {**schema.pop("$defs", {}), "Response": schema}.items():
-        schemas.setdefault(name, definition)
-    reply = document["paths"]["/v1/responses"]["post"]["responses"]["200"]["content"]
-    reply["application/json"] = {"schema": {"$ref": "#/components/schemas/Response"}}
 
 
 class GracefulServer(uvicorn.Server):

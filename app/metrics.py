@@ -48,7 +48,7 @@ class _ModelObserver(Observer):
 
     def admitted(self, job: Job) -> None:
         self.m.requests.labels(self.model).inc()
-        self.m.prompt_tokens.labels(self.model).inc(sum(map(len, job.prompts)))
+        self.m.prompt_tokens.labels(self.model).inc(job.prompt_tokens)
         if job.cached_tokens:
             self.m.cached_tokens.labels(self.model).inc(job.cached_tokens)
             self.m.cache_hits.labels(self.model).inc()

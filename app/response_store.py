@@ -4,10 +4,8 @@ than `capacity` are kept."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # (the openai SDK is imported once the server listens: app/routes/common.py)
-    from openai.types.responses import Response
+from .protocol.responses import Response
 
 
 class ResponseStore:

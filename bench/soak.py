@@ -142,7 +142,9 @@ def summarize(run: dict) -> tuple[dict, list[str]]:
         if any(int(status) >= 500 for status in answered):
             failures.append(f"the server answered >= 500: {summary['server_statuses']}")
         if "Traceback" in run["server_log"]:
-            failures.append("the server logged a traceback")
+            lines = run["server_log"][run["server_log"].index("Traceback"):].splitlines()
+            end = next((i for i, line in enumerate(lines[1:], 1) if not line.startswith(" ")), len(lines) - 1)
+            failures.append("the server logged a traceback, ending:\n" + "\n".join(lines[max(1, end - 8):end + 1]))
     server_errors = {s: n for s, n in statuses.items() if s.isdigit() and int(s) >= 500}
     if server_errors:
         failures.append(f"statuses >= 500: {server_errors}")

@@ -46,6 +46,9 @@ TUNABLE: dict[str, tuple[type, dict]] = {
     "max_tokens": (int, dict(ge=1)),
 }
 
+# A request's seed: any 64-bit integer, signed or not, as OpenAI's clients send it
+SEED = dict(ge=-(2**63), lt=2**64)
+
 # GGUF metadata key -> the field it sets (llama.cpp's names for the model's recommended sampling)
 GGUF_KEYS = {"general.sampling.temp": "temperature", "general.sampling.top_k": "top_k",
              "general.sampling.top_p": "top_p", "general.sampling.min_p": "min_p",

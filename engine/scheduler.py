@@ -75,6 +75,10 @@ class Job:
     def choices(self) -> int:
         return len(self.prompts) * self.n
 
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(map(len, self.prompts))
+
     def cancel(self) -> None:
         self.cancelled.set()
 

@@ -1,25 +1,16 @@
-"""What every API's routes share: the server's state, the API key, the model a request names, and
-`submit`, which queues a request and turns the engine's refusals into the API's errors."""
+"""What every API's routes share: the server's state, the API key, the model a request names, the
+fields a request has that llamba does not know, and the error answers' shape."""
 from __future__ import annotations
 
-import asyncio
 import hmac
-import importlib
 import logging
-from collections import defaultdict
-from contextlib import contextmanager
-from types import ModuleType
-from dataclasses import replace
 
 from fastapi import Request
 from pydantic import BaseModel
 
-from llamba.engine.chat import ChatPlan
-from llamba.engine.errors import InvalidRequest
-from llamba.engine.sampling import SamplingParams
-from llamba.engine.scheduler import Job, ModelRunner, QueueFull
-from llamba.app.errors import OpenAIError, bad_request
-from llamba.app.schemas import ErrorResponse
+from llamba.engine.scheduler import ModelRunner
+from llamba.app.errors import OpenAIError
+from llamba.app.protocol.common import ErrorResponse, new_id, now
 
 log = logging.getLogger("llamba")
 # the error answers, in OpenAI's shape, as the OpenAPI document describes them
@@ -33,19 +24,6 @@ _reported_fields: set[str] = set()
 def generation(reply: type) -> dict:
     """A generation endpoint's answers: the whole reply as JSON, or a stream of its chunks."""
     return {200: {"model": reply, "content": {"text/event-stream": {}}}, **ERRORS}
-
-
-# The serving modules built on an SDK's types (openai's Responses, anthropic's Messages): the two
-# SDKs take ~2 s to import, which start-up does not wait for (app/main.py imports them in the
-# background once the server listens); a request that comes first waits for them, off the loop.
-RESPONSES, MESSAGES = "llamba.app.serving.responses", "llamba.app.serving.messages"
-_serving: dict[str, ModuleType] = {}
-
-
-async def sdk_serving(name: str) -> ModuleType:
-    if name not in _serving:
-        _serving[name] = await asyncio.to_thread(importlib.import_module, name)
-    return _serving[name]
 
 
 def state(request: Request):
@@ -89,61 +67,6 @@ def note_ignored_fields(body: BaseModel) -> None:
         log.warning("ignoring the request field %r, which llamba does not support", name)
 
 
-@contextmanager
-def refusals(fields: dict[str, str]):
-    """The engine's refusals of a request as the API's errors: InvalidRequest a 400 naming the
-    request's field (`fields`: the request's name for each engine concept, "prompt", "max_tokens",
-    "output", ...; one not in it keeps its name), a full queue a 429 with Retry-After."""
-    try:
-        yield
-    except InvalidRequest as e:
-        raise bad_request(str(e), param=fields.get(e.param, e.param), code=e.code) from None
-    except QueueFull as e:
-        raise OpenAIError(429, f"Too many requests: {e}. Retry shortly.", type="rate_limit_exceeded",
-                          code="rate_limit_exceeded", headers={"Retry-After": "1"}) from None
-
-
-def submit(runner: ModelRunner, prompts: list[list[int]], params: SamplingParams, n: int,
-           fields: dict[str, str]) -> Job:
-    """Queue a request as one job (so that every refusal, a full queue included, comes before any
-    streaming starts)."""
-    with refusals(fields):
-        return runner.submit(prompts, params, n=n)
-
-
-def submit_chat(runner: ModelRunner, plan: ChatPlan, params: SamplingParams, n: int, fields: dict[str, str]) -> Job:
-    """Queue a chat turn as its plan says: its prompt, under its grammar; a grammar the engine
-    refuses is named as the field it came from (the tools, or the output format)."""
-    params = replace(params, grammar=plan.grammar, grammar_triggers=plan.triggers)
-    return submit(runner, [plan.prompt_ids], params, n, {**fields, "grammar": fields.get(plan.grammar_from,
-                                                                                         plan.grammar_from)})
-
-
-def token_lists(value: str | list, tok, parse_special: bool) -> list[list[int]]:
-    """A prompt or input as OpenAI takes it (a string, a list of strings, token ids, or lists of
-    token ids) as lists of token ids."""
-    if isinstance(value, str):
-        return [tok.encode(value, add_special=True, parse_special=parse_special)]
-    if value and all(isinstance(x, int) for x in value):
-        return [list(value)]
-    return [tok.encode(x, add_special=True, parse_special=parse_special) if isinstance(x, str) else list(x)
-            for x in value]
-
-
-async def collect(runner: ModelRunner, job: Job, request: Request) -> dict[int, list]:
-    """All of a job's events, by choice index; stops the job if the client goes away first."""
-    async def watch():
-        while not job.cancelled.is_set():
-            if await request.is_disconnected():
-                job.cancel()
-                return
-            await asyncio.sleep(0.1)
-
-    watcher = asyncio.create_task(watch())
-    events = defaultdict(list)
-    try:
-        async for event in runner.stream(job):
-            events[event.index].append(event)
-        return events
-    finally:
-        watcher.cancel()
+def head(request: Request, model: str, prefix: str) -> dict:
+    """The fields an OpenAI chat or text completion and each of its chunks open with."""
+    return dict(id=new_id(prefix), created=now(), model=model, system_fingerprint=state(request).fingerprint)

@@ -9,10 +9,11 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 
 from llamba.engine.embeddings import model_pooling
-from llamba.app import schemas as s
 from llamba.app.errors import bad_request
+from llamba.app.protocol.server import EmbeddingRequest
+from llamba.app.serving.base import AnswerStream, refusals, token_lists
 
-from .common import ERRORS, authorize, collect, note_ignored_fields, refusals, runner_for, state, token_lists
+from .common import ERRORS, authorize, note_ignored_fields, runner_for, state
 
 router = APIRouter()
 
@@ -25,7 +26,7 @@ def encoded(vector: np.ndarray, encoding_format: str) -> list[float] | str:
 
 
 @router.post("/v1/embeddings", dependencies=[Depends(authorize)], responses=ERRORS)
-async def embeddings(request: Request, body: s.EmbeddingRequest):
+async def embeddings(request: Request, body: EmbeddingRequest):
     runner = await runner_for(request, body.model, body.keep_alive)
     note_ignored_fields(body)
     dim = runner.loaded.model.config.dim
@@ -40,8 +41,8 @@ async def embeddings(request: Request, body: s.EmbeddingRequest):
     for start in range(0, len(prompts), runner.parallel):
         with refusals({"prompt": "input"}):
             job = runner.submit_embeddings(prompts[start:start + runner.parallel], pooling)
-        events = await collect(runner, job, request)
-        vectors += [events[i][0].vector for i in range(len(job.prompts))]
+        answers = await AnswerStream(runner, job).whole(request)
+        vectors += [answer.events[0].vector for answer in answers.answers]
     tokens = sum(map(len, prompts))
     return {"object": "list", "model": body.model,
             "data": [{"object": "embedding", "index": i, "embedding": encoded(v, body.encoding_format)}

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.sampling import TUNABLE
-from llamba.app import schemas as s
+from llamba.app.protocol import server as s
 from llamba.app.errors import bad_request
 
 from .common import ERRORS, authorize, runner_for, state

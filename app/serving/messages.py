@@ -1,31 +1,23 @@
-"""Anthropic's Messages API, assembled from the engine's token events with the anthropic package's
-own types: the whole `Message`, or its stream of events (message_start, ping, a block's start,
-deltas and stop, message_delta, message_stop)."""
+"""Anthropic's Messages API, translated from the answer as it is generated (app/serving/base.py): the
+whole `Message`, or its stream of events (message_start, ping, a block's start, deltas and stop,
+message_delta, message_stop)."""
 from __future__ import annotations
 
-import uuid
 from typing import AsyncIterator
 
-from anthropic.types import (InputJSONDelta, Message, MessageDeltaUsage, RawContentBlockDeltaEvent,
-                             RawContentBlockStartEvent, RawContentBlockStopEvent, RawMessageDeltaEvent,
-                             RawMessageStartEvent, RawMessageStopEvent, TextBlock, TextDelta, ToolUseBlock, Usage)
-from anthropic.types.raw_message_delta_event import Delta
+from llamba.engine.chat import ToolCall
+from llamba.engine.chat.answer import Part
+from llamba.app.protocol import messages as p
 
-from llamba.engine.chat import ChatPlan, ToolCall
-from llamba.engine.chat.answer import AnswerReader, Part
-from llamba.engine.scheduler import Job, ModelRunner
+from .base import AnswerStream, sse
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:24]}"
-
-
-def stop_reason(plan_calls: bool, events: list) -> tuple[str, str | None]:
+def stop_reason(answer, calls: bool) -> tuple[str, str | None]:
     """(stop_reason, stop_sequence) of an answer."""
-    last = events[-1] if events else None
+    last = answer.events[-1] if answer.events else None
     if last is not None and last.finish_reason == "length":
         return "max_tokens", None
-    if plan_calls:
+    if calls:
         return "tool_use", None
     if last is not None and last.stop is not None:
         return "stop_sequence", last.stop
@@ -36,63 +28,52 @@ def tool_use_id(call: ToolCall) -> str:
     return "toolu_" + call.id.removeprefix("call_")
 
 
-def block(part: Part) -> TextBlock | ToolUseBlock:
+def block(part: Part) -> p.TextBlock | p.ToolUseBlock:
     if part.call is None:
-        return TextBlock(type="text", text=part.text)
-    return ToolUseBlock(type="tool_use", id=tool_use_id(part.call), name=part.call.name,
-                        input=part.call.arguments if part.closed and not part.cut else {})
+        return p.TextBlock(text=part.text)
+    return p.ToolUseBlock(id=tool_use_id(part.call), name=part.call.name,
+                          input=part.call.arguments if part.closed and not part.cut else {})
 
 
-def message(head: dict, job: Job, reader: AnswerReader, events: list) -> Message:
+def usage(answers: AnswerStream) -> p.Usage:
+    cached = answers.job.cached_tokens
+    return p.Usage(input_tokens=answers.prompt_tokens - cached, cache_read_input_tokens=cached,
+                   output_tokens=answers.generated)
+
+
+def message(head: dict, answers: AnswerStream) -> p.Message:
     """The whole message: its text block (if there is text) or a block per call (a call cut by
     max_tokens left out), its stop reason and usage."""
-    content, calls = reader.result()
-    blocks = [block(p) for p in reader.parts if (p.call is None and p.text) or (p.call is not None and not p.cut)]
-    reason, sequence = stop_reason(bool(calls), events)
-    return Message(**head, type="message", role="assistant", content=blocks, stop_reason=reason, stop_sequence=sequence,
-                   usage=usage(job, len(events)))
+    answer = answers.answers[0]
+    _, calls = answer.reader.result()
+    blocks = [block(part) for part in answer.reader.parts
+              if (part.call is None and part.text) or (part.call is not None and not part.cut)]
+    reason, sequence = stop_reason(answer, bool(calls))
+    return p.Message(**head, content=blocks, stop_reason=reason, stop_sequence=sequence, usage=usage(answers))
 
 
-def read(plan: ChatPlan, events: list) -> AnswerReader:
-    reader = plan.reader()
-    reader.push("".join(e.text for e in events))
-    reader.finish()
-    return reader
+def event(e) -> dict:
+    return sse(e, e.type)
 
 
-def usage(job: Job, output_tokens: int) -> Usage:
-    prompt = sum(map(len, job.prompts))
-    return Usage(input_tokens=prompt - job.cached_tokens, cache_read_input_tokens=job.cached_tokens,
-                 cache_creation_input_tokens=0, output_tokens=output_tokens)
-
-
-def sse(event) -> dict:
-    return {"event": event.type, "data": event.model_dump_json(exclude_none=True)}
-
-
-async def stream_events(runner: ModelRunner, job: Job, plan: ChatPlan, head: dict) -> AsyncIterator[dict]:
-    """The message's start (no content yet), a ping, then, as the answer is read
-    (engine/chat/answer.py), a text block and its deltas, or a tool_use block per call and its
-    input's JSON as it is written; then the stop reason and usage, and message_stop."""
-    start = Message(**head, type="message", role="assistant", content=[], usage=usage(job, 0))
-    yield sse(RawMessageStartEvent(type="message_start", message=start))
+async def stream_events(answers: AnswerStream, head: dict) -> AsyncIterator[dict]:
+    """The message's start (no content yet), a ping, then, as the answer is read, a text block and
+    its deltas, or a tool_use block per call and its input's JSON as it is written; then the stop
+    reason and usage, and message_stop."""
+    yield event(p.MessageStartEvent(message=p.Message(**head, content=[], usage=usage(answers))))
     yield {"event": "ping", "data": '{"type": "ping"}'}
-    events, reader = [], plan.reader()
-    async for event in runner.stream(job):
-        events.append(event)
-        for change in reader.push(event.text) + (reader.finish() if event.finish_reason else []):
+    async for _, changes in answers:
+        for change in changes:
             index = change.part.index
             if change.kind == "opened":
-                yield sse(RawContentBlockStartEvent(type="content_block_start", index=index,
-                                                    content_block=block(change.part)))
+                yield event(p.ContentBlockStartEvent(index=index, content_block=block(change.part)))
             elif change.kind == "added":
-                delta = (TextDelta(type="text_delta", text=change.text) if change.part.call is None else
-                         InputJSONDelta(type="input_json_delta", partial_json=change.text))
-                yield sse(RawContentBlockDeltaEvent(type="content_block_delta", index=index, delta=delta))
+                delta = (p.TextDelta(text=change.text) if change.part.call is None else
+                         p.InputJSONDelta(partial_json=change.text))
+                yield event(p.ContentBlockDeltaEvent(index=index, delta=delta))
             else:
-                yield sse(RawContentBlockStopEvent(type="content_block_stop", index=index))
-    done = message(head, job, reader, events)
-    yield sse(RawMessageDeltaEvent(type="message_delta", delta=Delta(stop_reason=done.stop_reason,
-                                                                     stop_sequence=done.stop_sequence),
-                                   usage=MessageDeltaUsage(output_tokens=done.usage.output_tokens)))
-    yield sse(RawMessageStopEvent(type="message_stop"))
+                yield event(p.ContentBlockStopEvent(index=index))
+    done = message(head, answers)
+    yield event(p.MessageDeltaEvent(delta=p.MessageDelta(stop_reason=done.stop_reason, stop_sequence=done.stop_sequence),
+                                    usage=p.MessageDeltaUsage(output_tokens=done.usage.output_tokens)))
+    yield event(p.MessageStopEvent())

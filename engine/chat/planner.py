@@ -1,6 +1,6 @@
-"""One chat turn's plan, for any chat API: messages, tools, the tool choice and the output format
-in; the prompt's token ids, the grammar the answer must follow and its lazy triggers out; and
-the answer read back into text and tool calls (`ChatPlan.read`).
+"""One chat turn, for any chat API: a `ChatRequest` (messages, tools, the tool choice, the output
+format, sampling) in; its plan out: the prompt's token ids, the grammar the answer must follow and
+its lazy triggers, and the reader of the answer as it is generated (`ChatPlan.reader`).
 
 Messages and tools come in the shape chat templates read (Hugging Face's, which OpenAI's chat
 completions also use), each API turning its own into it:
@@ -15,12 +15,13 @@ prompt, nothing parsed), "required", or "named" with `tool_name`. See tools.py f
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidRequest
 from ..grammar import json_schema_grammar, lark_grammar
+from ..sampling import SamplingParams
 from . import tools as tool_formats
 from .answer import AnswerReader
 from .tools import ToolCall
@@ -46,6 +47,20 @@ JSON_OBJECT = Output(json_schema={"type": "object"})
 
 
 @dataclass
+class ChatRequest:
+    """A chat turn as every chat API asks for it, in the engine's terms: each API's route builds
+    one from its body (app/protocol/), and a new option is a field here."""
+    messages: list[dict]
+    tools: list[dict] = field(default_factory=list)
+    tool_choice: str | None = None       # "auto", "none", "required" or "named"; None: auto with tools
+    tool_name: str | None = None         # the named tool
+    parallel_tool_calls: bool = True
+    output: Output | None = None         # what the answer must be (None: free text)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    n: int = 1                           # answers to the same prompt
+
+
+@dataclass
 class ChatPlan:
     prompt_ids: list[int]
     grammar: str | None = None           # an llguidance grammar, or None for free text
@@ -65,11 +80,10 @@ class ChatPlan:
         return reader.result()
 
 
-def plan_chat(loaded: "LoadedModel", messages: list[dict], tools: list[dict] | None = None,
-              tool_choice: str | None = None, tool_name: str | None = None, parallel_tool_calls: bool = True,
-              output: Output | None = None, now: datetime | None = None) -> ChatPlan:
-    tools = list(tools or [])
-    choice = tool_choice or ("auto" if tools else "none")
+def plan_chat(loaded: "LoadedModel", request: ChatRequest, now: datetime | None = None) -> ChatPlan:
+    messages, tools, output = request.messages, list(request.tools), request.output
+    choice, tool_name, parallel_tool_calls = request.tool_choice or ("auto" if tools else "none"), \
+        request.tool_name, request.parallel_tool_calls
     if not tools or choice == "none":
         if choice in ("named", "required"):
             raise InvalidRequest("tool_choice asks for a tool call but no tools are given", param="tool_choice")

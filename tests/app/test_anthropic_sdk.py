@@ -31,6 +31,24 @@ def test_a_message_its_stream_and_its_token_count_agree(claude):
     assert count.input_tokens == final.usage.input_tokens + (final.usage.cache_read_input_tokens or 0)
 
 
+def test_system_blocks_are_the_system_text_and_a_stop_sequence_ends_the_answer_before_it(claude):
+    plain = claude.messages.create(model=MODEL, max_tokens=40, extra_body=GREEDY, system="Answer briefly.", messages=ASK)
+    blocks = claude.messages.create(model=MODEL, max_tokens=40, extra_body=GREEDY, messages=ASK,
+                                    system=[{"type": "text", "text": "Answer briefly."}])
+    assert blocks.content[0].text == plain.content[0].text
+    assert blocks.usage.input_tokens + (blocks.usage.cache_read_input_tokens or 0) == \
+        plain.usage.input_tokens + (plain.usage.cache_read_input_tokens or 0)
+    describe = [{"role": "user", "content": "Describe Paris in one sentence."}]
+    text = claude.messages.create(model=MODEL, max_tokens=40, extra_body=GREEDY, messages=describe).content[0].text
+    words = text.split()
+    assert len(words) >= 3, text
+    word = words[len(words) // 2]  # the answer goes on past it; it ends at the word's first occurrence
+    stopped = claude.messages.create(model=MODEL, max_tokens=40, extra_body=GREEDY, messages=describe,
+                                     stop_sequences=["zzz", word])
+    assert stopped.stop_reason == "stop_sequence" and stopped.stop_sequence == word
+    assert stopped.content[0].text == text[:text.index(word)]
+
+
 def test_a_forced_tool_use_and_its_result_round_trip(claude):
     ask = [{"role": "user", "content": "What is the weather in Lyon?"}]
     called = claude.messages.create(model=MODEL, max_tokens=64, extra_body=GREEDY, tools=[WEATHER], messages=ask,

@@ -93,9 +93,11 @@ def test_full_queue_answers_429(server):
         time.sleep(0.05)
     try:
         client = openai.OpenAI(base_url=f"{server}/v1", api_key=API_KEY, max_retries=0)
+        rejected = metrics(server)["llamba_requests_rejected_total"]
         with pytest.raises(openai.RateLimitError) as e:
             client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
         assert e.value.response.headers["retry-after"] == "1"
+        assert metrics(server)["llamba_requests_rejected_total"] == rejected + 1
         assert e.value.body["code"] == "rate_limit_exceeded"
     finally:
         for client_, response, _ in streams:

@@ -5,7 +5,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.support import ROOT, missing
 from tests.support.server import API_KEY, free_port

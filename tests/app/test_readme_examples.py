@@ -6,6 +6,7 @@ import json
 import re
 
 import httpx
+import httpx2
 import pytest
 
 from tests.support import ROOT
@@ -19,36 +20,38 @@ def python_block(heading: str) -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def seeded(request: httpx.Request) -> httpx.Request:
+def seeded(request):
     """The request with `"seed": SEED` in its JSON body (a generation's; other bodies as they are)."""
     if request.method != "POST" or not request.url.path.endswith(("/completions", "/responses", "/messages")):
         return request
     body = json.loads(request.read())
     headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
-    return httpx.Request(request.method, request.url, headers=headers, json={**body, "seed": SEED})
+    return type(request)(request.method, request.url, headers=headers, json={**body, "seed": SEED})
 
 
 @pytest.fixture
 def wire(monkeypatch) -> list[tuple[dict, str]]:
-    """Every request the example's clients send (seeded) and the whole answer's text, in order."""
+    """Every request the example's clients send (seeded) and the whole answer's text, in order: at
+    the transports of httpx and of httpx2 (which the openai and anthropic SDKs use)."""
     exchanges = []
-    send, send_async = httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request
+    for module in (httpx, httpx2):
+        send, send_async = module.HTTPTransport.handle_request, module.AsyncHTTPTransport.handle_async_request
 
-    def handle(self, request):
-        request = seeded(request)
-        response = send(self, request)
-        response.read()
-        exchanges.append((json.loads(request.content or b"{}"), response.text))
-        return response
+        def handle(self, request, send=send):
+            request = seeded(request)
+            response = send(self, request)
+            response.read()
+            exchanges.append((json.loads(request.content or b"{}"), response.text))
+            return response
 
-    async def handle_async(self, request):
-        request = seeded(request)
-        response = await send_async(self, request)
-        await response.aread()
-        exchanges.append((json.loads(request.content or b"{}"), response.text))
-        return response
-    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", handle)
-    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", handle_async)
+        async def handle_async(self, request, send_async=send_async):
+            request = seeded(request)
+            response = await send_async(self, request)
+            await response.aread()
+            exchanges.append((json.loads(request.content or b"{}"), response.text))
+            return response
+        monkeypatch.setattr(module.HTTPTransport, "handle_request", handle)
+        monkeypatch.setattr(module.AsyncHTTPTransport, "handle_async_request", handle_async)
     return exchanges
 
 

@@ -91,6 +91,25 @@ def test_a_tool_call_is_a_message_of_calls_and_streams_as_call_deltas():
     assert answer["message"] == {"role": "assistant", "content": "Sunny."} and answer["finish_reason"] == "stop"
 
 
+def test_parallel_tool_calls_are_each_a_call_with_its_own_index():
+    """Two calls in one answer (the generic envelope's list, which parallel_tool_calls allows): two
+    calls in the message, each streamed under its own index, in order."""
+    time = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+    calls = json.dumps({"tool_calls": [{"name": "get_weather", "arguments": {"city": "Lyon"}},
+                                       {"name": "get_time", "arguments": {}}]})
+    body = {"messages": QUESTION, "tools": [WEATHER, time], "tool_choice": "required", "parallel_tool_calls": True}
+    message = post("/v1/chat/completions", body, FakeRunner(calls)).json()["choices"][0]
+    assert [c["function"] for c in message["message"]["tool_calls"]] == [
+        {"name": "get_weather", "arguments": '{"city": "Lyon"}'}, {"name": "get_time", "arguments": "{}"}]
+    assert message["finish_reason"] == "tool_calls"
+    chunks = events(post("/v1/chat/completions", {**body, "stream": True}, FakeRunner(calls)).text)
+    deltas = [d for c in chunks for ch in c["choices"] for d in ch["delta"].get("tool_calls", [])]
+    opened = [(d["index"], d["function"]["name"]) for d in deltas if "id" in d]
+    assert opened == [(0, "get_weather"), (1, "get_time")]
+    for index, arguments in ((0, '{"city": "Lyon"}'), (1, "{}")):
+        assert "".join(d["function"]["arguments"] for d in deltas if d["index"] == index) == arguments
+
+
 def test_a_completion_echoes_and_offsets_its_logprobs():
     r = post("/v1/completions", {"prompt": "Q: ", "echo": True, "logprobs": 1, "max_tokens": 2})
     choice = r.json()["choices"][0]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from llamba.engine.chat import JSON_OBJECT, Output, plan_chat
+from llamba.engine.chat import JSON_OBJECT, ChatRequest, Output, plan_chat
 from llamba.engine.chat import tools
 from llamba.engine.chat.answer import AnswerReader
 from llamba.engine.errors import InvalidRequest
@@ -20,59 +20,63 @@ TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"typ
 ASK = [{"role": "user", "content": "Weather in Lyon?"}]
 
 
+def plan_of(lm, messages, tools=(), choice=None, name=None, output=None):
+    return plan_chat(lm, ChatRequest(messages, list(tools), choice, name, output=output))
+
+
 def prompt_text(name, plan):
     return loaded(name).tokenizer.decode(plan.prompt_ids)
 
 
 def test_without_tools_the_prompt_is_the_templates_and_only_an_output_format_constrains():
     lm = loaded(SMOLLM2)
-    plain = plan_chat(lm, ASK)
+    plain = plan_of(lm, ASK)
     assert plain.prompt_ids == lm.chat_prompt_ids(ASK) and plain.grammar is None and plain.tool_format is None
     assert plain.read("Sunny.") == ("Sunny.", [])
-    constrained = plan_chat(lm, ASK, output=JSON_OBJECT)
+    constrained = plan_of(lm, ASK, output=JSON_OBJECT)
     assert constrained.grammar and constrained.grammar_from == "output" and not constrained.triggers
     # tools with tool_choice "none": left out of the prompt, nothing parsed
-    assert plan_chat(lm, ASK, [WEATHER], "none").prompt_ids == plain.prompt_ids
+    assert plan_of(lm, ASK, [WEATHER], "none").prompt_ids == plain.prompt_ids
 
 
 @pytest.mark.parametrize("choice, name, message", [
     ("required", None, "no tools are given"), ("named", "get_weather", "no tools are given")])
 def test_a_tool_choice_without_tools_is_refused(choice, name, message):
     with pytest.raises(InvalidRequest, match=message) as e:
-        plan_chat(loaded(SMOLLM2), ASK, [], choice, name)
+        plan_of(loaded(SMOLLM2), ASK, [], choice, name)
     assert e.value.param == "tool_choice"
 
 
 def test_bad_tools_and_bad_output_formats_name_their_concept():
     lm = loaded(SMOLLM2)
     with pytest.raises(InvalidRequest) as e:
-        plan_chat(lm, ASK, [WEATHER], "named", "get_time")
+        plan_of(lm, ASK, [WEATHER], "named", "get_time")
     assert e.value.param == "tool_choice"
     with pytest.raises(InvalidRequest) as e:
-        plan_chat(lm, ASK, [{"type": "function", "function": {"name": ""}}], "required")
+        plan_of(lm, ASK, [{"type": "function", "function": {"name": ""}}], "required")
     assert e.value.param == "tools"
     with pytest.raises(InvalidRequest) as e:
-        plan_chat(lm, ASK, output=Output(json_schema=5))  # (grammars themselves compile at submission)
+        plan_of(lm, ASK, output=Output(json_schema=5))  # (grammars themselves compile at submission)
     assert e.value.param == "output"
 
 
 def test_the_generic_format_asks_in_a_system_message_joined_to_the_users_own():
     lm = loaded(SMOLLM2)
-    plan = plan_chat(lm, [{"role": "system", "content": "Be brief."}, *ASK], [WEATHER, TIME], "auto")
+    plan = plan_of(lm, [{"role": "system", "content": "Be brief."}, *ASK], [WEATHER, TIME], "auto")
     text = prompt_text(SMOLLM2, plan)
     assert plan.tool_format == "generic" and plan.grammar_from == "tools" and plan.triggers == ()
     assert text.count("<|im_start|>system") == 1 and "Be brief.\n\nRespond in JSON format" in text
     assert '"get_weather"' in text and '"get_time"' in text
     # a named choice lists only that tool
-    assert '"get_time"' not in prompt_text(SMOLLM2, plan_chat(lm, ASK, [WEATHER, TIME], "named", "get_weather"))
+    assert '"get_time"' not in prompt_text(SMOLLM2, plan_of(lm, ASK, [WEATHER, TIME], "named", "get_weather"))
 
 
 def test_the_llama3_format_gives_the_template_the_tools_and_waits_lazily_when_auto():
     lm = loaded(LLAMA3)
-    auto = plan_chat(lm, ASK, [WEATHER], "auto")
+    auto = plan_of(lm, ASK, [WEATHER], "auto")
     assert auto.tool_format == "llama3" and auto.triggers  # free words unless the answer starts a call
     assert "get_weather" in prompt_text(LLAMA3, auto)
-    assert plan_chat(lm, ASK, [WEATHER], "required").triggers == ()
+    assert plan_of(lm, ASK, [WEATHER], "required").triggers == ()
 
 
 def read(fmt, text):
@@ -180,7 +184,7 @@ def test_after_a_tool_result_the_generic_format_lets_the_answer_be_words():
     result = [*ASK, {"role": "assistant", "content": "", "tool_calls": [
         {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Lyon"}'}}]},
         {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "sunny"}]
-    plan = plan_chat(lm, result, [WEATHER], "auto")
+    plan = plan_of(lm, result, [WEATHER], "auto")
     assert plan.triggers == ("{",) and "plain words" in prompt_text(SMOLLM2, plan)
     assert plan.read("It is sunny in Lyon.") == ("It is sunny in Lyon.", [])
-    assert plan_chat(lm, result, [WEATHER], "required").triggers == ()  # a call is still a call
+    assert plan_of(lm, result, [WEATHER], "required").triggers == ()  # a call is still a call

@@ -4,7 +4,6 @@ import shutil
 import subprocess
 from dataclasses import replace
 
-import pytest
 
 from llamba.engine.generate import generate
 from tests.support import SMOLLM2, loaded, missing, model_path

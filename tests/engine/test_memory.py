@@ -3,7 +3,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from tests.support import MODELS_DIR, ROOT, require_file
 

@@ -7,8 +7,8 @@ import pytest
 
 from llamba.app.cli import main
 from llamba.engine.perplexity import perplexity
-from tests.support import ALL_MODELS, GPL_TEXT, SMOLLM2, exact_activations, loaded, model_path, reference,
-                           require_file
+from tests.support import (ALL_MODELS, GPL_TEXT, SMOLLM2, exact_activations, loaded, model_path, reference,
+                           require_file)
 
 
 @exact_activations

@@ -1,0 +1,45 @@
+"""Llama 3.1 / 3.2's tool calls, for models whose chat template renders tools itself: a call is
+`{"name": ..., "parameters": {...}}`, after an optional `<|python_tag|>`, several separated by `;`.
+The template puts the tools and the tool results into the prompt. With tool_choice "auto" the
+grammar is lazy: the model may answer in words, and the grammar applies once its answer starts
+like a call."""
+from __future__ import annotations
+
+from ..json_scan import Node, scan, skip
+from .base import MAX_PARALLEL_CALLS, ToolFormat, any_of, call_schema, json_rule
+
+PYTHON_TAG = "<|python_tag|>"
+
+
+class Llama3(ToolFormat):
+    name = "llama3"
+
+    def matches(self, template_source: str) -> bool:
+        return PYTHON_TAG in template_source or ("tools" in template_source and "ipython" in template_source)
+
+    def grammar(self, tools, choice, parallel, after_result, special):
+        python_tag = PYTHON_TAG in special  # (Llama 3.1 and later; 3.0-style vocabularies have none)
+        calls = f'call ("; " call){{0,{MAX_PARALLEL_CALLS - 1}}}' if parallel else "call"
+        tag = f"{PYTHON_TAG}? " if python_tag else ""
+        lark = f'start: {tag}{calls}\ncall: {json_rule(any_of([call_schema(t, "parameters") for t in tools]))}\n'
+        return lark, (() if choice != "auto" else (PYTHON_TAG, "{") if python_tag else ("{",))
+
+    def calls_start(self, text, start):
+        if PYTHON_TAG.startswith(text[start:]):  # (the tag, or its beginning: not yet known)
+            return None
+        if text.startswith(PYTHON_TAG, start):
+            start = skip(text, start + len(PYTHON_TAG))
+        return super().calls_start(text, start)
+
+    def calls(self, text, start, done):
+        objects, j = [], start  # calls separated by ";"
+        while j < len(text):
+            node: Node = scan(text, j, done)
+            objects.append(node)
+            if node.end is None:
+                break
+            j = skip(text, node.end)
+            if j < len(text) and text[j] != ";":
+                raise ValueError(f"';' expected at {j}")
+            j = skip(text, j + 1)
+        return None, objects, bool(objects) and objects[-1].end is not None

@@ -1,0 +1,25 @@
+"""The test tiers: `slow` marks every test that starts a real server or a fresh Python process
+(most of whose time goes to compiling kernels), by module, here in one place; `pytest -m "not
+slow"` is the fast tier for working locally, CI runs all."""
+import pytest
+
+SLOW = {
+    # a real `llamba serve` (or nginx in front of one)
+    "test_agents_sdk", "test_anthropic_sdk", "test_batching", "test_concurrency", "test_defaults",
+    "test_deployment", "test_embeddings", "test_fuzz_api", "test_models_dir", "test_openai_sdk",
+    "test_readme_examples", "test_reliability", "test_responses", "test_soak", "test_threads", "test_tool_loops",
+    # fresh processes: forced kernel paths, a wheel installed in a new venv, memory and warm-up probes, the CLI
+    "test_kernel_paths", "test_install", "test_memory", "test_warmup", "test_cli", "test_fuzz_gguf",
+    # every reference model's perplexity over a long text
+    "test_perplexity",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: starts a server or a fresh process (pytest -m 'not slow' skips it)")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW:
+            item.add_marker(pytest.mark.slow)
