@@ -3,19 +3,18 @@ API can stream a call's arguments as the model writes them (OpenAI's tool-call d
 Responses API's function_call_arguments.delta, Anthropic's input_json_delta) and build the whole
 answer from the same reading.
 
-An answer is either one text part or one part per tool call (tools.py describes the formats).
-`AnswerReader.push(text)` returns what changed: a part opened, text added to it (a call's
-arguments as the JSON text the model wrote), a part closed. The JSON of the calls is scanned
-again from its start at each push, skipping the values already whole (`scan`): simpler to trust
-than a parser's state carried across pushes, and as cheap where arguments run long.
+An answer is either one text part or one part per tool call (formats/ describes the formats, and
+where each format's calls are in an answer). `AnswerReader.push(text)` returns what changed: a part
+opened, text added to it (a call's arguments as the JSON text the model wrote), a part closed.
+The calls' JSON is read as it grows by json_scan.py.
 """
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from .tools import PYTHON_TAG, ToolCall
+from .formats import ToolCall, ToolFormat
+from .json_scan import Node, skip, string_so_far
 
 
 @dataclass
@@ -34,103 +33,10 @@ class Change:
     text: str = ""
 
 
-@dataclass
-class Node:
-    """A JSON value in the answer's text: where it starts and ends (None while cut short), and an
-    object's values by key or an array's items."""
-    start: int
-    end: int | None = None
-    children: dict[str, Node] | list[Node] = field(default_factory=list)
-
-
-_SPACE = " \t\n\r"
-
-
-def _skip(text: str, i: int) -> int:
-    while i < len(text) and text[i] in _SPACE:
-        i += 1
-    return i
-
-
-_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"')  # (possessive: a string cut short fails in one pass)
-_SCALAR_END = re.compile(r"[,:}\]\s]")
-
-
-def scan(text: str, i: int, done: dict[int, Node]) -> Node:
-    """The JSON value starting at text[i], as far as the text goes (ValueError where it is not
-    JSON). Scalars are only delimited here; a call's arguments are parsed once they are whole.
-    `done` holds the values already whole by where they start: the text only grows, so they
-    are not scanned again (a long answer costs each push its unfinished path, not its length)."""
-    if i in done:
-        return done[i]
-    node, opening = Node(i), text[i]
-    if opening == '"':
-        whole = _STRING.match(text, i)
-        node.end = whole.end() if whole else None
-    elif opening not in "{[":
-        end = _SCALAR_END.search(text, i)
-        node.end = end.start() if end else None
-    else:
-        _scan_container(text, node, done)
-    if node.end is not None:
-        done[i] = node
-    return node
-
-
-def _scan_container(text: str, node: Node, done: dict[int, Node]) -> None:
-    is_object = text[node.start] == "{"
-    closing = "}" if is_object else "]"
-    node.children = {} if is_object else []
-    j = _skip(text, node.start + 1)
-    if j < len(text) and text[j] == closing:
-        node.end = j + 1
-        return
-    while j < len(text):
-        if is_object:
-            if text[j] != '"':
-                raise ValueError(f"a key expected at {j}")
-            key = scan(text, j, done)
-            j = _skip(text, key.end) if key.end else len(text)
-            if j == len(text):
-                return
-            if text[j] != ":":
-                raise ValueError(f"':' expected at {j}")
-            j = _skip(text, j + 1)
-            if j == len(text):
-                return
-        value = scan(text, j, done)
-        if is_object:
-            node.children[json.loads(text[key.start:key.end])] = value
-        else:
-            node.children.append(value)
-        if value.end is None:
-            return
-        j = _skip(text, value.end)
-        if j < len(text) and text[j] == closing:
-            node.end = j + 1
-            return
-        if j < len(text) and text[j] != ",":
-            raise ValueError(f"',' or {closing!r} expected at {j}")
-        j = _skip(text, j + 1)
-
-
-def string_so_far(text: str, node: Node) -> str:
-    """A JSON string's value as far as it is written, short of an escape not yet whole."""
-    body = text[node.start + 1:node.end - 1 if node.end else len(text)]
-    while True:
-        try:
-            value = json.loads(f'"{body}"')
-        except ValueError:
-            value = None
-        if value is not None and (node.end or not value or not "\ud800" <= value[-1] <= "\udbff"):
-            return value
-        body = body[:body.rfind("\\")]
-
-
 class AnswerReader:
-    """Reads an answer in `fmt` ("llama3", "generic", or None for plain text) as it grows."""
+    """Reads an answer in tool format `fmt` (None: plain text) as it grows."""
 
-    def __init__(self, fmt: str | None):
+    def __init__(self, fmt: ToolFormat | None):
         self.fmt, self.text, self.parts = fmt, "", []
         self.is_text = fmt is None            # the answer is plain text
         self.words = False                   # ... or a generic envelope's words
@@ -182,49 +88,19 @@ class AnswerReader:
         return None, [p.call for p in self.parts if p.call is not None and not p.cut]
 
     def _decide(self) -> None:
-        """Text or calls, once the answer's first characters tell (after `<|python_tag|>` for llama3)."""
-        start = _skip(self.text, 0)
-        if self.fmt == "llama3":
-            if PYTHON_TAG.startswith(self.text[start:]):
-                return
-            if self.text.startswith(PYTHON_TAG, start):
-                start = _skip(self.text, start + len(PYTHON_TAG))
-        if start == len(self.text):
+        """Text or calls, once the answer's first characters tell (after a prefix the format allows)."""
+        start = self.fmt.calls_start(self.text, skip(self.text, 0))
+        if start is None:
             return
         if self.text[start] == "{":
             self.json_start = start
         else:
             self.is_text = True
 
-    def _objects(self) -> tuple[Node | None, list[Node]]:
-        """(a generic envelope's words as a string node, or None; the calls' JSON objects so far)."""
-        text = self.text
-        if self.fmt == "generic":  # one envelope: {"tool_call": ...}, {"tool_calls": [...]} or {"response": "..."}
-            envelope = scan(text, self.json_start, self.done)
-            self.json_whole = envelope.end is not None
-            fields = envelope.children
-            if "response" in fields and text[fields["response"].start] == '"':
-                return fields["response"], []
-            if "tool_calls" in fields:
-                return None, list(fields["tool_calls"].children)
-            return None, [fields["tool_call"]] if "tool_call" in fields else []
-        objects, j = [], self.json_start  # llama3: calls separated by ";"
-        while j < len(text):
-            node = scan(text, j, self.done)
-            objects.append(node)
-            if node.end is None:
-                break
-            j = _skip(text, node.end)
-            if j < len(text) and text[j] != ";":
-                raise ValueError(f"';' expected at {j}")
-            j = _skip(text, j + 1)
-        self.json_whole = bool(objects) and objects[-1].end is not None
-        return None, objects
-
     def _parts_in_json(self) -> list[tuple[ToolCall | None, str, bool]]:
         """(call, its arguments' text so far, its JSON closed) for each part the JSON holds so
         far; for a generic envelope's words, (None, the words so far, the string closed)."""
-        words, objects = self._objects()
+        words, objects, self.json_whole = self.fmt.calls(self.text, self.json_start, self.done)
         if words is not None:
             self.words = True
             return [(None, string_so_far(self.text, words), words.end is not None)]

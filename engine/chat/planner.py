@@ -11,7 +11,8 @@ Errors are InvalidRequest naming the engine's concept at fault ("messages", "too
 "tool_choice", "output"); each API's error table turns those into its own field names.
 
 The tool choice: "auto" (the default when tools are given), "none" (tools left out of the
-prompt, nothing parsed), "required", or "named" with `tool_name`. See tools.py for the formats.
+prompt, nothing parsed), "required", or "named" with `tool_name`. The tool-call format comes from
+the model's template (formats/: its grammar, its prompt and how it writes past calls).
 """
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidRequest
 from ..grammar import json_schema_grammar, lark_grammar
 from ..sampling import SamplingParams
-from . import tools as tool_formats
+from . import formats
 from .answer import AnswerReader
-from .tools import ToolCall
+from .formats import ToolCall, ToolFormat
 
 if TYPE_CHECKING:
     from ..loader import LoadedModel
@@ -66,7 +67,7 @@ class ChatPlan:
     grammar: str | None = None           # an llguidance grammar, or None for free text
     grammar_from: str = "output"         # the concept the grammar comes from: "output" or "tools"
     triggers: tuple[str, ...] = ()       # lazy grammar: applies once the answer starts so
-    tool_format: str | None = None       # "llama3" or "generic" when calls are read from the answer
+    tool_format: ToolFormat | None = None  # where calls are read from the answer
 
     def reader(self) -> AnswerReader:
         """A reader of the answer as it is generated, part by part (answer.py)."""
@@ -87,23 +88,16 @@ def plan_chat(loaded: "LoadedModel", request: ChatRequest, now: datetime | None 
     if not tools or choice == "none":
         if choice in ("named", "required"):
             raise InvalidRequest("tool_choice asks for a tool call but no tools are given", param="tool_choice")
-        history = [tool_formats.history_message("none", m) for m in messages]
+        history = [formats.NO_TOOLS.history_message(m) for m in messages]
         return ChatPlan(loaded.chat_prompt_ids(history, now=now), output.grammar() if output else None)
     if choice == "named":
         tools = [t for t in tools if t["function"]["name"] == tool_name]
         if not tools:
             raise InvalidRequest(f"tool_choice names {tool_name!r}, which is not among the tools", param="tool_choice")
-    tool_formats.check_tools(tools)
-    fmt = tool_formats.tool_format(loaded.template.source)
+    formats.check_tools(tools)
+    fmt = formats.for_template(loaded.template.source)
     after_result = bool(messages) and messages[-1]["role"] == "tool"
-    grammar, triggers = tool_formats.grammar(fmt, tools, choice, parallel_tool_calls, after_result=after_result,
-                                             python_tag=tool_formats.PYTHON_TAG in loaded.tokenizer.special)
-    history = [tool_formats.history_message(fmt, m) for m in messages]
-    if fmt == "generic":  # the template knows nothing of tools: a system message says what to write
-        instructions = tool_formats.generic_system_message(tools, choice, after_result)
-        if history and history[0]["role"] == "system":
-            instructions["content"] = history[0]["content"] + "\n\n" + instructions["content"]
-            history = history[1:]
-        history = [instructions, *history]
-    prompt_ids = loaded.chat_prompt_ids(history, tools=tools if fmt == "llama3" else None, now=now)
+    grammar, triggers = fmt.grammar(tools, choice, parallel_tool_calls, after_result, loaded.tokenizer.special)
+    history = [fmt.history_message(m) for m in messages]
+    prompt_ids = fmt.prompt(loaded, history, tools, choice, after_result, now)
     return ChatPlan(prompt_ids, lark_grammar(grammar, param="tools"), "tools", triggers, fmt)

@@ -17,7 +17,7 @@ import pytest
 from llamba.engine.kv_cache import KVCache
 from llamba.engine.scheduler import ModelRunner
 from tests.support import MODEL, ROOT, SMOLLM2, loaded, model_path
-from tests.support.server import free_port, metrics
+from tests.support.server import free_port, metrics, running_server
 
 ORIGIN = "http://chat.example"
 CONFIG = f"""
@@ -25,7 +25,6 @@ context_length: 256
 parallel: 2
 kv_cache_type: f32
 cors_origins: ["{ORIGIN}"]
-request_timeout: 0.05
 """
 TEXT = "The cat sat on the mat."
 
@@ -90,11 +89,11 @@ def test_cors_origins_answer_a_browsers_preflight(started):
     assert "access-control-allow-origin" not in other.headers
 
 
-def test_request_timeout_ends_a_generation_with_length(started):
+def test_request_timeout_ends_a_generation_with_length():
     """0.05 s: no CPU generates the 200 tokens asked for within it."""
-    base, _, _ = started
-    r = httpx.post(f"{base}/v1/completions", timeout=60, json={
-        "model": MODEL, "prompt": "Once upon a time", "max_tokens": 200, "ignore_eos": True, "temperature": 0})
+    with running_server("--ctx", "256", env={"LLAMBA_REQUEST_TIMEOUT": "0.05"}) as base:
+        r = httpx.post(f"{base}/v1/completions", timeout=60, json={
+            "model": MODEL, "prompt": "Once upon a time", "max_tokens": 200, "ignore_eos": True, "temperature": 0})
     choice, used = r.json()["choices"][0], r.json()["usage"]
     assert choice["finish_reason"] == "length" and 1 <= used["completion_tokens"] < 200
 
@@ -132,7 +131,7 @@ def test_the_pooling_setting_pools_the_embeddings(started):
     lm = loaded(SMOLLM2)
 
     async def engine(pooling):
-        runner = ModelRunner(lm, 256, parallel=2)
+        runner = ModelRunner(lm, 256, parallel=2, kv_type="q8_0")  # (the server's, from its environment)
         job = runner.submit_embeddings([lm.tokenizer.encode(TEXT, add_special=True)], pooling)
         [event] = [e async for e in runner.stream(job)]
         runner.close()

@@ -1,4 +1,4 @@
-"""The chat planner (engine/chat/planner.py) and the tool-call formats (engine/chat/tools.py),
+"""The chat planner (engine/chat/planner.py) and the tool-call formats (engine/chat/formats/),
 directly: what the template gets, which grammar and triggers come out, and how answers are read
 back. The default model's template knows nothing of tools (the generic format); the synthetic
 model carries Llama 3.2's (the llama3 format)."""
@@ -7,7 +7,8 @@ import json
 import pytest
 
 from llamba.engine.chat import JSON_OBJECT, ChatRequest, Output, plan_chat
-from llamba.engine.chat import tools
+from llamba.engine.chat import formats
+from llamba.engine.chat.formats import FORMATS
 from llamba.engine.chat.answer import AnswerReader
 from llamba.engine.errors import InvalidRequest
 from tests.support import SMOLLM2, loaded
@@ -64,7 +65,7 @@ def test_the_generic_format_asks_in_a_system_message_joined_to_the_users_own():
     lm = loaded(SMOLLM2)
     plan = plan_of(lm, [{"role": "system", "content": "Be brief."}, *ASK], [WEATHER, TIME], "auto")
     text = prompt_text(SMOLLM2, plan)
-    assert plan.tool_format == "generic" and plan.grammar_from == "tools" and plan.triggers == ()
+    assert plan.tool_format.name == "generic" and plan.grammar_from == "tools" and plan.triggers == ()
     assert text.count("<|im_start|>system") == 1 and "Be brief.\n\nRespond in JSON format" in text
     assert '"get_weather"' in text and '"get_time"' in text
     # a named choice lists only that tool
@@ -74,13 +75,13 @@ def test_the_generic_format_asks_in_a_system_message_joined_to_the_users_own():
 def test_the_llama3_format_gives_the_template_the_tools_and_waits_lazily_when_auto():
     lm = loaded(LLAMA3)
     auto = plan_of(lm, ASK, [WEATHER], "auto")
-    assert auto.tool_format == "llama3" and auto.triggers  # free words unless the answer starts a call
+    assert auto.tool_format.name == "llama3" and auto.triggers  # free words unless the answer starts a call
     assert "get_weather" in prompt_text(LLAMA3, auto)
     assert plan_of(lm, ASK, [WEATHER], "required").triggers == ()
 
 
 def read(fmt, text):
-    reader = AnswerReader(fmt)
+    reader = AnswerReader(FORMATS[fmt])
     reader.push(text)
     reader.finish()
     return reader.result()
@@ -102,13 +103,13 @@ def test_answers_are_read_back_as_calls_or_text():
     assert read("llama3", "") == ("", [])
     content, calls = read("llama3", '{"name": "a", "parameters": {}}; {"name": "b", "param')
     assert content is None and [c.name for c in calls] == ["a"]  # cut in the second call
-    call = tools.ToolCall("a", {"é": 1})
+    call = formats.ToolCall("a", {"é": 1})
     assert call.id.startswith("call_") and json.loads(call.json_arguments()) == {"é": 1}
 
 
 def streamed(fmt, text, piece=1):
     """The reader's changes with `text` pushed `piece` characters at a time, and its result."""
-    reader = AnswerReader(fmt)
+    reader = AnswerReader(FORMATS[fmt])
     changes = [c for i in range(0, len(text), piece) for c in reader.push(text[i:i + piece])] + reader.finish()
     return changes, reader.result()
 
@@ -153,15 +154,15 @@ def test_a_call_cut_short_streams_what_was_written_and_is_not_in_the_result():
 def test_past_calls_and_results_are_written_as_the_model_was_asked():
     call = {"role": "assistant", "content": "", "tool_calls": [
         {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Lyon"}'}}]}
-    llama3 = tools.history_message("llama3", call)
+    llama3 = FORMATS["llama3"].history_message(call)
     assert llama3["tool_calls"][0]["function"]["arguments"] == {"city": "Lyon"}
-    generic = tools.history_message("generic", call)
+    generic = FORMATS["generic"].history_message(call)
     assert json.loads(generic["content"]) == {"tool_call": {"name": "get_weather", "arguments": {"city": "Lyon"}}}
-    result = tools.history_message("generic", {"role": "tool", "name": "get_weather", "content": "sunny"})
+    result = FORMATS["generic"].history_message({"role": "tool", "name": "get_weather", "content": "sunny"})
     assert json.loads(result["content"]) == {"tool_response": {"tool": "get_weather", "content": "sunny"}}
     bad = {**call, "tool_calls": [{"function": {"name": "f", "arguments": "[1]"}}]}
     with pytest.raises(InvalidRequest) as e:
-        tools.history_message("llama3", bad)
+        FORMATS["llama3"].history_message(bad)
     assert e.value.param == "messages"
 
 
@@ -170,13 +171,13 @@ def test_declared_arguments_only_unless_the_schema_allows_more():
                                                "where": {"type": "object", "properties": {"lat": {"type": "number"}}},
                                                "tags": {"type": "array", "items": {"type": "object", "properties": {}}}},
               "$defs": {"unit": {"type": "object", "properties": {"name": {"type": "string"}}}}}
-    out = tools.closed(schema)
+    out = formats.closed(schema)
     assert out["additionalProperties"] is False and out["properties"]["where"]["additionalProperties"] is False
     assert out["properties"]["tags"]["items"]["additionalProperties"] is False
     assert out["$defs"]["unit"]["additionalProperties"] is False and "additionalProperties" not in schema
     open_schema = {"type": "object", "properties": {}, "additionalProperties": {"type": "string"}}
-    assert tools.closed(open_schema) == open_schema
-    assert tools.closed({"type": "object", "properties": {}, "additionalProperties": True})["additionalProperties"] is True
+    assert formats.closed(open_schema) == open_schema
+    assert formats.closed({"type": "object", "properties": {}, "additionalProperties": True})["additionalProperties"] is True
 
 
 def test_after_a_tool_result_the_generic_format_lets_the_answer_be_words():
