@@ -22,9 +22,9 @@ from llamba.engine.kernels import isa
 from llamba.engine.loader import set_threads
 
 from . import errors
-from .limits import MB, BodyLimit, check_kv_budget
+from .limits import MB, BodyLimit
 from .metrics import Metrics
-from .model_pool import ModelPool
+from .model_pool import ModelPool, check_kv_budget
 from .response_store import ResponseStore
 from .routes import router
 from .settings import ConfigError, ModelSettings, Settings

@@ -20,14 +20,15 @@ from pathlib import Path
 from llamba.engine.c_heap import release_freed_memory
 from llamba.engine.gguf_file import SPLIT_NAME, GGUFError, GGUFFile, split_paths
 from llamba.engine.config import LlamaConfig
-from llamba.engine.loader import LoadedModel, default_model_path
+from llamba.engine.kv_cache import KVCache
+from llamba.engine.loader import LoadedModel, model_file
 from llamba.engine.scheduler import ModelRunner
 from llamba.engine.warmup import Warmup
 
 from .errors import OpenAIError
-from .limits import MB, available_memory, kv_pool_size
+from .limits import MB, available_memory
 from .metrics import Metrics
-from .settings import ModelSettings, Settings
+from .settings import ConfigError, ModelSettings, Settings
 
 log = logging.getLogger("llamba")
 
@@ -47,7 +48,7 @@ class Model:
 
     @property
     def path(self) -> Path:
-        return Path(self.settings.path) if self.settings.path else default_model_path()
+        return model_file(self.settings.path)
 
     def size(self) -> int:
         """Bytes on disk (all the parts of a split model)."""
@@ -61,8 +62,11 @@ class Model:
         return self._config[1]
 
     def footprint(self, settings: Settings) -> tuple[int, int]:
-        """(bytes of its file, bytes of its KV pool full), from the header: what loading it takes."""
-        return self.size(), kv_pool_size(self.config(), settings)[1]
+        """(bytes of its file, bytes of its KV pool full: `parallel` whole contexts), from the
+        header: what loading it takes, at start-up (check_kv_budget) and on load (ModelPool)."""
+        config = self.config()
+        return self.size(), KVCache.size(config, config.context(settings.context_length), settings.parallel,
+                                         settings.kv_cache_type)
 
     def header(self) -> dict:
         """Context length and size on disk, from the file's header, without loading it."""
@@ -227,14 +231,37 @@ def build_runner(settings: Settings, model: Model, metrics: Metrics) -> ModelRun
     warmup = Warmup(path, settings.kv_cache_type, parts=settings.threads)
     warmup.start()
     loaded = LoadedModel.load(path)
-    n_ctx = min(settings.context_length, loaded.model.config.context_length)
-    runner = ModelRunner(loaded, n_ctx, settings.queue_size, settings.request_timeout,
-                         parallel=settings.parallel, step_tokens=settings.step_tokens,
-                         cache_slots=settings.cache_slots, kv_type=settings.kv_cache_type,
-                         observer=metrics.observer(m.id), threads=settings.threads,
-                         defaults=replace(loaded.sampling, **m.sampling.given()),
-                         max_tokens_limit=settings.max_tokens_limit, warmup=warmup)
+    runner = ModelRunner(loaded, settings.runner_config(), metrics.observer(m.id),
+                         replace(loaded.sampling, **m.sampling.given()), warmup)
     runner.ready.wait()
     log.info("model %s: kernels ready in %.1f s; loaded from %s (context %d, %s KV cache)", m.id,
-             runner.compile_seconds, loaded.path, n_ctx, settings.kv_cache_type)
+             runner.compile_seconds, loaded.path, runner.n_ctx, settings.kv_cache_type)
     return runner
+
+
+def check_kv_budget(settings: Settings) -> int:
+    """The bytes the configured models' KV caches take with their pools full (the cache slots keep
+    prefixes in what the running ones leave free); ConfigError, with the numbers, if that exceeds
+    `kv_cache_limit_mb`, or (when no limit is set) the memory left beside the model files."""
+    needed, files, parts = 0, 0, []
+    for m in settings.models:
+        model = Model(m)
+        try:
+            config = model.config()
+            KVCache.check_type(config, settings.kv_cache_type)
+            file, kv = model.footprint(settings)
+        except (GGUFError, OSError) as e:
+            raise ConfigError(str(e)) from None
+        except ValueError as e:
+            raise ConfigError(f"{m.id}: {e}") from None
+        needed, files = needed + kv, files + file
+        parts.append(f"{m.id}: {settings.parallel} slots x {config.context(settings.context_length)} positions x "
+                     f"{config.n_layers} layers, {settings.kv_cache_type} = {kv / MB:,.0f} MB")
+    if settings.kv_cache_limit_mb is not None:
+        limit, what = settings.kv_cache_limit_mb * MB, "kv_cache_limit_mb"
+    else:
+        limit, what = available_memory() - files, "the memory available beside the model files"
+    if needed > limit:
+        raise ConfigError(f"the KV cache needs {needed / MB:,.0f} MB ({'; '.join(parts)}) but {what} is "
+                          f"{limit / MB:,.0f} MB: lower parallel or context_length")
+    return needed

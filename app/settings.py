@@ -17,6 +17,7 @@ from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, Setting
 from llamba.engine.embeddings import POOLINGS
 from llamba.engine.kv_cache import KV_TYPES
 from llamba.engine.sampling import TUNABLE
+from llamba.engine.scheduler import RunnerConfig
 
 KVType = Literal[tuple(KV_TYPES)]  # the engine's names, as llama.cpp's -ctk/-ctv
 DEFAULT_CONFIG = resources.files("llamba.configs") / "default.yaml"
@@ -78,6 +79,13 @@ class Settings(BaseSettings):
     models_dir: str | None = None
     max_loaded_models: int | None = Field(None, ge=1)  # beyond it the least recently used idle one unloads
     idle_unload: float = Field(300, ge=0)  # seconds a models folder's model stays loaded unused; 0: for ever
+
+    def runner_config(self, **overrides) -> RunnerConfig:
+        """What each model's runner takes from these settings (`overrides`: by RunnerConfig's names)."""
+        return RunnerConfig(**{**dict(
+            n_ctx=self.context_length, parallel=self.parallel, queue_size=self.queue_size, step_tokens=self.step_tokens,
+            cache_slots=self.cache_slots, kv_type=self.kv_cache_type, timeout=self.request_timeout,
+            max_tokens_limit=self.max_tokens_limit, threads=self.threads), **overrides})
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

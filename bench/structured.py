@@ -20,6 +20,7 @@ from llamba.engine.grammar import json_schema_grammar
 from llamba.engine.kernels import isa
 from llamba.engine.loader import LoadedModel
 from llamba.engine.scheduler import ModelRunner
+from tests.support import model_runner
 
 from . import write_results
 from .synth_model import ROOT, bench_file
@@ -36,7 +37,7 @@ async def decode_rate(runner: ModelRunner, prompt: list[int], params) -> float:
 
 def measure(name: str, repeats: int, tokens: int) -> dict:
     lm = LoadedModel.load(bench_file(name))
-    runner = ModelRunner(lm, 2048, parallel=1)
+    runner = model_runner(lm, n_ctx=2048, parallel=1)
     prompt = lm.chat_prompt_ids([{"role": "user", "content": "List as many fruits as you can, in JSON."}])
     free = replace(lm.sampling, temperature=0, max_tokens=tokens, ignore_eos=True)
     constrained = replace(free, grammar=json_schema_grammar(SCHEMA))

@@ -31,6 +31,10 @@ class LlamaConfig:
     def kv_dim(self) -> int:
         return self.n_kv_heads * self.head_dim
 
+    def context(self, requested: int) -> int:
+        """Positions a KV cache holds when `requested` are asked for: never more than the model's own."""
+        return min(requested, self.context_length)
+
     @property
     def n_rep(self) -> int:
         """How many query heads share one key/value head."""

@@ -58,6 +58,11 @@ def reading(path: Path, what: str):
         raise GGUFError(f"{path}: bad {what}: {type(e).__name__}: {detail}") from e
 
 
+def model_file(path: str | Path | None) -> Path:
+    """A model's GGUF file: `path`, or (None) the default model's."""
+    return Path(path) if path else default_model_path()
+
+
 def own_sampling(path: Path) -> dict:
     """The sampling that is the model's own beyond its file: the default model's, however its file
     is named (the server's default, `--model` with its path, a test's path)."""
@@ -79,7 +84,7 @@ class LoadedModel:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "LoadedModel":
-        path = Path(path) if path else default_model_path()
+        path = model_file(path)
         with reading(path, "model"):
             model = Llama(path)
         meta = model.file.metadata

@@ -142,7 +142,7 @@ class Llama:
         self.weights = Weights.from_gguf(self.file, self.config)
 
     def new_cache(self, n_ctx: int, n_slots: int = 1, kv_type: str = "f16", n_blocks: int | None = None) -> KVCache:
-        return KVCache(self.config, min(n_ctx, self.config.context_length), n_slots, kv_type, n_blocks)
+        return KVCache(self.config, self.config.context(n_ctx), n_slots, kv_type, n_blocks)
 
     def check_tokens(self, tokens) -> None:
         """Token ids must index the vocabulary (the embedding table and the logits)."""

@@ -55,6 +55,21 @@ class QueueFull(Exception):
     """The model's queue holds as many waiting requests as it may."""
 
 
+@dataclass(frozen=True)
+class RunnerConfig:
+    """How a model runner serves. No defaults here: the server's settings (app/settings.py) are
+    their one home (`Settings.runner_config`)."""
+    n_ctx: int                    # positions per choice (capped by the model's own)
+    parallel: int                 # choices generated together
+    queue_size: int               # jobs that may wait
+    step_tokens: int              # tokens per step: decoding choices' next tokens, then prompt pieces
+    cache_slots: int              # finished prompts kept for prefix reuse
+    kv_type: str                  # "f16", "f32" or "q8_0"
+    timeout: float | None         # seconds a job may run (None: no limit)
+    max_tokens_limit: int | None  # a request's max_tokens at most (None: the context)
+    threads: int | None           # compute threads (None: every core)
+
+
 @dataclass(eq=False)
 class Job:
     """One request: `n` choices for each of its prompts."""
@@ -136,22 +151,22 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class ModelRunner:
-    def __init__(self, loaded: LoadedModel, n_ctx: int, queue_size: int = 16, timeout: float | None = None,
-                 parallel: int = 8, step_tokens: int = 256, cache_slots: int = 4, kv_type: str = "f16",
-                 observer: Observer | None = None, threads: int | None = None, defaults: SamplingParams | None = None,
-                 max_tokens_limit: int | None = None, warmup: Warmup | None = None):
-        self.loaded, self.n_ctx, self.queue_size, self.timeout = loaded, n_ctx, queue_size, timeout
-        self.parallel, self.step_tokens, self.threads = parallel, max(step_tokens, parallel), threads
+    def __init__(self, loaded: LoadedModel, config: RunnerConfig, observer: Observer | None = None,
+                 defaults: SamplingParams | None = None, warmup: Warmup | None = None):
+        """`defaults`: the sampling for what requests leave out (None: the model's own)."""
+        self.loaded, self.config, n_ctx = loaded, config, loaded.model.config.context(config.n_ctx)
+        self.n_ctx, self.queue_size, self.timeout, self.threads = n_ctx, config.queue_size, config.timeout, config.threads
+        self.parallel, self.step_tokens = config.parallel, max(config.step_tokens, config.parallel)
         # a request may ask for no more tokens than the context holds, or the operator allows
-        self.max_tokens_limit = min(n_ctx, max_tokens_limit or n_ctx)
+        self.max_tokens_limit = min(n_ctx, config.max_tokens_limit or n_ctx)
         defaults = defaults or loaded.sampling  # sampling defaults for what requests leave out
         if defaults.max_tokens is None or defaults.max_tokens > self.max_tokens_limit:
             defaults = replace(defaults, max_tokens=self.max_tokens_limit)
         self.defaults = defaults
         self.observer = observer or Observer()
-        self.cache = loaded.model.new_cache(n_ctx, parallel + cache_slots, kv_type,
-                                            n_blocks=parallel * KVCache.tiles(n_ctx))
-        self.slots = [Slot(i) for i in range(parallel + cache_slots)]
+        slots = config.parallel + config.cache_slots
+        self.cache = loaded.model.new_cache(n_ctx, slots, config.kv_type, n_blocks=config.parallel * KVCache.tiles(n_ctx))
+        self.slots = [Slot(i) for i in range(slots)]
         self.running: list[Choice] = []
         self._waiting: collections.deque[Job] = collections.deque()
         self._wake = threading.Condition()

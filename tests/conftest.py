@@ -10,8 +10,9 @@ SLOW = {
     "test_readme_examples", "test_reliability", "test_responses", "test_soak", "test_threads", "test_tool_loops",
     # fresh processes: forced kernel paths, a wheel installed in a new venv, memory and warm-up probes, the CLI
     "test_kernel_paths", "test_install", "test_memory", "test_warmup", "test_cli", "test_fuzz_gguf",
-    # every reference model's perplexity over a long text
-    "test_perplexity",
+    # every reference model's perplexity over a long text, greedy decoding against the references,
+    # hundreds of constrained answers
+    "test_perplexity", "test_greedy", "test_structured", "test_promises",
 }
 
 

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from llamba.engine.kv_cache import KVCache
-from llamba.engine.scheduler import ModelRunner
-from tests.support import MODEL, ROOT, SMOLLM2, loaded, model_path
+from tests.support import MODEL, ROOT, SMOLLM2, loaded, model_path, model_runner
 from tests.support.server import free_port, metrics, running_server
 
 ORIGIN = "http://chat.example"
@@ -131,7 +130,7 @@ def test_the_pooling_setting_pools_the_embeddings(started):
     lm = loaded(SMOLLM2)
 
     async def engine(pooling):
-        runner = ModelRunner(lm, 256, parallel=2, kv_type="q8_0")  # (the server's, from its environment)
+        runner = model_runner(lm, n_ctx=256, parallel=2, kv_type="q8_0")  # (the server's, from its environment)
         job = runner.submit_embeddings([lm.tokenizer.encode(TEXT, add_special=True)], pooling)
         [event] = [e async for e in runner.stream(job)]
         runner.close()

@@ -10,8 +10,7 @@ from llamba.engine.embeddings import Embedding
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.generate import generate
 from llamba.engine.sampling import SamplingParams
-from llamba.engine.scheduler import ModelRunner
-from tests.support import SMOLLM2, loaded
+from tests.support import SMOLLM2, loaded, model_runner
 
 TEXTS = ["The cat sat on the mat.", "A kitten rested on the rug.", "Stock markets fell sharply today."]
 
@@ -29,7 +28,7 @@ def test_pooling_does_not_depend_on_how_the_input_was_cut():
 
 def embed(lm, texts, step_tokens=256, beside=None):
     async def go():
-        runner = ModelRunner(lm, 512, parallel=4, step_tokens=step_tokens)
+        runner = model_runner(lm, n_ctx=512, parallel=4, step_tokens=step_tokens)
         generation = runner.submit([beside], SamplingParams(temperature=0, max_tokens=16)) if beside else None
         job = runner.submit_embeddings([lm.tokenizer.encode(t, add_special=True) for t in texts], "mean")
         events = [e async for e in runner.stream(job)]
@@ -57,7 +56,7 @@ def test_inputs_are_checked_at_submission():
     lm = loaded(SMOLLM2)
 
     async def go():
-        runner = ModelRunner(lm, 64, parallel=2)
+        runner = model_runner(lm, n_ctx=64, parallel=2)
         errors = []
         for prompts in ([[]], [[10 ** 7]], [list(range(1, 66))], [[1], [2], [3]]):
             with pytest.raises(InvalidRequest) as e:

@@ -9,7 +9,7 @@ from llamba.engine.errors import InvalidRequest
 from llamba.engine.generate import generate
 from llamba.engine.sampling import SamplingParams
 from llamba.engine.scheduler import ModelRunner, Observer, QueueFull
-from tests.support import SMOLLM2, loaded
+from tests.support import SMOLLM2, loaded, model_runner
 
 GREEDY = SamplingParams(temperature=0, max_tokens=8)
 LONG = SamplingParams(temperature=0, max_tokens=400, ignore_eos=True)
@@ -42,7 +42,7 @@ async def tokens(runner: ModelRunner, job) -> dict[int, list[int]]:
 def test_admits_up_to_parallel_and_queues_the_rest(lm):
     async def go():
         observer = Recorder()
-        runner = ModelRunner(lm, 512, queue_size=4, parallel=2, observer=observer)
+        runner = model_runner(lm, n_ctx=512, queue_size=4, parallel=2, observer=observer)
         jobs = [runner.submit([prompt(lm, f"Story {i}.")], LONG) for i in range(3)]
         for _ in range(1000):  # until two are admitted, one step apart at most (a guard, not a speed check)
             if len({c.job for c in runner.running}) == 2:
@@ -60,7 +60,7 @@ def test_admits_up_to_parallel_and_queues_the_rest(lm):
 
 def test_full_queue_refuses_at_submission(lm):
     async def go():
-        runner = ModelRunner(lm, 512, queue_size=1, parallel=1)
+        runner = model_runner(lm, n_ctx=512, queue_size=1, parallel=1)
         first = runner.submit([prompt(lm, "One.")], LONG)
         for _ in range(1000):  # until it is admitted and the queue is empty again (a hang guard)
             if any(c.job is first for c in runner.running):
@@ -76,7 +76,7 @@ def test_full_queue_refuses_at_submission(lm):
 
 def test_engine_rules_are_checked_at_submission(lm):
     async def go():
-        runner = ModelRunner(lm, 64, parallel=2)
+        runner = model_runner(lm, n_ctx=64, parallel=2)
         cases = [([[]], GREEDY, 1), ([[10 ** 6]], GREEDY, 1), ([list(range(100, 200))], GREEDY, 1),
                  ([[1, 2]], SamplingParams(logit_bias={-1: 1.0}), 1), ([[1, 2]], GREEDY, 3)]
         errors = []
@@ -92,7 +92,7 @@ def test_engine_rules_are_checked_at_submission(lm):
 
 def test_cancelling_frees_the_slot(lm):
     async def go():
-        runner = ModelRunner(lm, 512, parallel=1)
+        runner = model_runner(lm, n_ctx=512, parallel=1)
         job = runner.submit([prompt(lm, "Write a long story.")], LONG)
         seen = 0
         async for _ in runner.stream(job):  # leaving the loop cancels the job
@@ -114,7 +114,7 @@ def test_cancelling_frees_the_slot(lm):
 
 def test_a_repeated_prefix_is_reused(lm):
     async def go():
-        runner = ModelRunner(lm, 512, parallel=1, cache_slots=1)
+        runner = model_runner(lm, n_ctx=512, parallel=1, cache_slots=1)
         first_ids = prompt(lm, "Name a colour.")
         first = runner.submit([first_ids], GREEDY)
         answer = (await tokens(runner, first))[0]
@@ -137,7 +137,7 @@ def test_requests_with_one_system_prompt_hold_its_keys_and_values_once(lm):
     alone = [e.token_id for e in generate(lm.model, lm.tokenizer, second_ids, GREEDY, lm.model.new_cache(512))]
 
     async def go():
-        runner = ModelRunner(lm, 512, parallel=2, cache_slots=0)
+        runner = model_runner(lm, n_ctx=512, parallel=2, cache_slots=0)
         first = runner.submit([first_ids], replace(LONG, max_tokens=512 - len(first_ids)))
         events = runner.stream(first)
         await anext(events)  # its prompt is in the cache
@@ -160,7 +160,7 @@ def test_n_choices_share_the_prompt_each_with_its_own_seed(lm):
     seeded = SamplingParams(temperature=0.8, seed=11, max_tokens=12)
 
     async def go():
-        runner = ModelRunner(lm, 512, parallel=4)
+        runner = model_runner(lm, n_ctx=512, parallel=4)
         greedy = await tokens(runner, runner.submit([ids], GREEDY, n=3))
         first = await tokens(runner, runner.submit([ids], seeded, n=3))
         again = await tokens(runner, runner.submit([ids], seeded, n=3))
@@ -182,7 +182,7 @@ def test_a_deadline_cut_flushes_the_text_held_back(lm):
     answer = "".join(e.text for e in generate(lm.model, lm.tokenizer, ids, LONG, lm.model.new_cache(512)))
 
     async def go():
-        runner = ModelRunner(lm, 512)
+        runner = model_runner(lm, n_ctx=512)
         job = runner.submit([ids], SamplingParams(temperature=0, max_tokens=400, ignore_eos=True,
                                                   stop=[answer + "\x00"]))
         events = []

@@ -65,3 +65,11 @@ def _load(path: Path):
 
 def loaded(name: str):
     return _load(model_path(name))
+
+
+def model_runner(lm, observer=None, **config):
+    """A model runner with the server's default settings (app/settings.py, their one home),
+    `config` overriding them by RunnerConfig's names (n_ctx, parallel, ...)."""
+    from llamba.app.settings import Settings
+    from llamba.engine.scheduler import ModelRunner
+    return ModelRunner(lm, Settings().runner_config(**config), observer)

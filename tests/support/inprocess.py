@@ -5,8 +5,7 @@ import httpx
 
 from llamba.app.main import create_app
 from llamba.app.settings import ModelSettings, Settings
-from llamba.engine.scheduler import ModelRunner
-from tests.support import MODEL, SMOLLM2, loaded
+from tests.support import MODEL, SMOLLM2, loaded, model_runner
 
 
 @asynccontextmanager
@@ -26,6 +25,6 @@ async def serving(runner, model_id: str = MODEL, **settings):
 async def client(parallel: int = 4, queue_size: int = 4, model: str = SMOLLM2, model_id: str = MODEL,
                  n_ctx: int = 512):
     """The app with a real model runner made here."""
-    runner = ModelRunner(loaded(model), n_ctx, queue_size=queue_size, parallel=parallel)
+    runner = model_runner(loaded(model), n_ctx=n_ctx, queue_size=queue_size, parallel=parallel)
     async with serving(runner, model_id, parallel=parallel, queue_size=queue_size) as c:
         yield c, runner
