@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InvalidRequest
+
 POOLINGS = ("mean", "cls", "last")
 GGUF_POOLING = {1: "mean", 2: "cls", 3: "last"}  # llama.cpp's LLAMA_POOLING_TYPE_* (0: none, 4: rank)
 
@@ -27,6 +29,17 @@ class EmbeddingEvent:
     finish_reason: str = "stop"
 
 
+def check_inputs(model, prompts: list[list[int]], n_ctx: int) -> None:
+    """InvalidRequest for an empty input, a token the model has not, or one longer than the context."""
+    for ids in prompts or [[]]:
+        if not ids:
+            raise InvalidRequest("An input is empty.", param="prompt")
+        model.check_tokens(ids)
+        if len(ids) > n_ctx:
+            raise InvalidRequest(f"This model's context is {n_ctx} tokens and an input has {len(ids)}.",
+                                 param="prompt", code="context_length_exceeded")
+
+
 class Embedding:
     """One input's pooling state: `context` is its token ids, `add` takes the hidden states of
     its next tokens, in order, and `vector` is the result once all are in."""
@@ -41,6 +54,11 @@ class Embedding:
         for row in rows:  # (one at a time: the same sum however the prompt was cut)
             self.total = row.copy() if self.total is None else self.total + row
         self.last, self.seen = rows[-1], self.seen + len(rows)
+
+    def take(self, rows: np.ndarray, whole: bool) -> EmbeddingEvent | None:
+        """Its next tokens' hidden states; its event once the input is `whole`ly in."""
+        self.add(rows)
+        return EmbeddingEvent(self.index, self.vector()) if whole else None
 
     def vector(self) -> np.ndarray:
         v = {"mean": self.total / max(self.seen, 1), "cls": self.first, "last": self.last}[self.pooling]

@@ -40,19 +40,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .compute_lock import COMPUTE
-from .embeddings import Embedding, EmbeddingEvent
+from .embeddings import Embedding, check_inputs
 from .errors import InvalidRequest
 from .generate import Sequence, TokenEvent, check_request
-from .grammar import Constraint
+from .job import Job, Observer, QueueFull
 from .loader import LoadedModel, set_threads
 from .kv_cache import KVCache
 from .model import Span
 from .sampling import SamplingParams
 from .warmup import Warmup
-
-
-class QueueFull(Exception):
-    """The model's queue holds as many waiting requests as it may."""
 
 
 @dataclass(frozen=True)
@@ -68,49 +64,6 @@ class RunnerConfig:
     timeout: float | None         # seconds a job may run (None: no limit)
     max_tokens_limit: int | None  # a request's max_tokens at most (None: the context)
     threads: int | None           # compute threads (None: every core)
-
-
-@dataclass(eq=False)
-class Job:
-    """One request: `n` choices for each of its prompts."""
-    prompts: list[list[int]]
-    params: SamplingParams
-    n: int
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    deadline: float | None = None
-    constraint: Constraint | None = None  # its grammar, compiled once; each choice follows a copy
-    cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
-    pooling: str | None = None  # an embedding job's pooling (embeddings.py); None: a generation
-    submitted: float = field(default_factory=time.monotonic)
-    unfinished: int = 0     # choices not yet finished (set at admission)
-
-    @property
-    def choices(self) -> int:
-        return len(self.prompts) * self.n
-
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(map(len, self.prompts))
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-
-    def _emit(self, item) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
-        except RuntimeError:  # the event loop that awaited this job has closed: nobody listens
-            self.cancel()
-
-
-class Observer:
-    """What the runner reports as it goes (the server turns it into metrics). No-ops here."""
-
-    def queue(self, running: int, waiting: int, busy_slots: int) -> None: ...
-    def admitted(self, job: Job) -> None: ...
-    def token(self, job: Job, seconds: float, first: bool) -> None: ...
-    def rejected(self) -> None: ...
 
 
 @dataclass
@@ -218,14 +171,8 @@ class ModelRunner:
 
     def submit_embeddings(self, prompts: list[list[int]], pooling: str) -> Job:
         """Queue inputs to embed (in the event loop's thread): one EmbeddingEvent per input comes
-        back. Raises InvalidRequest (an empty input, one longer than the context) or QueueFull."""
-        for ids in prompts or [[]]:
-            if not ids:
-                raise InvalidRequest("An input is empty.", param="prompt")
-            self.loaded.model.check_tokens(ids)
-            if len(ids) > self.n_ctx:
-                raise InvalidRequest(f"This model's context is {self.n_ctx} tokens and an input has {len(ids)}.",
-                                     param="prompt", code="context_length_exceeded")
+        back. Raises InvalidRequest (embeddings.check_inputs) or QueueFull."""
+        check_inputs(self.loaded.model, prompts, self.n_ctx)
         job = Job([list(p) for p in prompts], SamplingParams(), 1, asyncio.get_running_loop(), pooling=pooling)
         return self._queue(job)
 
@@ -378,9 +325,8 @@ class ModelRunner:
         for k, ((c, span), row) in enumerate(zip(batch, logits)):
             c.slot.tokens.extend(span.tokens)
             if isinstance(c.sequence, Embedding):
-                c.sequence.add(hidden[ends[k] - len(span.tokens):ends[k]])
-                if not c.pending:
-                    self._finish(c, EmbeddingEvent(c.index, c.sequence.vector()))
+                if event := c.sequence.take(hidden[ends[k] - len(span.tokens):ends[k]], whole=not c.pending):
+                    self._finish(c, event)
                 continue
             if c.pending:  # the prompt is not all in yet
                 continue
@@ -411,4 +357,4 @@ class ModelRunner:
         self._report()
 
 
-__all__ = ["ModelRunner", "Job", "QueueFull", "TokenEvent", "Observer", "InvalidRequest"]
+__all__ = ["ModelRunner", "RunnerConfig"]

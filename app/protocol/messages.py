@@ -150,9 +150,13 @@ class MessageStartEvent(BaseModel):
     message: Message
 
 
-class ContentBlockStartEvent(BaseModel):
-    type: Literal["content_block_start"] = "content_block_start"
+class ContentBlockEvent(BaseModel):
+    """(an event about one block of the content)"""
     index: int
+
+
+class ContentBlockStartEvent(ContentBlockEvent):
+    type: Literal["content_block_start"] = "content_block_start"
     content_block: TextBlock | ToolUseBlock
 
 
@@ -166,15 +170,13 @@ class InputJSONDelta(BaseModel):
     partial_json: str
 
 
-class ContentBlockDeltaEvent(BaseModel):
+class ContentBlockDeltaEvent(ContentBlockEvent):
     type: Literal["content_block_delta"] = "content_block_delta"
-    index: int
     delta: TextDelta | InputJSONDelta
 
 
-class ContentBlockStopEvent(BaseModel):
+class ContentBlockStopEvent(ContentBlockEvent):
     type: Literal["content_block_stop"] = "content_block_stop"
-    index: int
 
 
 class MessageDelta(BaseModel):

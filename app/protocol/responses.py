@@ -234,42 +234,39 @@ class ResponseOutputItemEvent(ResponseStreamEvent):
     item: OutputItem
 
 
-class ResponseContentPartEvent(ResponseStreamEvent):
-    """response.content_part.added and .done"""
+class ResponseItemEvent(ResponseStreamEvent):
+    """(an event about one output item's content)"""
     item_id: str
     output_index: int
+
+
+class ResponseContentPartEvent(ResponseItemEvent):
+    """response.content_part.added and .done"""
     content_index: int = 0
     part: ResponseOutputText
 
 
-class ResponseTextDeltaEvent(ResponseStreamEvent):
+class ResponseTextEvent(ResponseItemEvent):
+    content_index: int = 0
+    logprobs: list = []
+
+
+class ResponseTextDeltaEvent(ResponseTextEvent):
     type: Literal["response.output_text.delta"] = "response.output_text.delta"
-    item_id: str
-    output_index: int
-    content_index: int = 0
     delta: str
-    logprobs: list = []
 
 
-class ResponseTextDoneEvent(ResponseStreamEvent):
+class ResponseTextDoneEvent(ResponseTextEvent):
     type: Literal["response.output_text.done"] = "response.output_text.done"
-    item_id: str
-    output_index: int
-    content_index: int = 0
     text: str
-    logprobs: list = []
 
 
-class ResponseFunctionCallArgumentsDeltaEvent(ResponseStreamEvent):
+class ResponseFunctionCallArgumentsDeltaEvent(ResponseItemEvent):
     type: Literal["response.function_call_arguments.delta"] = "response.function_call_arguments.delta"
-    item_id: str
-    output_index: int
     delta: str
 
 
-class ResponseFunctionCallArgumentsDoneEvent(ResponseStreamEvent):
+class ResponseFunctionCallArgumentsDoneEvent(ResponseItemEvent):
     type: Literal["response.function_call_arguments.done"] = "response.function_call_arguments.done"
-    item_id: str
-    output_index: int
     name: str
     arguments: str

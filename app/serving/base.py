@@ -15,7 +15,8 @@ from llamba.engine.chat import ChatPlan, ChatRequest, plan_chat
 from llamba.engine.chat.answer import AnswerReader, Change
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.sampling import SamplingParams
-from llamba.engine.scheduler import Job, ModelRunner, QueueFull
+from llamba.engine.job import Job, QueueFull
+from llamba.engine.scheduler import ModelRunner
 from llamba.app.errors import OpenAIError, bad_request
 
 DONE = {"data": "[DONE]"}

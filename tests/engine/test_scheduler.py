@@ -8,7 +8,8 @@ import pytest
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.generate import generate
 from llamba.engine.sampling import SamplingParams
-from llamba.engine.scheduler import ModelRunner, Observer, QueueFull
+from llamba.engine.job import Observer, QueueFull
+from llamba.engine.scheduler import ModelRunner
 from tests.support import SMOLLM2, loaded, model_runner
 
 GREEDY = SamplingParams(temperature=0, max_tokens=8)

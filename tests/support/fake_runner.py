@@ -13,7 +13,7 @@ from llamba.engine.chat import ChatTemplate
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.generate import TokenEvent
 from llamba.engine.sampling import SamplingParams
-from llamba.engine.scheduler import Job, QueueFull
+from llamba.engine.job import Job, QueueFull
 
 
 class ByteTokenizer:
