@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import replace
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +23,10 @@ OMIT_NONE = Field(None, exclude_if=lambda v: v is None)
 # llamba's, with Ollama's name: how long the model stays loaded unused after this request (seconds;
 # 0 unloads it once idle, negative keeps it loaded); only a models folder's models unload
 KEEP_ALIVE = Field(None, description="seconds the model stays loaded unused after this request (Ollama's)")
+
+
+# OpenAI's logit_bias: token id -> a bias from -100 to 100 added to its logit, 1,024 at most
+LogitBias = Annotated[dict[int, Annotated[float, Field(ge=-100, le=100)]], Field(max_length=1024)]
 
 
 def tunable(name: str, default=None, **more):

@@ -3,7 +3,7 @@ fields in OpenAI's order; the extensions llama-server and vLLM accept come last 
 (after `# --8<--`). Answer fields that OpenAI leaves out when empty are left out (`OMIT_NONE`)."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -11,7 +11,7 @@ from llamba.engine.chat import JSON_OBJECT, ChatRequest, Output
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.sampling import SamplingParams
 
-from .common import KEEP_ALIVE, OMIT_NONE, APIModel, sampling_params, seed_field, tunable
+from .common import KEEP_ALIVE, OMIT_NONE, APIModel, LogitBias, sampling_params, seed_field, tunable
 
 
 # --- requests -----------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ class SamplingRequest(APIModel):
     model: str
     keep_alive: float | None = KEEP_ALIVE
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    logit_bias: dict[int, Annotated[float, Field(ge=-100, le=100)]] | None = Field(None, max_length=1024)
+    logit_bias: LogitBias | None = None
     max_tokens: int | None = tunable("max_tokens")
     n: int = Field(1, ge=1, le=16)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
