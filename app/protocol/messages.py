@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from llamba.engine.chat import ChatRequest
 from llamba.engine.sampling import SamplingParams
 
-from .common import KEEP_ALIVE, APIModel, sampling_params, seed_field, tunable
+from .common import KEEP_ALIVE, APIModel, LogitBias, sampling_params, seed_field, tunable
 
 # the engine's concepts, as this API names them
 FIELDS = {"prompt": "messages", "output": "tools", "grammar": "tools"}
@@ -107,6 +107,7 @@ class MessageCreateRequest(CountTokensRequest):
     top_k: int | None = tunable("top_k")
     top_p: float | None = tunable("top_p")
     seed: int | None = seed_field(description="llamba's: a seed for sampling, as OpenAI's")
+    logit_bias: LogitBias | None = None
 
     def chat(self, defaults: SamplingParams) -> ChatRequest:
         return replace(self.turn(), sampling=sampling_params(defaults, self, self.max_tokens,

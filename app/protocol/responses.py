@@ -13,7 +13,7 @@ from llamba.engine.chat import JSON_OBJECT, ChatRequest, Output
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.sampling import SamplingParams
 
-from .common import KEEP_ALIVE, APIModel, sampling_params, seed_field, tunable
+from .common import KEEP_ALIVE, APIModel, LogitBias, sampling_params, seed_field, tunable
 from .completions import FunctionDefinition, NamedFunction
 
 # the engine's concepts, as this API names them
@@ -98,6 +98,7 @@ class ResponseCreateRequest(APIModel):
     min_p: float | None = tunable("min_p")
     repeat_penalty: float | None = tunable("repeat_penalty")
     seed: int | None = seed_field()
+    logit_bias: LogitBias | None = None
 
     def tool_choice_value(self):
         choice = self.tool_choice or ("auto" if self.tools else "none")

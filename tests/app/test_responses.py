@@ -2,10 +2,12 @@
 own `client.responses` (the server of tests/app/conftest.py: an API key, one request at a time)."""
 import json
 
+import httpx
 import openai
 import pytest
 
 from tests.support import MODEL
+from tests.support.server import API_KEY
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "The current weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -68,3 +70,20 @@ def test_text_format_json_schema_is_enforced(client):
                                                                 "schema": schema, "strict": True}})
     assert r.status == "completed"
     assert set(json.loads(r.output_text)) == {"city", "country"}
+
+
+def test_logit_bias_steers_every_chat_api_alike(server):
+    """OpenAI's logit_bias on chat completions, the Responses API and (in its extra body) the
+    Messages API: +100 on one token makes a greedy answer that token, over and over."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    [paris] = httpx.post(f"{server}/tokenize", json={"content": " Paris"}, headers=headers, timeout=30).json()["tokens"]
+    ask, bias = [{"role": "user", "content": "Name a city."}], {str(paris): 100}
+    chat = httpx.post(f"{server}/v1/chat/completions", headers=headers, timeout=60, json={
+        "model": MODEL, "messages": ask, "max_tokens": 3, "temperature": 0, "logit_bias": bias}).json()
+    response = httpx.post(f"{server}/v1/responses", headers=headers, timeout=60, json={
+        "model": MODEL, "input": ask, "max_output_tokens": 3, "temperature": 0, "logit_bias": bias}).json()
+    message = httpx.post(f"{server}/v1/messages", headers=headers, timeout=60, json={
+        "model": MODEL, "messages": ask, "max_tokens": 3, "temperature": 0, "logit_bias": bias}).json()
+    texts = [chat["choices"][0]["message"]["content"], response["output"][0]["content"][0]["text"],
+             message["content"][0]["text"]]
+    assert texts == [" Paris" * 3] * 3, texts
