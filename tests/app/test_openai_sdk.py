@@ -120,3 +120,31 @@ def test_tokenize_detokenize(server):
     tokens = httpx.post(f"{server}/tokenize", json={"content": "Hello world"}, headers=h).json()["tokens"]
     assert tokens == loaded(SMOLLM2).tokenizer.encode("Hello world", add_special=False)
     assert httpx.post(f"{server}/detokenize", json={"tokens": tokens}, headers=h).json()["content"] == "Hello world"
+
+
+def test_multi_byte_tokens_echo_offsets_and_logprob_bytes(client, server):
+    """On the real vocabulary, tokens that are whole multi-byte characters ("é": 2 bytes) and a
+    token that is one byte of a character: logprob `bytes` are each token's own, echo and
+    text_offset count characters (not bytes), and the streamed text is the whole text."""
+    h = {"Authorization": "Bearer sk-test-llamba"}
+    [e_acute] = httpx.post(f"{server}/tokenize", json={"content": "é"}, headers=h).json()["tokens"]
+    tok = loaded(SMOLLM2).tokenizer
+    assert tok.token_bytes(e_acute) == "é".encode()
+    chat = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=3, temperature=0, logprobs=True,
+                                          top_logprobs=2, logit_bias={str(e_acute): 100})
+    content = chat.choices[0].logprobs.content
+    assert chat.choices[0].message.content == "ééé"
+    assert [(t.token, t.bytes) for t in content] == [("é", [0xC3, 0xA9])] * 3
+    prompt = "Café 東京: "
+    body = dict(model=MODEL, prompt=prompt, max_tokens=3, temperature=0, echo=True, logprobs=1,
+                logit_bias={str(e_acute): 100})
+    whole = client.completions.create(**body).choices[0]
+    assert whole.text == prompt + "ééé" and whole.logprobs.tokens == ["é"] * 3
+    assert whole.logprobs.text_offset == [len(prompt), len(prompt) + 1, len(prompt) + 2]
+    streamed = "".join(c.choices[0].text for c in client.completions.create(**body, stream=True) if c.choices)
+    assert streamed == whole.text
+    # one byte of a three-byte character ("東" is e6 9d b1): its logprob's bytes are that byte alone
+    partial = next(i for i in range(tok.vocab_size) if tok.token_bytes(i) == b"\xe6")
+    cut = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=1, temperature=0, logprobs=True,
+                                         logit_bias={str(partial): 100})
+    assert cut.choices[0].logprobs.content[0].bytes == [0xE6]
