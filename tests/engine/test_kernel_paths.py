@@ -1,8 +1,8 @@
 """Every instruction-set path of the kernels (engine/kernels/isa.py).
 
 Paths this CPU can run (an AVX-512 VNNI machine runs all four x86 paths and the generic one) are
-run: the kernel tests and the engine's greedy and perplexity checks pass on each, and every path
-gives the same products bit for bit. Paths it cannot run (AVX-512 on an AVX2 machine, AVX-VNNI on
+run: the kernel tests and the engine's greedy checks pass on each, and every path gives the same
+products bit for bit. Paths it cannot run (AVX-512 on an AVX2 machine, AVX-VNNI on
 AMD, NEON on x86) are compiled for a CPU of their class and their assembly searched for the
 instruction they are built on; for NEON, whose kernels numba can only compile on aarch64, the byte
 dot product's own IR is compiled for aarch64 with llvmlite."""
@@ -58,7 +58,7 @@ def engine_checks():
     """The engine checks of every other path, started at once, two at a time on one thread each:
     a fresh process spends most of its time compiling, which numba does on one core."""
     pool = ThreadPoolExecutor(max_workers=2)
-    runs = {path: pool.submit(run_tests, ["test_kernels.py", "test_greedy.py", "test_perplexity.py"],
+    runs = {path: pool.submit(run_tests, ["test_kernels.py", "test_greedy.py"],
                               {"LLAMBA_KERNELS": path, "NUMBA_NUM_THREADS": "1"}) for path in OTHER_PATHS}
     yield runs
     pool.shutdown(cancel_futures=True)
@@ -66,7 +66,9 @@ def engine_checks():
 
 @pytest.mark.parametrize("path", OTHER_PATHS)
 def test_engine_checks_pass_on_every_path_this_cpu_runs(path, engine_checks):
-    """The kernel tests and the engine's greedy and perplexity checks, with the path forced."""
+    """The kernel tests and the engine's greedy checks, with the path forced. (Perplexity runs on
+    the native path only: every path's products equal its bit for bit, the test below, and
+    perplexity over the long text took 5 of the 8 minutes of the generic path's run on a Zen 1.)"""
     assert_passed(engine_checks[path].result())
 
 
