@@ -42,7 +42,7 @@ import numpy as np
 from .compute_lock import COMPUTE
 from .embeddings import Embedding, check_inputs
 from .errors import InvalidRequest
-from .generate import Sequence, TokenEvent, check_request
+from .generate import Sequence, check_request
 from .job import Job, Observer, QueueFull
 from .loader import LoadedModel, set_threads
 from .kv_cache import KVCache

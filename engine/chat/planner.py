@@ -25,7 +25,7 @@ from ..grammar import json_schema_grammar, lark_grammar
 from ..sampling import SamplingParams
 from . import formats
 from .answer import AnswerReader
-from .formats import ToolCall, ToolFormat
+from .formats import ToolFormat
 
 if TYPE_CHECKING:
     from ..loader import LoadedModel
@@ -72,13 +72,6 @@ class ChatPlan:
     def reader(self) -> AnswerReader:
         """A reader of the answer as it is generated, part by part (answer.py)."""
         return AnswerReader(self.tool_format)
-
-    def read(self, text: str) -> tuple[str | None, list[ToolCall]]:
-        """(content, tool calls) of a whole answer: content None when it is calls."""
-        reader = self.reader()
-        reader.push(text)
-        reader.finish()
-        return reader.result()
 
 
 def plan_chat(loaded: "LoadedModel", request: ChatRequest, now: datetime | None = None) -> ChatPlan:

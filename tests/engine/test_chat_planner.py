@@ -33,7 +33,7 @@ def test_without_tools_the_prompt_is_the_templates_and_only_an_output_format_con
     lm = loaded(SMOLLM2)
     plain = plan_of(lm, ASK)
     assert plain.prompt_ids == lm.chat_prompt_ids(ASK) and plain.grammar is None and plain.tool_format is None
-    assert plain.read("Sunny.") == ("Sunny.", [])
+    assert read(plain.tool_format, "Sunny.") == ("Sunny.", [])
     constrained = plan_of(lm, ASK, output=JSON_OBJECT)
     assert constrained.grammar and constrained.grammar_from == "output" and not constrained.triggers
     # tools with tool_choice "none": left out of the prompt, nothing parsed
@@ -81,7 +81,8 @@ def test_the_llama3_format_gives_the_template_the_tools_and_waits_lazily_when_au
 
 
 def read(fmt, text):
-    reader = AnswerReader(FORMATS[fmt])
+    """(content, tool calls) of a whole answer in `fmt` (a format or its name; None: plain text)."""
+    reader = AnswerReader(FORMATS[fmt] if isinstance(fmt, str) else fmt)
     reader.push(text)
     reader.finish()
     return reader.result()
@@ -187,5 +188,5 @@ def test_after_a_tool_result_the_generic_format_lets_the_answer_be_words():
         {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "sunny"}]
     plan = plan_of(lm, result, [WEATHER], "auto")
     assert plan.triggers == ("{",) and "plain words" in prompt_text(SMOLLM2, plan)
-    assert plan.read("It is sunny in Lyon.") == ("It is sunny in Lyon.", [])
+    assert read(plan.tool_format, "It is sunny in Lyon.") == ("It is sunny in Lyon.", [])
     assert plan_of(lm, result, [WEATHER], "required").triggers == ()  # a call is still a call
