@@ -6,6 +6,7 @@ import hmac
 import logging
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from llamba.engine.scheduler import ModelRunner
@@ -65,6 +66,11 @@ def note_ignored_fields(body: BaseModel) -> None:
     for name in sorted(set(body.model_extra or {}) - _reported_fields):
         _reported_fields.add(name)
         log.warning("ignoring the request field %r, which llamba does not support", name)
+
+
+def json_answer(answer: BaseModel) -> JSONResponse:
+    """A whole answer of the Responses or Messages API: its fields that are None left out, as theirs are."""
+    return JSONResponse(answer.model_dump(mode="json", exclude_none=True))
 
 
 def head(request: Request, model: str, prefix: str) -> dict:

@@ -5,7 +5,6 @@ Anthropic's shape (app/errors.py)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
 from llamba.app.protocol import messages as p
@@ -13,7 +12,7 @@ from llamba.app.protocol.common import new_id
 from llamba.app.serving import messages as serving
 from llamba.app.serving.base import AnswerStream, plan, run_chat
 
-from .common import ERRORS, authorize, note_ignored_fields, runner_for
+from .common import ERRORS, authorize, json_answer, note_ignored_fields, runner_for
 
 router = APIRouter()
 
@@ -28,8 +27,7 @@ async def create_message(request: Request, body: p.MessageCreateRequest):
     answers, head = AnswerStream(runner, job, chat), dict(id=new_id("msg_"), model=body.model)
     if body.stream:
         return EventSourceResponse(serving.stream_events(answers, head), ping=3600)
-    done = serving.message(head, await answers.whole(request))
-    return JSONResponse(done.model_dump(mode="json", exclude_none=True))
+    return json_answer(serving.message(head, await answers.whole(request)))
 
 
 @router.post("/v1/messages/count_tokens", dependencies=[Depends(authorize)], responses=ERRORS)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
 from llamba.app.errors import OpenAIError
@@ -15,13 +14,9 @@ from llamba.app.protocol.common import new_id
 from llamba.app.serving import responses as serving
 from llamba.app.serving.base import AnswerStream, run_chat
 
-from .common import ERRORS, authorize, note_ignored_fields, runner_for, state
+from .common import ERRORS, authorize, json_answer, note_ignored_fields, runner_for, state
 
 router = APIRouter()
-
-
-def answer(response: p.Response) -> JSONResponse:
-    return JSONResponse(response.model_dump(mode="json", exclude_none=True))
 
 
 @router.post("/v1/responses", dependencies=[Depends(authorize)], responses={
@@ -49,7 +44,7 @@ async def create_response(request: Request, body: p.ResponseCreateRequest):
         return EventSourceResponse(serving.stream_events(answers, body, head, keep), ping=3600)
     done = serving.finished(head, body, await answers.whole(request), {})
     keep(done)
-    return answer(done)
+    return json_answer(done)
 
 
 def kept(request: Request, response_id: str) -> p.Response:
@@ -61,7 +56,7 @@ def kept(request: Request, response_id: str) -> p.Response:
 
 @router.get("/v1/responses/{response_id}", dependencies=[Depends(authorize)], responses=ERRORS)
 async def get_response(request: Request, response_id: str):
-    return answer(kept(request, response_id))
+    return json_answer(kept(request, response_id))
 
 
 @router.delete("/v1/responses/{response_id}", dependencies=[Depends(authorize)], responses=ERRORS)

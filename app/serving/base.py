@@ -133,7 +133,3 @@ class AnswerStream:
     @property
     def generated(self) -> int:
         return sum(len(a.events) for a in self.answers)
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self.job.prompt_tokens

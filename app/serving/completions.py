@@ -12,7 +12,7 @@ from .base import DONE, AnswerStream, sse
 
 
 def usage(answers: AnswerStream) -> p.Usage:
-    prompt = answers.prompt_tokens
+    prompt = answers.job.prompt_tokens
     return p.Usage(prompt_tokens=prompt, completion_tokens=answers.generated, total_tokens=prompt + answers.generated,
                    prompt_tokens_details=p.PromptTokensDetails(cached_tokens=answers.job.cached_tokens))
 

@@ -37,7 +37,7 @@ def block(part: Part) -> p.TextBlock | p.ToolUseBlock:
 
 def usage(answers: AnswerStream) -> p.Usage:
     cached = answers.job.cached_tokens
-    return p.Usage(input_tokens=answers.prompt_tokens - cached, cache_read_input_tokens=cached,
+    return p.Usage(input_tokens=answers.job.prompt_tokens - cached, cache_read_input_tokens=cached,
                    output_tokens=answers.generated)
 
 

@@ -69,7 +69,7 @@ def item_id(part: Part) -> str:
 
 
 def usage(answers: AnswerStream) -> p.ResponseUsage:
-    prompt, cached, output = answers.prompt_tokens, answers.job.cached_tokens, answers.generated
+    prompt, cached, output = answers.job.prompt_tokens, answers.job.cached_tokens, answers.generated
     # (the prefix cache keeps every prompt token it did not have: those are its writes)
     details = p.InputTokensDetails(cached_tokens=cached, cache_write_tokens=prompt - cached)
     return p.ResponseUsage(input_tokens=prompt, input_tokens_details=details, output_tokens=output,
