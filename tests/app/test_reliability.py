@@ -156,13 +156,13 @@ def test_every_slot_full_stays_within_the_kv_budget():
     """The pool holds `parallel` whole contexts; the cache slots (4 by default) keep finished
     prompts only in what the running ones leave free: two rounds of `parallel` requests, each
     filling its context, the second after the first's prompts are kept, stay within the budget."""
-    n_ctx, parallel = 1024, 4
+    n_ctx, parallel = 512, 4
     budget_mb = 30 * 3 * 64 * 2 * 2 * n_ctx * parallel / 2**20  # float16
     with server_process("--ctx", str(n_ctx), "--parallel", str(parallel), env={
             "LLAMBA_KV_CACHE_LIMIT_MB": str(budget_mb + 1)}) as (base, proc):
         body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}
         assert httpx.post(f"{base}/v1/completions", json=body, timeout=120).status_code == 200  # warm
-        # and every API's code in (the Responses and Messages ones are imported once the server listens)
+        # and every API's code run once (its first use allocates what it keeps)
         for path, request in (("/v1/responses", {"input": "Hi", "max_output_tokens": 2}),
                               ("/v1/messages", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})):
             r = httpx.post(f"{base}{path}", json={"model": MODEL, **request}, timeout=120)

@@ -19,11 +19,13 @@ from llvmlite import ir
 
 from llamba.engine.kernels import isa
 from llamba.engine.kernels.dot import dot_ir
+from tests.engine import kernel_probe
 from tests.support import ROOT
 
 HERE = ROOT / "tests" / "engine"
 PROBE = [sys.executable, "-m", "tests.engine.kernel_probe"]  # (run from ROOT)
 OTHER_PATHS = [p for p in isa.runnable_paths() if p != isa.PATH]
+EIGHT_BIT_PATHS = sorted({isa.PATH, "avx2"} & set(isa.runnable_paths()))
 
 # CPUs of each x86 class, as numba is told to compile for them (NUMBA_CPU_NAME, NUMBA_CPU_FEATURES)
 X86_CPUS = {
@@ -54,61 +56,76 @@ def assert_passed(result: subprocess.CompletedProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def engine_checks():
-    """The engine checks of every other path, started at once, two at a time on one thread each:
-    a fresh process spends most of its time compiling, which numba does on one core."""
+def runs(tmp_path_factory):
+    """Every fresh process this module needs, started at once, two at a time on one thread each: a
+    fresh process spends most of its time compiling, which numba does on one core. Each other path
+    runs its engine checks and then its products (from the cache those checks filled)."""
+    tmp = tmp_path_factory.mktemp("paths")
+    one_thread = {"NUMBA_NUM_THREADS": "1"}
+
+    def checks_and_products(path: str):
+        env = {**one_thread, "LLAMBA_KERNELS": path}
+        return run_tests(["test_kernels.py", "test_greedy.py"], env), run(
+            PROBE + ["outputs", str(tmp / f"{path}.npz")], env)
+
+    def assembly(path: str):
+        cpu, features = X86_CPUS[path]
+        cache = tmp / f"numba-{path}"  # compiled afresh, not found in a cache
+        return run(PROBE + ["asm", str(arguments.result())],
+                   {**one_thread, "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": features,
+                    "NUMBA_CACHE_DIR": str(cache), "LLAMBA_KERNELS": "auto"})
+
+    def make_arguments():
+        """Every quant kernel's arguments, made natively (making them runs jitted code), pickled."""
+        result = run(PROBE + ["arguments", str(tmp / "arguments.pickle")], one_thread)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return tmp / "arguments.pickle"
+
     pool = ThreadPoolExecutor(max_workers=2)
-    runs = {path: pool.submit(run_tests, ["test_kernels.py", "test_greedy.py"],
-                              {"LLAMBA_KERNELS": path, "NUMBA_NUM_THREADS": "1"}) for path in OTHER_PATHS}
-    yield runs
+    found = {path: pool.submit(checks_and_products, path) for path in OTHER_PATHS}
+    found |= {f"8bit-{path}": pool.submit(run_tests, ["test_kernels.py"], {
+        **one_thread, "LLAMBA_KERNELS": path, "LLAMBA_ACTIVATIONS": "8"}) for path in EIGHT_BIT_PATHS}
+    arguments = pool.submit(make_arguments)  # before the jobs that wait for it: no deadlock
+    found |= {f"asm-{path}": pool.submit(assembly, path) for path in X86_CPUS}
+    found["outputs"] = tmp
+    yield found
     pool.shutdown(cancel_futures=True)
 
 
 @pytest.mark.parametrize("path", OTHER_PATHS)
-def test_engine_checks_pass_on_every_path_this_cpu_runs(path, engine_checks):
+def test_engine_checks_pass_on_every_path_this_cpu_runs(path, runs):
     """The kernel tests and the engine's greedy checks, with the path forced. (Perplexity runs on
     the native path only: every path's products equal its bit for bit, the test below, and
     perplexity over the long text took 5 of the 8 minutes of the generic path's run on a Zen 1.)"""
-    assert_passed(engine_checks[path].result())
+    assert_passed(runs[path].result()[0])
 
 
-@pytest.mark.parametrize("path", sorted({isa.PATH, "avx2"} & set(isa.runnable_paths())))
-def test_8bit_activation_kernels_round_as_llama_cpp(path):
+@pytest.mark.parametrize("path", EIGHT_BIT_PATHS)
+def test_8bit_activation_kernels_round_as_llama_cpp(path, runs):
     """LLAMBA_ACTIVATIONS=8: every kernel against llama.cpp's rounding of its activations."""
-    assert_passed(run_tests(["test_kernels.py"], {"LLAMBA_KERNELS": path, "LLAMBA_ACTIVATIONS": "8"}))
+    assert_passed(runs[f"8bit-{path}"].result())
 
 
-def test_every_path_gives_the_same_products_bit_for_bit(tmp_path):
-    outputs = {}
-    for path in isa.runnable_paths():
-        result = run(PROBE + [ "outputs", str(tmp_path / f"{path}.npz")],
-                     {"LLAMBA_KERNELS": path})
+def test_every_path_gives_the_same_products_bit_for_bit(runs):
+    """The native path's products, computed here, against each other path's."""
+    native = runs["outputs"] / "native.npz"
+    kernel_probe.outputs(str(native))
+    reference = np.load(native)
+    for path in OTHER_PATHS:
+        result = runs[path].result()[1]
         assert result.returncode == 0, result.stderr[-2000:]
-        outputs[path] = np.load(tmp_path / f"{path}.npz")
-    reference = outputs[isa.PATH]
-    for path, out in outputs.items():
+        out = np.load(runs["outputs"] / f"{path}.npz")
+        assert sorted(out.files) == sorted(reference.files)
         for key in reference.files:
             assert np.array_equal(out[key], reference[key]), f"{path} differs from {isa.PATH} on {key}"
 
 
-@pytest.fixture(scope="module")
-def kernel_arguments(tmp_path_factory):
-    """Every quant kernel's arguments, made natively (making them runs jitted code) and pickled."""
-    path = tmp_path_factory.mktemp("probe") / "arguments.pickle"
-    result = run(PROBE + [ "arguments", str(path)], {})
-    assert result.returncode == 0, result.stderr[-2000:]
-    return path
-
-
 @pytest.mark.parametrize("path", list(X86_CPUS))
-def test_x86_kernels_compile_to_their_paths_instructions(path, kernel_arguments, tmp_path):
+def test_x86_kernels_compile_to_their_paths_instructions(path, runs):
     """Compiled (never run: the probe only unpickles arguments made natively and compiles) for a
     CPU of the path's class: the path is the one chosen, its dot instruction is in every kernel,
     and no register is wider than the class has."""
-    cpu, features = X86_CPUS[path]
-    result = run(PROBE + [ "asm", str(kernel_arguments)],
-                 {"NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": features, "NUMBA_CACHE_DIR": str(tmp_path),
-                  "LLAMBA_KERNELS": "auto"})
+    result = runs[f"asm-{path}"].result()
     assert result.returncode == 0, result.stderr[-2000:]
     probe = json.loads(result.stdout.splitlines()[-1])
     assert probe["path"] == path
