@@ -1,5 +1,5 @@
-"""What every API's routes share: the server's state, the API key, the model a request names, the
-fields a request has that llamba does not know, and the error answers' shape."""
+"""What every API's routes share: the server's state, the API key, the model a request names (and the
+fields it has that llamba does not know), and the error answers' shape."""
 from __future__ import annotations
 
 import hmac
@@ -23,8 +23,9 @@ _reported_fields: set[str] = set()
 
 
 def generation(reply: type) -> dict:
-    """A generation endpoint's answers: the whole reply as JSON, or a stream of its chunks."""
-    return {200: {"model": reply, "content": {"text/event-stream": {}}}, **ERRORS}
+    """A generation endpoint's answers: the whole reply as JSON, or a stream of its events."""
+    return {200: {"model": reply, "content": {"text/event-stream": {}},
+                  "description": f"A {reply.__name__}, or its stream"}, **ERRORS}
 
 
 def state(request: Request):
@@ -49,23 +50,20 @@ async def authorize(request: Request) -> None:
                           "'Authorization: Bearer <key>' or 'x-api-key: <key>'.", code="invalid_api_key")
 
 
-async def runner_for(request: Request, model: str | None, keep_alive: float | None = None) -> ModelRunner:
-    """The runner of the model a request names (None: the first), loading it first where it is
-    a models folder's and not loaded (app/model_pool.py)."""
+async def runner_for(request: Request, body: BaseModel) -> ModelRunner:
+    """The runner of the model a request names (None: the first), loading it first where it is a
+    models folder's and not loaded (app/model_pool.py), kept for the request's `keep_alive` where it
+    has one. Fields llamba does not know are ignored, as OpenAI does; each name is logged once."""
+    for name in sorted(set(body.model_extra or {}) - _reported_fields):
+        _reported_fields.add(name)
+        log.warning("ignoring the request field %r, which llamba does not support", name)
     st = state(request)
     if st.draining:
         raise OpenAIError(503, "The server is shutting down; retry on another instance or later.",
                           type="server_error", headers={"Retry-After": "5"})
     if not st.ready:
         raise OpenAIError(503, "The model is still loading.", type="server_error")
-    return await st.pool.runner(model, keep_alive)
-
-
-def note_ignored_fields(body: BaseModel) -> None:
-    """Fields this server does not know are ignored, as OpenAI does; each name is logged once."""
-    for name in sorted(set(body.model_extra or {}) - _reported_fields):
-        _reported_fields.add(name)
-        log.warning("ignoring the request field %r, which llamba does not support", name)
+    return await st.pool.runner(body.model, getattr(body, "keep_alive", None))
 
 
 def json_answer(answer: BaseModel) -> JSONResponse:

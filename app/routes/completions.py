@@ -13,15 +13,14 @@ from llamba.app.protocol import completions as p
 from llamba.app.serving import completions as serving
 from llamba.app.serving.base import AnswerStream, refusals, run_chat, submit, token_lists
 
-from .common import authorize, generation, head, note_ignored_fields, runner_for
+from .common import authorize, generation, head, runner_for
 
 router = APIRouter()
 
 
 @router.post("/v1/chat/completions", dependencies=[Depends(authorize)], responses=generation(p.ChatCompletion))
 async def chat_completions(request: Request, body: p.ChatCompletionRequest):
-    runner = await runner_for(request, body.model, body.keep_alive)
-    note_ignored_fields(body)
+    runner = await runner_for(request, body)
     plan, job = run_chat(runner, body.chat(runner.defaults), body.fields())
     answers, tok, first = AnswerStream(runner, job, plan), runner.loaded.tokenizer, head(request, body.model, "chatcmpl-")
     if body.stream:
@@ -31,8 +30,7 @@ async def chat_completions(request: Request, body: p.ChatCompletionRequest):
 
 @router.post("/v1/completions", dependencies=[Depends(authorize)], responses=generation(p.Completion))
 async def completions(request: Request, body: p.CompletionRequest):
-    runner = await runner_for(request, body.model, body.keep_alive)
-    note_ignored_fields(body)
+    runner = await runner_for(request, body)
     if body.suffix:
         raise bad_request("suffix (fill-in-the-middle) is not supported by Llama models.", param="suffix")
     fields = {"output": body.output_field(), "grammar": body.output_field()}

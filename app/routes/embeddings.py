@@ -13,7 +13,7 @@ from llamba.app.errors import bad_request
 from llamba.app.protocol.server import EmbeddingRequest
 from llamba.app.serving.base import AnswerStream, refusals, token_lists
 
-from .common import ERRORS, authorize, note_ignored_fields, runner_for, state
+from .common import ERRORS, authorize, runner_for, state
 
 router = APIRouter()
 
@@ -27,8 +27,7 @@ def encoded(vector: np.ndarray, encoding_format: str) -> list[float] | str:
 
 @router.post("/v1/embeddings", dependencies=[Depends(authorize)], responses=ERRORS)
 async def embeddings(request: Request, body: EmbeddingRequest):
-    runner = await runner_for(request, body.model, body.keep_alive)
-    note_ignored_fields(body)
+    runner = await runner_for(request, body)
     dim = runner.loaded.model.config.dim
     if body.dimensions is not None and body.dimensions != dim:
         raise bad_request(f"This model's embeddings have {dim} dimensions; it cannot return {body.dimensions}.",

@@ -12,17 +12,14 @@ from llamba.app.protocol.common import new_id
 from llamba.app.serving import messages as serving
 from llamba.app.serving.base import AnswerStream, plan, run_chat
 
-from .common import ERRORS, authorize, json_answer, note_ignored_fields, runner_for
+from .common import ERRORS, authorize, generation, json_answer, runner_for
 
 router = APIRouter()
 
 
-@router.post("/v1/messages", dependencies=[Depends(authorize)], responses={
-    200: {"model": p.Message, "content": {"text/event-stream": {}}, "description": "A Message, or its stream"},
-    **ERRORS})
+@router.post("/v1/messages", dependencies=[Depends(authorize)], responses=generation(p.Message))
 async def create_message(request: Request, body: p.MessageCreateRequest):
-    runner = await runner_for(request, body.model, body.keep_alive)
-    note_ignored_fields(body)
+    runner = await runner_for(request, body)
     chat, job = run_chat(runner, body.chat(runner.defaults), p.FIELDS)
     answers, head = AnswerStream(runner, job, chat), dict(id=new_id("msg_"), model=body.model)
     if body.stream:
@@ -32,5 +29,5 @@ async def create_message(request: Request, body: p.MessageCreateRequest):
 
 @router.post("/v1/messages/count_tokens", dependencies=[Depends(authorize)], responses=ERRORS)
 async def count_tokens(request: Request, body: p.CountTokensRequest):
-    runner = await runner_for(request, body.model)
+    runner = await runner_for(request, body)
     return {"input_tokens": len(plan(runner, body.turn(), p.FIELDS).prompt_ids)}

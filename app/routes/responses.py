@@ -14,17 +14,14 @@ from llamba.app.protocol.common import new_id
 from llamba.app.serving import responses as serving
 from llamba.app.serving.base import AnswerStream, run_chat
 
-from .common import ERRORS, authorize, json_answer, note_ignored_fields, runner_for, state
+from .common import ERRORS, authorize, generation, json_answer, runner_for, state
 
 router = APIRouter()
 
 
-@router.post("/v1/responses", dependencies=[Depends(authorize)], responses={
-    200: {"model": p.Response, "content": {"text/event-stream": {}}, "description": "A Response, or its stream"},
-    **ERRORS})
+@router.post("/v1/responses", dependencies=[Depends(authorize)], responses=generation(p.Response))
 async def create_response(request: Request, body: p.ResponseCreateRequest):
-    runner = await runner_for(request, body.model, body.keep_alive)
-    note_ignored_fields(body)
+    runner = await runner_for(request, body)
     st = state(request)
     previous = []
     if body.previous_response_id:

@@ -67,7 +67,7 @@ async def get_model(request: Request, model_id: str) -> s.Model:
 @router.post("/models/load", dependencies=[Depends(authorize)], responses=ERRORS)
 async def load_model(request: Request, body: s.ModelRequest) -> s.Model:
     """Loads a model now (llama-server's router names it so); answers once it is ready."""
-    await runner_for(request, body.model)
+    await runner_for(request, body)
     return model_card(request, body.model)
 
 
@@ -85,13 +85,13 @@ async def unload_model(request: Request, body: s.ModelRequest) -> s.Model:
 # --- tokenizer --------------------------------------------------------------------------------------
 @router.post("/tokenize", dependencies=[Depends(authorize)], responses=ERRORS)
 async def tokenize(request: Request, body: s.TokenizeRequest):
-    tok = (await runner_for(request, body.model)).loaded.tokenizer
+    tok = (await runner_for(request, body)).loaded.tokenizer
     return {"tokens": tok.encode(body.content, add_special=body.add_special, parse_special=body.parse_special)}
 
 
 @router.post("/detokenize", dependencies=[Depends(authorize)], responses=ERRORS)
 async def detokenize(request: Request, body: s.DetokenizeRequest):
-    runner = await runner_for(request, body.model)
+    runner = await runner_for(request, body)
     try:
         runner.loaded.model.check_tokens(body.tokens)
     except InvalidRequest as e:
