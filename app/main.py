@@ -37,6 +37,7 @@ class ServerState:
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
     ready: bool = False
+    failed: str | None = None  # why a configured model could not be loaded: the server then exits 2
     draining: bool = False  # after SIGTERM: running requests finish, new ones get 503
     created: int = field(default_factory=lambda: int(time.time()))
     # names this build and the kernels it runs (and their activation width, which changes the
@@ -59,8 +60,12 @@ def create_app(settings: Settings) -> FastAPI:
                  cpu["kernels"], cpu["activation_bits"], threads)
 
         async def load():  # the configured models; a models folder's load when asked for
-            for model in settings.models:
-                await st.pool.runner(model.id)
+            try:
+                for model in settings.models:
+                    await st.pool.runner(model.id)
+            except Exception as e:  # a server that can never serve them stops (GracefulServer.on_tick)
+                st.failed = e.info.message if isinstance(e, errors.OpenAIError) else f"{type(e).__name__}: {e}"
+                return
             st.ready = True
         tasks = [asyncio.create_task(load()), asyncio.create_task(st.pool.watch_idle())]
         yield  # (/health answers 503 until the configured models are in and compiled)
@@ -101,7 +106,8 @@ class GracefulServer(uvicorn.Server):
     """uvicorn, draining on SIGTERM (as `docker stop` and Kubernetes send it): new requests get
     503 and /health says "draining" while running ones finish, for up to `shutdown_grace` seconds;
     then whatever still runs ends at its next token (finish_reason "length", then [DONE]) and the
-    server exits 0. A second signal, or SIGINT, stops it at once as uvicorn does."""
+    server exits 0. A second signal, or SIGINT, stops it at once as uvicorn does. A configured model
+    that cannot be loaded stops it too (serve() then exits 2)."""
 
     def __init__(self, config: uvicorn.Config, st: ServerState):
         super().__init__(config)
@@ -112,6 +118,9 @@ class GracefulServer(uvicorn.Server):
     async def serve(self, sockets=None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def on_tick(self, counter: int) -> bool:
+        return self.st.failed is not None or await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame) -> None:
         if sig != signal.SIGTERM or self.st.draining or self.loop is None:
@@ -167,4 +176,7 @@ def serve(args) -> int:
     server = GracefulServer(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"),
                             app.state.llamba)
     server.run()
+    if server.st.failed:
+        print(f"llamba: error: {server.st.failed}", file=sys.stderr)
+        return 2
     return 0

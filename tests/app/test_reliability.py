@@ -10,10 +10,11 @@ import sys
 import threading
 import time
 
+from gguf import GGMLQuantizationType
 import httpx
 import pytest
 
-from tests.support.server import API_KEY, running_server, server_process, wait_until_idle
+from tests.support.server import API_KEY, free_port, running_server, server_process, wait_until_idle
 from tests.support import MODEL, ROOT, SMOLLM2, loaded, model_path
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
@@ -143,6 +144,34 @@ def test_a_kv_budget_over_the_limit_refuses_to_start_with_both_numbers():
     # SmolLM2: 30 layers x 3 KV heads x 64 x 2 (keys, values) x 2 bytes (float16) = 23,040 bytes a position
     needed = 30 * 3 * 64 * 2 * 2 * 2048 * 8 / 2**20  # parallel 8, context 2048
     assert f"{needed:,.0f} MB" in run.stderr and "100 MB" in run.stderr, run.stderr
+
+
+def with_tensor_type(source, dest, name: str, ttype: int) -> None:
+    """`source` copied with tensor `name` declared as type `ttype` in the header (its data, in place,
+    is larger than that type needs: every offset stays valid)."""
+    data = bytearray(source.read_bytes())
+    at = data.index(len(name).to_bytes(8, "little") + name.encode()) + 8 + len(name)
+    n_dims = int.from_bytes(data[at:at + 4], "little")
+    at += 4 + 8 * n_dims
+    data[at:at + 4] = ttype.to_bytes(4, "little")
+    dest.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("broken", ["IQ4_NL tensor", "truncated"])
+def test_a_model_that_cannot_be_loaded_stops_the_server_with_status_2_and_the_reason(broken, tmp_path):
+    """Found while loading, after the server started: it must not answer "loading" for ever."""
+    source, path = model_path("synth-llama3-tiny-f32"), tmp_path / "broken.gguf"
+    if broken == "truncated":
+        path.write_bytes(source.read_bytes()[:-64])
+        reason = "runs past the end"
+    else:
+        with_tensor_type(source, path, "blk.1.ffn_down.weight", GGMLQuantizationType.IQ4_NL)
+        reason = "'blk.1.ffn_down.weight' has unsupported type IQ4_NL"
+    run = subprocess.run([sys.executable, "-m", "llamba", "serve", "--model", str(path), "--port", str(free_port())],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    last = run.stderr.strip().splitlines()[-1]
+    assert run.returncode == 2 and last.startswith("llamba: error: ") and reason in last, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
 
 
 def resident_mb(pid: int) -> float:
