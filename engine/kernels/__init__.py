@@ -21,13 +21,15 @@ from .float_types import F16_TABLE, float_product
 from .k_quants import (pack_q4_k, pack_q5_k, pack_q6_k, q4_k_decode, q4_k_product, q5_k_decode, q5_k_product,
                        q6_k_decode, q6_k_product)
 from .layout import GROUP
-from .legacy_quants import (pack_q4_0, pack_q4_1, pack_q8_0, q4_0_decode, q4_0_product, q4_1_decode, q4_1_product,
+from .legacy_quants import (pack_q4_0, pack_q4_1, pack_q5_0, pack_q5_1, pack_q8_0, q4_0_decode, q4_0_product,
+                            q4_1_decode, q4_1_product, q5_0_decode, q5_0_product, q5_1_decode, q5_1_product,
                             q8_0_decode, q8_0_product)
 
 # quant type -> (the repacking of its GGUF bytes, the product kernel over the repacked arrays, the
 # same for one token); every kernel is kernel(weight arrays, quantized activations, activation
 # sums, out)
 QUANT_KERNELS = {T.Q4_0: (pack_q4_0, q4_0_product, q4_0_decode), T.Q4_1: (pack_q4_1, q4_1_product, q4_1_decode),
+                 T.Q5_0: (pack_q5_0, q5_0_product, q5_0_decode), T.Q5_1: (pack_q5_1, q5_1_product, q5_1_decode),
                  T.Q8_0: (pack_q8_0, q8_0_product, q8_0_decode), T.Q4_K: (pack_q4_k, q4_k_product, q4_k_decode),
                  T.Q5_K: (pack_q5_k, q5_k_product, q5_k_decode), T.Q6_K: (pack_q6_k, q6_k_product, q6_k_decode)}
 # Types whose one-token kernel the server is still compiling (warmup.py): their one-token products

@@ -9,8 +9,8 @@ block, and the results follow an exact float computation to ~2e-5, not llama.cpp
 8 bits (LLAMBA_ACTIVATIONS=8, isa.py, for the paths where a second byte costs a second product):
 llama.cpp's own rounding, reproduced exactly as its x86 code does it (its results also carry its
 float16 KV cache and attention, which the engine does not reproduce):
-- weights in 32-value blocks (Q4_0, Q4_1, Q8_0) read q8_0/q8_1: d = max|x| / 127 stored as
-  float16, q = round-half-even(x * (127 / max|x|)), and (q8_1, for Q4_1's min term) the block's
+- weights in 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) read q8_0/q8_1: d = max|x| / 127 stored as
+  float16, q = round-half-even(x * (127 / max|x|)), and (q8_1, for Q4_1's and Q5_1's min terms) the block's
   sum as float16(d * sum q);
 - K-quants read q8_K over 256 values: with m the value of largest magnitude (the first such),
   q = min(127, round-half-even(x * (-127 / m))) and d = 1 / (-127 / m) in float32.

@@ -7,9 +7,8 @@ GGUF blocks (values in sub-blocks of 32 for Q4_K/Q5_K, of 16 for Q6_K):
   value 64c + l, bit 2c + 1 tops 64c + 32 + l).
 - Q6_K, 210 bytes: 128 bytes of low nibbles, 64 of 2-bit tops, 16 int8 scales, fp16 d;
   value = d sc (q - 32).
-Repacked, every 32 values are nibbles as in Q4_0 (layout.py) and the top bits of each 32 follow
-as one vector (Q5_K: bit s of byte j tops value 4s + j, bit 4 + s value 16 + 4s + j) or two (Q6_K:
-bits 2s..2s+1 of byte j of the first top value 4s + j, of the second 16 + 4s + j).
+Repacked, every 32 values are nibbles as in Q4_0 and the top bits of each 32 follow as one vector
+(Q5_K) or two (Q6_K), as layout.tops packs them.
 """
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from .layout import (accumulate, dot, each_task, each_task_of_one, groups_of, interleave, interleave_f16,
-                     interleave_scales, nibbles, pack_nibbles, prefetch_ahead, write_rows)
+                     interleave_scales, nibbles, pack_nibbles, prefetch_ahead, tops, with_fifth_bits, write_rows)
 from .simd import load_bytes, load_f16, load_i8, splat_f32, splat_i32, to_f32
 
 
@@ -28,17 +27,6 @@ def _scales_and_mins(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mn = np.concatenate([s[..., 4:8] & 63, (s[..., 8:12] >> 4) | ((s[..., 4:8] >> 6) << 4)], axis=-1)
     rows = blocks.shape[0]
     return interleave_scales(sc.reshape(rows, -1)), interleave_scales(mn.reshape(rows, -1))
-
-
-def _tops(values: np.ndarray, bits: int) -> np.ndarray:
-    """(rows, k) values -> per 32, the bits above the nibble packed as the kernels read them."""
-    rows, k = values.shape
-    top = (values >> 4).reshape(rows, k // 32, 2, 4, 4).astype(np.uint8)  # half, s, j
-    if bits == 1:
-        shifts = (np.arange(2)[:, None] * 4 + np.arange(4)[None, :]).astype(np.uint8)
-        return np.bitwise_or.reduce(top << shifts[:, :, None], axis=(2, 3))  # (rows, k/32, 4)
-    shifts = (2 * np.arange(4)).astype(np.uint8)
-    return np.bitwise_or.reduce(top << shifts[:, None], axis=3).reshape(rows, k // 32, 8)
 
 
 def _q4_k_values(blocks: np.ndarray, qs_offset: int) -> np.ndarray:
@@ -59,7 +47,7 @@ def pack_q5_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
     fifth = blocks[:, :, 16:48].reshape(*blocks.shape[:2], 1, 1, 32)
     shifts = (2 * np.arange(4)[:, None] + np.arange(2)[None, :]).astype(np.uint8)[..., None]
     values = _q4_k_values(blocks, 48) | (((fifth >> shifts) & 1) << 4).reshape(blocks.shape[0], -1)
-    return (interleave(pack_nibbles(values & 15)), interleave(_tops(values, 1)), sc, mn,
+    return (interleave(pack_nibbles(values & 15)), interleave(tops(values, 1)), sc, mn,
             interleave_f16(blocks, 0), interleave_f16(blocks, 2))
 
 
@@ -72,14 +60,13 @@ def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
                 | (((top[:, :, :, 0] >> (2 * i)) & 3) << 4) for i in range(4)]
     values = np.stack(quarters, axis=3).reshape(rows, -1)      # value 128 h + 32 i + l
     scales = interleave_scales(np.ascontiguousarray(blocks[:, :, 192:208]).view(np.int8).reshape(rows, -1))
-    return interleave(pack_nibbles(values & 15)), interleave(_tops(values, 2)), scales, interleave_f16(blocks, 208)
+    return interleave(pack_nibbles(values & 15)), interleave(tops(values, 2)), scales, interleave_f16(blocks, 208)
 
 
 @njit(inline="always")
 def _q4_k_q5_k_rows(quants, tops, sc, mn, d, dmin, xq, a, out, task, tokens):
     """Q4_K, or Q5_K when `tops` holds the fifth bits (an empty array for Q4_K)."""
     scale, _, sums32 = a
-    one_bits = splat_i32(0x01010101)
     acc = np.empty((tokens, 16), np.float32)
     for g in groups_of(task, quants):
         acc[:] = 0
@@ -88,11 +75,7 @@ def _q4_k_q5_k_rows(quants, tops, sc, mn, d, dmin, xq, a, out, task, tokens):
             v = nibbles(quants[g], 256 * c)
             if tops.shape[1] > 0:
                 prefetch_ahead(tops[g], 64 * c, 64)
-                h = load_bytes(tops[g], 64 * c)
-                v = (v[0] | (((h >> 0) & one_bits) << 4), v[1] | (((h >> 1) & one_bits) << 4),
-                     v[2] | (((h >> 2) & one_bits) << 4), v[3] | (((h >> 3) & one_bits) << 4),
-                     v[4] | (((h >> 4) & one_bits) << 4), v[5] | (((h >> 5) & one_bits) << 4),
-                     v[6] | (((h >> 6) & one_bits) << 4), v[7] | (((h >> 7) & one_bits) << 4))
+                v = with_fifth_bits(v, load_bytes(tops[g], 64 * c))
             row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
             row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
             for t in range(tokens):

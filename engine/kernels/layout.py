@@ -48,6 +48,20 @@ def pack_nibbles(values: np.ndarray) -> np.ndarray:
     return v[:, :, 0] | (v[:, :, 1] << 4)
 
 
+def tops(values: np.ndarray, bits: int) -> np.ndarray:
+    """(rows, k) values -> per 32, the bits above the nibble (1 for 5-bit values, 2 for 6-bit ones)
+    as the kernels read them: 1 bit, bit s of byte j tops value 4s + j and bit 4 + s value 16 + 4s + j
+    (rows, k / 32, 4); 2 bits, bits 2s..2s + 1 of byte j top value 4s + j in the first 4 bytes and
+    value 16 + 4s + j in the next 4 (rows, k / 32, 8)."""
+    rows, k = values.shape
+    top = (values >> 4).reshape(rows, k // 32, 2, 4, 4).astype(np.uint8)  # half, s, j
+    if bits == 1:
+        shifts = (np.arange(2)[:, None] * 4 + np.arange(4)[None, :]).astype(np.uint8)
+        return np.bitwise_or.reduce(top << shifts[:, :, None], axis=(2, 3))
+    shifts = (2 * np.arange(4)).astype(np.uint8)
+    return np.bitwise_or.reduce(top << shifts[:, None], axis=3).reshape(rows, k // 32, 8)
+
+
 @njit(inline="always")
 def nibbles(q, o):
     """The 4 vectors at q[o:o + 256] as 8 vectors of 4-bit values (32 values per row): values
@@ -57,6 +71,15 @@ def nibbles(q, o):
     w2, w3 = load_bytes(q, o + 128), load_bytes(q, o + 192)
     return (w0 & mask, w1 & mask, w2 & mask, w3 & mask,
             (w0 >> 4) & mask, (w1 >> 4) & mask, (w2 >> 4) & mask, (w3 >> 4) & mask)
+
+
+@njit(inline="always")
+def with_fifth_bits(v, h):
+    """The 8 nibble vectors of a block (nibbles()) topped by the 1-bit tops vector h (tops(, 1))."""
+    one = splat_i32(0x01010101)
+    return (v[0] | ((h & one) << 4), v[1] | (((h >> 1) & one) << 4), v[2] | (((h >> 2) & one) << 4),
+            v[3] | (((h >> 3) & one) << 4), v[4] | (((h >> 4) & one) << 4), v[5] | (((h >> 5) & one) << 4),
+            v[6] | (((h >> 6) & one) << 4), v[7] | (((h >> 7) & one) << 4))
 
 
 @njit(inline="always")

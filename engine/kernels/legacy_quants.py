@@ -1,8 +1,11 @@
-"""llama.cpp's 32-value quant types: Q4_0, Q4_1, Q8_0 — repacking and products.
+"""llama.cpp's 32-value quant types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 — repacking and products.
 
 GGUF blocks: Q4_0 is fp16 d + 16 bytes of nibbles, value = d * (q - 8); Q4_1 is fp16 d, fp16 m
-+ nibbles, value = d * q + m; Q8_0 is fp16 d + 32 int8, value = d * q. Repacked (see layout.py),
-Q8_0's int8 values are stored offset by 128 (the byte dot product multiplies unsigned weights).
++ nibbles, value = d * q + m; Q5_0 and Q5_1 are Q4_0 and Q4_1 with 4 bytes (a little-endian
+uint32) of fifth bits before the nibbles (bit j tops value j), value = d * (q - 16) and d * q + m;
+Q8_0 is fp16 d + 32 int8, value = d * q. Repacked (see layout.py), Q8_0's int8 values are stored
+offset by 128 (the byte dot product multiplies unsigned weights), and the fifth bits as layout.tops
+packs them (llama-quantize falls back to Q5_0/Q5_1 in K-quant files for rows not a multiple of 256).
 
 Per block, a row's product with a token is d * scale * (dot32 - zero * sums) [+ m * sum(x)]:
 an exact integer dot, then float arithmetic in the same order for every batch size.
@@ -13,12 +16,19 @@ import numpy as np
 from numba import njit
 
 from .layout import (accumulate, dot, each_task, each_task_of_one, groups_of, interleave, interleave_f16, nibbles,
-                     prefetch_ahead, write_rows)
+                     prefetch_ahead, tops, with_fifth_bits, write_rows)
 from .simd import load_bytes, load_f16, splat_f32, splat_i32, to_f32
 
 
 def _blocks(raw: np.ndarray, nbytes: int) -> np.ndarray:
     return raw.reshape(raw.shape[0], -1, nbytes)
+
+
+def _fifth_bits(blocks: np.ndarray, offset: int) -> np.ndarray:
+    """The uint32 of fifth bits at `offset` of each block, as layout.tops packs them."""
+    qh = np.ascontiguousarray(blocks[:, :, offset:offset + 4]).view("<u4")  # (rows, blocks, 1)
+    values = ((qh >> np.arange(32, dtype=np.uint32)) & 1) << 4  # bit j tops value j
+    return interleave(tops(values.reshape(blocks.shape[0], -1), 1))
 
 
 def pack_q4_0(raw: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -29,6 +39,16 @@ def pack_q4_0(raw: np.ndarray) -> tuple[np.ndarray, ...]:
 def pack_q4_1(raw: np.ndarray) -> tuple[np.ndarray, ...]:
     blocks = _blocks(raw, 20)
     return interleave(blocks[:, :, 4:]), interleave_f16(blocks, 0), interleave_f16(blocks, 2)
+
+
+def pack_q5_0(raw: np.ndarray) -> tuple[np.ndarray, ...]:
+    blocks = _blocks(raw, 22)
+    return interleave(blocks[:, :, 6:]), _fifth_bits(blocks, 2), interleave_f16(blocks, 0)
+
+
+def pack_q5_1(raw: np.ndarray) -> tuple[np.ndarray, ...]:
+    blocks = _blocks(raw, 24)
+    return interleave(blocks[:, :, 8:]), _fifth_bits(blocks, 4), interleave_f16(blocks, 0), interleave_f16(blocks, 2)
 
 
 def pack_q8_0(raw: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -44,18 +64,30 @@ def _bytes(q, o):
 
 
 @njit(inline="always")
-def _zero_point_rows(zero, bits, w, xq, a, out, task, tokens):
-    """Q4_0 (zero = 8: nibbles) and Q8_0 (zero = 128: bytes): d * (q - zero) per value."""
-    (quants, d), (scale, sums16, _) = w, a
-    block_bytes = 512 if zero == 128 else 256
+def _values(bits, quants, fifth, g, b):
+    """Block b's 32 values per row of group g: bytes (8 bits), nibbles, or nibbles and their fifth bits."""
+    if bits == 8:
+        prefetch_ahead(quants[g], 512 * b, 512)
+        return _bytes(quants[g], 512 * b)
+    prefetch_ahead(quants[g], 256 * b, 256)
+    v = nibbles(quants[g], 256 * b)
+    if bits == 5:
+        prefetch_ahead(fifth[g], 64 * b, 64)
+        v = with_fifth_bits(v, load_bytes(fifth[g], 64 * b))
+    return v
+
+
+@njit(inline="always")
+def _zero_point_rows(bits, quants, fifth, d, xq, a, out, task, tokens):
+    """Q4_0, Q5_0 and Q8_0: d * (q - zero) per value, zero = 2^(bits - 1)."""
+    scale, sums16, _ = a
+    zero = 1 << (bits - 1)
     acc = np.empty((tokens, 16), np.float32)
     for g in groups_of(task, quants):
         acc[:] = 0
         for b in range(scale.shape[1]):
-            o = block_bytes * b
-            prefetch_ahead(quants[g], o, block_bytes)
+            v = _values(bits, quants, fifth, g, b)
             prefetch_ahead(d[g], 16 * b, 32)
-            v = _bytes(quants[g], o) if zero == 128 else nibbles(quants[g], o)
             row_scale = load_f16(d[g], 16 * b)
             for t in range(tokens):
                 s = dot(v, xq, t, 8 * b, bits) - splat_i32(zero * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
@@ -64,31 +96,51 @@ def _zero_point_rows(zero, bits, w, xq, a, out, task, tokens):
 
 
 @njit(inline="always")
-def _q4_0_rows(w, xq, a, out, task, tokens):
-    _zero_point_rows(8, 4, w, xq, a, out, task, tokens)
-
-
-@njit(inline="always")
-def _q8_0_rows(w, xq, a, out, task, tokens):
-    _zero_point_rows(128, 8, w, xq, a, out, task, tokens)
-
-
-@njit(inline="always")
-def _q4_1_rows(w, xq, a, out, task, tokens):
-    (quants, d, m), (scale, _, sums32) = w, a
+def _minimum_rows(bits, quants, fifth, d, m, xq, a, out, task, tokens):
+    """Q4_1 and Q5_1: d * q + m per value."""
+    scale, _, sums32 = a
     acc = np.empty((tokens, 16), np.float32)
     for g in groups_of(task, quants):
         acc[:] = 0
         for b in range(scale.shape[1]):
-            prefetch_ahead(quants[g], 256 * b, 256)
+            v = _values(bits, quants, fifth, g, b)
             prefetch_ahead(d[g], 16 * b, 32)
             prefetch_ahead(m[g], 16 * b, 32)
-            v = nibbles(quants[g], 256 * b)
             row_scale, row_min = load_f16(d[g], 16 * b), load_f16(m[g], 16 * b)
             for t in range(tokens):
-                s = to_f32(dot(v, xq, t, 8 * b, 4)) * (row_scale * splat_f32(scale[t, b]))
+                s = to_f32(dot(v, xq, t, 8 * b, bits)) * (row_scale * splat_f32(scale[t, b]))
                 accumulate(acc, t, s + row_min * splat_f32(sums32[t, b]))
         write_rows(acc, g, out)
+
+
+@njit(inline="always")
+def _q4_0_rows(w, xq, a, out, task, tokens):
+    quants, d = w
+    _zero_point_rows(4, quants, np.empty((0, 0), np.uint8), d, xq, a, out, task, tokens)
+
+
+@njit(inline="always")
+def _q5_0_rows(w, xq, a, out, task, tokens):
+    quants, fifth, d = w
+    _zero_point_rows(5, quants, fifth, d, xq, a, out, task, tokens)
+
+
+@njit(inline="always")
+def _q8_0_rows(w, xq, a, out, task, tokens):
+    quants, d = w
+    _zero_point_rows(8, quants, np.empty((0, 0), np.uint8), d, xq, a, out, task, tokens)
+
+
+@njit(inline="always")
+def _q4_1_rows(w, xq, a, out, task, tokens):
+    quants, d, m = w
+    _minimum_rows(4, quants, np.empty((0, 0), np.uint8), d, m, xq, a, out, task, tokens)
+
+
+@njit(inline="always")
+def _q5_1_rows(w, xq, a, out, task, tokens):
+    quants, fifth, d, m = w
+    _minimum_rows(5, quants, fifth, d, m, xq, a, out, task, tokens)
 
 
 # The entry points, written out one by one on purpose: numba's on-disk cache knows a function by
@@ -122,3 +174,23 @@ def q4_1_product(w, xq, a, out):
 @njit(parallel=True, cache=True, nogil=True)
 def q4_1_decode(w, xq, a, out):
     each_task_of_one(_q4_1_rows, w, xq, a, out)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def q5_0_product(w, xq, a, out):
+    each_task(_q5_0_rows, w, xq, a, out)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def q5_0_decode(w, xq, a, out):
+    each_task_of_one(_q5_0_rows, w, xq, a, out)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def q5_1_product(w, xq, a, out):
+    each_task(_q5_1_rows, w, xq, a, out)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def q5_1_decode(w, xq, a, out):
+    each_task_of_one(_q5_1_rows, w, xq, a, out)

@@ -14,7 +14,7 @@ from llamba.engine.kernels import FLOAT_TYPES, K_QUANTS, SUPPORTED_TYPES, Weight
 from llamba.engine.kernels.activations import quantize_rows_8bit
 
 # byte offsets of the fp16 scale fields inside each block
-SCALE_OFFSETS = {T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q8_0: (0,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,)}
+SCALE_OFFSETS = {T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q5_0: (0,), T.Q5_1: (0, 2), T.Q8_0: (0,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,)}
 
 
 def random_weight(ttype: T, rows: int, k: int, rng) -> tuple[Weight, np.ndarray, np.ndarray]:
@@ -59,16 +59,16 @@ def llama_cpp_activations(x: np.ndarray, block: int) -> tuple[np.ndarray, np.nda
 
 def reference_product(ttype: T, x: np.ndarray, exact_w: np.ndarray, raw: np.ndarray) -> np.ndarray:
     """x times the weight in float64, with x as the kernels read it: exact (16-bit activations
-    follow it to ~2e-5), or, with 8-bit ones, rounded as llama.cpp rounds it (Q4_1's minimum
-    terms then read q8_1's stored sum, as llama.cpp's do)."""
+    follow it to ~2e-5), or, with 8-bit ones, rounded as llama.cpp rounds it (Q4_1's and Q5_1's
+    minimum terms then read q8_1's stored sum, as llama.cpp's do)."""
     if ttype in FLOAT_TYPES or isa.ACTIVATION_BITS == 16:
         return x.astype(np.float64) @ exact_w.T
     block = 256 if ttype in K_QUANTS else 32
     q, d, s = llama_cpp_activations(x, block)
     rounded = (q.astype(np.float64) * d).reshape(x.shape)
     out = rounded @ exact_w.T
-    if ttype == T.Q4_1:  # a weight is d q + m: its block's m times the stored sum, not sum(d q)
-        m = raw.reshape(raw.shape[0], -1, 20)[:, :, 2:4].copy().view(np.float16)[..., 0].astype(np.float64)
+    if ttype in (T.Q4_1, T.Q5_1):  # a weight is d q + m: its block's m times the stored sum, not sum(d q)
+        m = raw.reshape(raw.shape[0], -1, GGML_QUANT_SIZES[ttype][1])[:, :, 2:4].copy().view(np.float16)[..., 0].astype(np.float64)
         out += (s[..., 0].astype(np.float64) - rounded.reshape(q.shape).sum(-1)) @ m.T
     return out
 
