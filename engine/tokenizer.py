@@ -26,8 +26,13 @@ _LLAMA3 = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
 # llama.cpp first splits every digit off, then applies GPT-2's regex to what is between: in one
 # pattern, a digit ends a whitespace run as the end of the text would (hence the lookahead).
 _SMOLLM = r"""\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"""
+# Qwen 2 / 2.5 / 3: Llama 3's with one digit at a time; Qwen 3.5's also keeps combining marks with letters.
+_QWEN2 = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+          r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+_QWEN35 = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}"""
+           r"""| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
 PRE_TOKENIZERS = {"llama-bpe": _LLAMA3, "llama3": _LLAMA3, "smollm": _SMOLLM, "gpt2": _GPT2,
-                  "default": _GPT2}
+                  "default": _GPT2, "qwen2": _QWEN2, "qwen35": _QWEN35}
 
 TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED = 1, 3, 4
 # Tokens that end a generation, besides eos/eot ids from the metadata.

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tests.support import ALL_MODELS, SMOLLM2, loaded, model_path, reference
+from tests.support import ALL_MODELS, ROOT, SMOLLM2, loaded, model_path, reference
 from llamba.engine.gguf_file import GGUFError, GGUFFile
 from llamba.engine.tokenizer import StreamDecoder, Tokenizer
 
@@ -71,3 +71,34 @@ def test_models_with_one_vocabulary_share_one_tokenizer():
     first = Tokenizer.from_gguf(small[0])
     assert all(Tokenizer.from_gguf(f) is first for f in small[1:])
     assert Tokenizer.from_gguf(GGUFFile(model_path(SMOLLM2))) is not first
+
+
+# --- llama.cpp's own tokenizer tests (tests/data/vocab: its models/ggml-vocab-*.gguf, .inp, .out) ----
+VOCABS = ROOT / "tests" / "data" / "vocab"
+
+
+def llama_cpp_cases(name: str) -> list[tuple[str, list[int]]]:
+    """The texts of ggml-vocab-`name`.gguf.inp and the ids llama.cpp gives each (add_special and
+    parse_special off), as its test-tokenizer-0 reads them."""
+    texts = (VOCABS / f"ggml-vocab-{name}.gguf.inp").read_bytes().decode().split("\n__ggml_vocab_test__\n")
+    ids = (VOCABS / f"ggml-vocab-{name}.gguf.out").read_bytes().decode().split("\n")
+    texts, ids = texts[:-1] if texts[-1] == "" else texts, ids[:-1] if ids[-1] == "" else ids
+    assert len(texts) == len(ids) > 10
+    return [(text, [int(i) for i in line.split()]) for text, line in zip(texts, ids)]
+
+
+def vocab_tokenizer(vocab: str, pre: str | None = None) -> Tokenizer:
+    """The tokenizer of a vocabulary file, its pre-tokenizer replaced by `pre` (the qwen35 test
+    file has qwen2's vocabulary: only its pre-tokenizer differs, so one file serves both)."""
+    f = GGUFFile(VOCABS / f"ggml-vocab-{vocab}.gguf")
+    if pre is not None:
+        f.metadata["tokenizer.ggml.pre"] = pre
+    return Tokenizer.from_gguf(f)
+
+
+@pytest.mark.parametrize("name, vocab", [("qwen2", "qwen2"), ("qwen35", "qwen2")])
+def test_tokenize_matches_llama_cpps_own_tests(name, vocab):
+    tok = vocab_tokenizer(vocab, name)
+    for text, ids in llama_cpp_cases(name):
+        assert tok.encode(text, add_special=False, parse_special=False) == ids, text
+        assert tok.decode(ids) == text
