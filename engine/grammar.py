@@ -2,7 +2,7 @@
 and vLLM use), for JSON schemas, JSON mode, Lark or GBNF grammars and tool calls.
 
 `Grammars(tokenizer)` is built once per model: llguidance's view of our vocabulary (the tiktoken
-encoding built from the GGUF file, its special tokens, and every end-of-generation token as an
+encoding built from the GGUF file, or each SentencePiece token's bytes; its special tokens, and every end-of-generation token as an
 end of the grammar). `Grammars.constraint(grammar)` compiles one request's grammar into a
 `Constraint`, which a `Sequence` (generate.py) asks before each sampling for the tokens allowed
 (a bitmask computed by llguidance in microseconds) and tells each token chosen. End-of-generation
@@ -18,6 +18,7 @@ import llguidance
 import numpy as np
 from llguidance.gbnf_to_lark import any_to_lark
 from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
+from llguidance import TokenizerWrapper
 from llguidance.tiktoken import lltokenizer_from_encoding
 
 from .errors import InvalidRequest
@@ -121,6 +122,18 @@ class Constraint:
         return self.state == "active" and self.matcher.is_stopped()
 
 
+class _Vocabulary:
+    """A vocabulary as llguidance's TokenizerWrapper reads one: each token's bytes, and plain text's ids."""
+
+    def __init__(self, tok: Tokenizer):
+        self.tok, self.tokens = tok, tok.pieces
+        self.eos_token_id, self.bos_token_id = min(tok.stop_ids), tok.bos_id
+        self.special_token_ids = sorted(tok.special.values())
+
+    def __call__(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special=False)
+
+
 class Grammars:
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
@@ -128,7 +141,10 @@ class Grammars:
     @cached_property
     def lltokenizer(self) -> llguidance.LLTokenizer:
         tok = self.tokenizer
-        return lltokenizer_from_encoding(tok.encoding, n_vocab=tok.vocab_size, eos_token=sorted(tok.stop_ids))
+        if tok.encoding is not None:  # byte-level BPE: llguidance reads tiktoken's tables itself
+            return lltokenizer_from_encoding(tok.encoding, n_vocab=tok.vocab_size, eos_token=sorted(tok.stop_ids))
+        return llguidance.LLTokenizer(TokenizerWrapper(_Vocabulary(tok)), n_vocab=tok.vocab_size,
+                                      eos_token=sorted(tok.stop_ids))
 
     def constraint(self, grammar: str, param: str = "grammar", triggers: tuple[str, ...] = ()) -> Constraint:
         """Compile `grammar` (an llguidance grammar, see json_schema_grammar and lark_grammar);

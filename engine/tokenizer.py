@@ -1,7 +1,7 @@
-"""Byte-level BPE tokenizer: a tiktoken `Encoding` built from the GGUF vocabulary.
+"""Tokenizers from a GGUF vocabulary: byte-level BPE (here) or SentencePiece (sentencepiece.py).
 
-GGUF stores each token in GPT-2's printable byte alphabet ("Ġ" for a space); we map it back to raw
-bytes. tiktoken merges by rank, and for these vocabularies a token's id is its merge rank (each
+Byte-level BPE is a tiktoken `Encoding`. GGUF stores each token in GPT-2's printable byte
+alphabet ("Ġ" for a space); we map it back to raw bytes. tiktoken merges by rank, and for these vocabularies a token's id is its merge rank (each
 merge's result has a larger id than its parts: checked by the tests against
 `tokenizer.ggml.merges`), so ids serve as ranks. The pre-tokenizer regex is llama.cpp's for
 `tokenizer.ggml.pre`.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import re
 import weakref
 from functools import lru_cache
 
@@ -18,6 +19,7 @@ import tiktoken
 
 from .errors import InvalidRequest
 from .gguf_file import GGUFError, GGUFFile
+from .sentencepiece import SentencePieceEncoder
 
 # llama.cpp's pre-tokenizer regexes (llama-vocab.cpp), as one pattern each.
 _GPT2 = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -61,28 +63,56 @@ def _unicode_to_byte() -> dict[int, int]:
     return table
 
 
-class Tokenizer:
-    def __init__(self, tokens: list[str], token_types, pre: str, bos_id: int | None,
-                 eos_id: int | None, add_bos: bool, eot_id: int | None = None, eom_id: int | None = None):
+class ByteLevelEncoder:
+    """GPT-2-style byte-level BPE (`tokenizer.ggml.model = gpt2`) through tiktoken, which also
+    finds the special tokens in the text (Llama 3 has 256: a regex over them in Python is slow)."""
+
+    def __init__(self, tokens: list[str], token_types: list[int], pre: str, special: dict[str, int]):
         if pre not in PRE_TOKENIZERS:
             raise GGUFError(f"unsupported pre-tokenizer {pre!r} (tokenizer.ggml.pre); "
                             f"supported: {', '.join(sorted(PRE_TOKENIZERS))}")
         to_bytes = _unicode_to_byte()
+        self.pieces = [text.translate(to_bytes).encode("latin-1", errors="ignore") if ttype == TOKEN_NORMAL
+                       else text.encode() for text, ttype in zip(tokens, token_types)]
         ranks: dict[bytes, int] = {}
-        self.special: dict[str, int] = {}
-        self._user_defined: set[str] = set()
-        for i, (text, ttype) in enumerate(zip(tokens, token_types)):
+        for i, (raw, ttype) in enumerate(zip(self.pieces, token_types)):
             if ttype == TOKEN_NORMAL:
-                raw = text.translate(to_bytes).encode("latin-1", errors="ignore")
                 ranks.setdefault(raw, i)
-            elif ttype in (TOKEN_CONTROL, TOKEN_USER_DEFINED):
-                self.special[text] = i
-                if ttype == TOKEN_USER_DEFINED:
-                    self._user_defined.add(text)
         self.encoding = tiktoken.Encoding(name=f"gguf-{pre}", pat_str=PRE_TOKENIZERS[pre],
-                                          mergeable_ranks=ranks, special_tokens=self.special)
-        self.vocab_size = len(tokens)
+                                          mergeable_ranks=ranks, special_tokens=special)
         self._single_bytes = frozenset(raw[0] for raw in ranks if len(raw) == 1)
+
+    def encode(self, text: str, allowed_special: set[str] | str) -> list[int]:
+        try:
+            return self.encoding.encode(text, allowed_special=allowed_special, disallowed_special=())
+        except BaseException as e:  # tiktoken panics (pyo3) on a byte the vocabulary lacks
+            if type(e).__name__ != "PanicException":
+                raise
+            missing = sorted(set(text.encode()) - self._single_bytes)
+            raise InvalidRequest("the text has characters this model's vocabulary cannot encode (UTF-8 bytes "
+                                 f"{', '.join(f'0x{b:02x}' for b in missing) or 'unknown'})") from None
+
+
+class Tokenizer:
+    def __init__(self, tokens: list[str], token_types, pre: str, bos_id: int | None,
+                 eos_id: int | None, add_bos: bool, eot_id: int | None = None, eom_id: int | None = None,
+                 scores: list[float] | None = None, add_space_prefix: bool = True):
+        """A byte-level BPE vocabulary, or with `scores` a SentencePiece one (sentencepiece.py)."""
+        self.special = {text: i for i, (text, ttype) in enumerate(zip(tokens, token_types))
+                        if ttype in (TOKEN_CONTROL, TOKEN_USER_DEFINED)}
+        self._user_defined = {text for text, ttype in zip(tokens, token_types) if ttype == TOKEN_USER_DEFINED}
+        if scores is None:
+            self.encoder = ByteLevelEncoder(tokens, token_types, pre, self.special)
+            self.encoding: tiktoken.Encoding | None = self.encoder.encoding
+        else:
+            self.encoder, self.encoding = SentencePieceEncoder(tokens, token_types, scores, add_space_prefix), None
+            # llama.cpp's order: the longest special text first
+            by_length = sorted(self.special, key=len, reverse=True)
+            self._specials = {parse: re.compile("|".join(re.escape(t) for t in by_length
+                                                          if parse or t in self._user_defined) or "(?!)")
+                              for parse in (False, True)}
+        self.pieces: list[bytes] = self.encoder.pieces
+        self.vocab_size = len(tokens)
         self.bos_id, self.eos_id, self.add_bos = bos_id, eos_id, add_bos
         self.bos_token = tokens[bos_id] if bos_id is not None else ""
         self.eos_token = tokens[eos_id] if eos_id is not None else ""
@@ -95,10 +125,11 @@ class Tokenizer:
     def from_gguf(cls, f: GGUFFile) -> "Tokenizer":
         meta = f.metadata
         model = meta.get("tokenizer.ggml.model")
-        if model != "gpt2":
+        if model not in ("gpt2", "llama"):
             raise GGUFError(f"{f.path}: unsupported tokenizer model {model!r} (tokenizer.ggml.model); "
-                            "llamba supports byte-level BPE ('gpt2')")
-        for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type"):
+                            "llamba supports byte-level BPE ('gpt2') and SentencePiece ('llama')")
+        needed = ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type") + (("tokenizer.ggml.scores",) if model == "llama" else ())
+        for key in needed:
             if key not in meta:
                 raise GGUFError(f"{f.path}: missing metadata key {key!r}")
         ids = {k: meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "eot", "eom")}
@@ -107,41 +138,49 @@ class Tokenizer:
             if i is not None and not (isinstance(i, int) and 0 <= i < n_tokens):
                 raise GGUFError(f"{f.path}: tokenizer.ggml.{k}_token_id {i!r} is not a token id (0..{n_tokens - 1})")
         tokens, types = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"]
-        pre, add_bos = meta.get("tokenizer.ggml.pre", "default"), bool(meta.get("tokenizer.ggml.add_bos_token", False))
-        key = (tokens.digest(), hashlib.sha256(np.asarray(types).tobytes()).hexdigest(), pre, add_bos, *ids.values())
+        pre = meta.get("tokenizer.ggml.pre", "default")
+        # SentencePiece files add BOS and a leading space unless they say otherwise (as llama.cpp)
+        add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", model == "llama"))
+        add_space_prefix = bool(meta.get("tokenizer.ggml.add_space_prefix", True))
+        key = (tokens.digest(), hashlib.sha256(np.asarray(types).tobytes()).hexdigest(), model, pre, add_bos,
+               add_space_prefix, *ids.values())
         tokenizer = _shared.get(key)
         if tokenizer is None:
+            scores = meta["tokenizer.ggml.scores"].tolist() if model == "llama" else None
             tokenizer = cls(tokens.as_str(), types.tolist(), pre=pre, bos_id=ids["bos"], eos_id=ids["eos"],
-                            add_bos=add_bos, eot_id=ids["eot"], eom_id=ids["eom"])
+                            add_bos=add_bos, eot_id=ids["eot"], eom_id=ids["eom"], scores=scores,
+                            add_space_prefix=add_space_prefix)
             _shared[key] = tokenizer
         return tokenizer
 
     def encode(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Token ids of `text`: BOS first when `add_special` and the model asks for it; special-token
         text becomes its id only when `parse_special` (user-defined tokens always, as llama.cpp)."""
-        allowed = "all" if parse_special else self._user_defined
         try:
-            ids = self.encoding.encode(text, allowed_special=allowed, disallowed_special=())
+            text.encode()
         except UnicodeEncodeError:
             raise InvalidRequest("the text is not valid Unicode (it has a lone surrogate)") from None
-        except BaseException as e:  # tiktoken panics (pyo3) on a byte the vocabulary lacks
-            if type(e).__name__ != "PanicException":
-                raise
-            missing = sorted(set(text.encode()) - self._single_bytes)
-            raise InvalidRequest("the text has characters this model's vocabulary cannot encode (UTF-8 bytes "
-                                 f"{', '.join(f'0x{b:02x}' for b in missing) or 'unknown'})") from None
-        if add_special and self.add_bos and self.bos_id is not None:
-            ids.insert(0, self.bos_id)
+        ids = [self.bos_id] if add_special and self.add_bos and self.bos_id is not None else []
+        if self.encoding is not None:
+            return ids + self.encoder.encode(text, "all" if parse_special else self._user_defined)
+        after_special, at = True, 0  # SentencePiece: special tokens found here, the text between encoded
+        for match in self._specials[parse_special].finditer(text):
+            if match.start() > at:
+                ids += self.encoder.encode(text[at:match.start()], after_special)
+            ids.append(self.special[match.group()])
+            after_special, at = True, match.end()
+        if at < len(text):
+            ids += self.encoder.encode(text[at:], after_special)
         return ids
 
     def decode_bytes(self, ids) -> bytes:
-        return self.encoding.decode_bytes([int(i) for i in ids])
+        return b"".join(self.pieces[int(i)] for i in ids)
 
     def decode(self, ids) -> str:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
     def token_bytes(self, token_id: int) -> bytes:
-        return self.encoding.decode_single_token_bytes(int(token_id))
+        return self.pieces[int(token_id)]
 
     def is_special(self, token_id: int) -> bool:
         return int(token_id) in self._special_ids

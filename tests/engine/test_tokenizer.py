@@ -96,9 +96,23 @@ def vocab_tokenizer(vocab: str, pre: str | None = None) -> Tokenizer:
     return Tokenizer.from_gguf(f)
 
 
-@pytest.mark.parametrize("name, vocab", [("qwen2", "qwen2"), ("qwen35", "qwen2")])
+@pytest.mark.parametrize("name, vocab", [("qwen2", "qwen2"), ("qwen35", "qwen2"), ("llama-spm", "llama-spm"),
+                                         ("phi-3", "phi-3")])
 def test_tokenize_matches_llama_cpps_own_tests(name, vocab):
-    tok = vocab_tokenizer(vocab, name)
+    tok = vocab_tokenizer(vocab, name if vocab != name else None)
+    prefix = " " if tok.encoding is None else ""  # (SentencePiece: the space put in front of the text)
     for text, ids in llama_cpp_cases(name):
         assert tok.encode(text, add_special=False, parse_special=False) == ids, text
-        assert tok.decode(ids) == text
+        assert tok.decode(ids) == (prefix + text if text else "")
+
+
+def test_sentencepiece_special_tokens_bos_and_byte_fallback():
+    tok = vocab_tokenizer("llama-spm")
+    assert tok.add_bos and tok.encode("Hi", add_special=True)[0] == tok.bos_id == 1
+    # special text is text unless parsed; the text after a special token gets its leading space again
+    assert tok.encode("</s>Hi", add_special=False, parse_special=True) == [2] + tok.encode("Hi", add_special=False)
+    assert 2 not in tok.encode("</s>Hi", add_special=False, parse_special=False)
+    # a character the vocabulary lacks is its UTF-8 bytes, each a <0xNN> token, and decodes back
+    ids = tok.encode("🦙", add_special=False)
+    assert [tok.token_bytes(i) for i in ids[-4:]] == [bytes([b]) for b in "🦙".encode()]
+    assert tok.decode(ids) == " 🦙"
