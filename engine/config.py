@@ -1,4 +1,5 @@
-"""Hyper-parameters of a Llama model, read from the `llama.*` keys of a GGUF file."""
+"""A model's hyper-parameters, read from the `<architecture>.*` keys of its GGUF file, and what
+each architecture (family) does differently from Llama's forward pass."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,11 +8,22 @@ import numpy as np
 
 from .gguf_file import GGUFError, GGUFFile
 
-SUPPORTED_ARCHITECTURES = ("llama",)
 
 
 @dataclass(frozen=True)
-class LlamaConfig:
+class Family:
+    """What an architecture changes in the forward pass (model.py). Biases on Q, K and V (Qwen 2)
+    and RMSNorm on each head's queries and keys (Qwen 3) are read off the file's tensors."""
+    # RoPE rotates (x[i], x[i + d/2]), as the original weights do; llama.cpp's converter permutes
+    # Llama's Q and K weights so that adjacent pairs (x[2i], x[2i + 1]) rotate instead.
+    rope_halves: bool = True
+
+
+FAMILIES = {"llama": Family(rope_halves=False), "qwen2": Family(), "qwen3": Family()}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
     dim: int             # embedding width
     n_layers: int
     n_heads: int         # query heads
@@ -22,10 +34,20 @@ class LlamaConfig:
     rope_base: float = 10000.0
     rms_eps: float = 1e-5
     rope_dim: int | None = None  # rotated dims per head; None means the whole head
+    key_length: int | None = None  # dims per head where they are not dim / n_heads (Qwen 3)
+    arch: str = "llama"
+
+    @property
+    def family(self) -> Family:
+        return FAMILIES[self.arch]
 
     @property
     def head_dim(self) -> int:
-        return self.dim // self.n_heads
+        return self.key_length or self.dim // self.n_heads
+
+    @property
+    def q_dim(self) -> int:
+        return self.n_heads * self.head_dim
 
     @property
     def kv_dim(self) -> int:
@@ -41,28 +63,32 @@ class LlamaConfig:
         return self.n_heads // self.n_kv_heads
 
     @classmethod
-    def from_gguf(cls, f: GGUFFile) -> "LlamaConfig":
+    def from_gguf(cls, f: GGUFFile) -> "ModelConfig":
         meta = f.metadata
         arch = meta.get("general.architecture")
         if arch is None:
             raise GGUFError(f"{f.path}: missing metadata key 'general.architecture'")
-        if arch not in SUPPORTED_ARCHITECTURES:
-            raise GGUFError(f"{f.path}: unsupported architecture {arch!r} (supported: llama)")
+        if arch not in FAMILIES:
+            raise GGUFError(f"{f.path}: unsupported architecture {arch!r} (supported: {', '.join(FAMILIES)})")
 
         def count(key: str, default=None) -> int:
-            """A positive integer (a size or a count) of the llama.* metadata."""
-            value = meta.get(f"llama.{key}", default)
+            """A positive integer (a size or a count) of the <arch>.* metadata."""
+            value = meta.get(f"{arch}.{key}", default)
             if value is None:
-                raise GGUFError(f"{f.path}: missing metadata key 'llama.{key}'")
+                raise GGUFError(f"{f.path}: missing metadata key '{arch}.{key}'")
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < value < 2**31:
-                raise GGUFError(f"{f.path}: metadata key 'llama.{key}' must be a positive integer, got {value!r}")
+                raise GGUFError(f"{f.path}: metadata key '{arch}.{key}' must be a positive integer, got {value!r}")
             return int(value)
 
         def real(key: str, default: float) -> float:
-            value = meta.get(f"llama.{key}", default)
+            value = meta.get(f"{arch}.{key}", default)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 < value < 1e30:
-                raise GGUFError(f"{f.path}: metadata key 'llama.{key}' must be a positive number, got {value!r}")
+                raise GGUFError(f"{f.path}: metadata key '{arch}.{key}' must be a positive number, got {value!r}")
             return float(value)
+
+        scaling = meta.get(f"{arch}.rope.scaling.type", "none")  # (Llama 3.1's is the rope_freqs tensor)
+        if scaling != "none" and meta.get(f"{arch}.rope.scaling.factor", 1.0) != 1.0:
+            raise GGUFError(f"{f.path}: unsupported RoPE scaling {scaling!r} ({arch}.rope.scaling.type)")
 
         tokens = meta.get("tokenizer.ggml.tokens")
         n_heads = count("attention.head_count")
@@ -76,9 +102,13 @@ class LlamaConfig:
             context_length=count("context_length"),
             rope_base=real("rope.freq_base", 10000.0),
             rms_eps=real("attention.layer_norm_rms_epsilon", 1e-5),
-            rope_dim=count("rope.dimension_count") if "llama.rope.dimension_count" in meta else None,
+            rope_dim=count("rope.dimension_count") if f"{arch}.rope.dimension_count" in meta else None,
+            key_length=count("attention.key_length") if f"{arch}.attention.key_length" in meta else None,
+            arch=arch,
         )
-        if config.dim % n_heads or n_heads % config.n_kv_heads:
+        if meta.get(f"{arch}.attention.value_length", config.head_dim) != config.head_dim:
+            raise GGUFError(f"{f.path}: {arch}.attention.value_length differs from the key length {config.head_dim}")
+        if (config.key_length is None and config.dim % n_heads) or n_heads % config.n_kv_heads:
             raise GGUFError(f"{f.path}: head counts ({n_heads} heads, {config.n_kv_heads} KV heads) "
                             f"do not divide embedding_length {config.dim}")
         if config.head_dim % 16:  # attention works on 16-lane vectors (ops.attention)
@@ -86,6 +116,6 @@ class LlamaConfig:
                             f"a multiple of 16, which the attention kernel needs")
         rotated = config.rope_dim or config.head_dim
         if rotated % 2 or rotated > config.head_dim:
-            raise GGUFError(f"{f.path}: llama.rope.dimension_count {rotated} must be even and at most the "
+            raise GGUFError(f"{f.path}: {arch}.rope.dimension_count {rotated} must be even and at most the "
                             f"head size {config.head_dim}")
         return config

@@ -14,7 +14,7 @@ import mmap
 import numpy as np
 
 from . import ops
-from .config import LlamaConfig
+from .config import ModelConfig
 
 # as llama.cpp's -ctk/-ctv (f16 is its default too); q8_0 keeps int8 values and, per 32 of a
 # position's dimensions, a scale (float16-rounded, as llama.cpp's, but held as float32)
@@ -53,7 +53,7 @@ class KVCache:
     and (n_layers, n_blocks, kv_heads, head_dim / 32, TILE) (other types: one unused scale). The
     pool holds `n_blocks` (by default enough for every slot's whole context)."""
 
-    def __init__(self, c: LlamaConfig, n_ctx: int, n_slots: int = 1, kv_type: str = "f16",
+    def __init__(self, c: ModelConfig, n_ctx: int, n_slots: int = 1, kv_type: str = "f16",
                  n_blocks: int | None = None):
         self.check_type(c, kv_type)
         self.n_ctx, self.n_slots = n_ctx, n_slots
@@ -68,7 +68,7 @@ class KVCache:
         self.free = list(range(n_blocks - 1, -1, -1))  # popped from the end: low blocks first
 
     @staticmethod
-    def check_type(c: LlamaConfig, kv_type: str) -> None:
+    def check_type(c: ModelConfig, kv_type: str) -> None:
         """ValueError unless a cache of this type can hold this model's keys and values."""
         if kv_type not in KV_TYPES:
             raise ValueError(f"unknown KV cache type {kv_type!r}: expected one of {', '.join(KV_TYPES)}")
@@ -80,7 +80,7 @@ class KVCache:
         return -(-n_positions // ops.TILE)
 
     @staticmethod
-    def shapes(c: LlamaConfig, n_blocks: int, kv_type: str) -> tuple[tuple[int, ...], ...]:
+    def shapes(c: ModelConfig, n_blocks: int, kv_type: str) -> tuple[tuple[int, ...], ...]:
         """Of keys, values, and their scales."""
         scales = c.head_dim // Q8 if kv_type == "q8_0" else 1
         shape = (c.n_layers, n_blocks if kv_type == "q8_0" else 1, c.n_kv_heads)
@@ -89,7 +89,7 @@ class KVCache:
                 (*shape, scales, ops.TILE if kv_type == "q8_0" else 1), (*shape, ops.TILE if kv_type == "q8_0" else 1, scales))
 
     @staticmethod
-    def size(c: LlamaConfig, n_ctx: int, n_slots: int, kv_type: str = "f16") -> int:
+    def size(c: ModelConfig, n_ctx: int, n_slots: int, kv_type: str = "f16") -> int:
         """Bytes of a pool with blocks for n_slots whole contexts of n_ctx: keys, values, scales."""
         k, v, k_scales, v_scales = KVCache.shapes(c, n_slots * KVCache.tiles(n_ctx), kv_type)
         return ((math.prod(k) + math.prod(v)) * np.dtype(KV_TYPES[kv_type]).itemsize

@@ -1,8 +1,10 @@
-"""The Llama model: weights (repacked for the kernels, see packed.py), a KV cache, the forward pass.
+"""The model: weights (repacked for the kernels, see packed.py), a KV cache, the forward pass.
 
 The forward pass follows meta-llama/llama3's `model.py`; weights keep its role names (wq, wk, wv,
 wo; w1 = gate, w2 = down, w3 = up) and `GGUF_NAMES` maps them to the file's tensors. Projections
-that read one input are packed side by side (wqkv, w13) so each is one product.
+that read one input are packed side by side (wqkv, w13) so each is one product. Other families
+differ in a few steps, each marked here: biases on Q, K and V (Qwen 2), RMSNorm on each head's
+queries and keys (Qwen 3), RoPE's pairing (config.Family).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
 
 from . import ops
-from .config import LlamaConfig
+from .config import ModelConfig
 from .errors import InvalidRequest
 from .gguf_file import GGUFError, GGUFFile, Tensor
 from .kernels import SUPPORTED_TYPES, Activations, Weight, matmul
@@ -27,6 +29,9 @@ GGUF_NAMES = {
     "wk": "blk.{i}.attn_k.weight", "wv": "blk.{i}.attn_v.weight", "wo": "blk.{i}.attn_output.weight",
     "ffn_norm": "blk.{i}.ffn_norm.weight", "w1": "blk.{i}.ffn_gate.weight",
     "w2": "blk.{i}.ffn_down.weight", "w3": "blk.{i}.ffn_up.weight",
+    # where a family has them
+    "bq": "blk.{i}.attn_q.bias", "bk": "blk.{i}.attn_k.bias", "bv": "blk.{i}.attn_v.bias",
+    "q_norm": "blk.{i}.attn_q_norm.weight", "k_norm": "blk.{i}.attn_k_norm.weight",
 }
 
 Projection = tuple[Weight, ...]  # weights whose outputs, side by side, form one projection
@@ -35,11 +40,14 @@ Projection = tuple[Weight, ...]  # weights whose outputs, side by side, form one
 @dataclass
 class Layer:
     attn_norm: np.ndarray  # (dim,)
-    wqkv: Projection       # (dim + 2 kv_dim, dim): wq, wk, wv
-    wo: Weight             # (dim, dim)
+    wqkv: Projection       # (q_dim + 2 kv_dim, dim): wq, wk, wv
+    wo: Weight             # (dim, q_dim)
     ffn_norm: np.ndarray   # (dim,)
     w13: Projection        # (2 ffn_dim, dim): w1 = gate, w3 = up
     w2: Weight             # (dim, ffn_dim) down
+    bqkv: np.ndarray | None = None    # (q_dim + 2 kv_dim,) Qwen 2
+    q_norm: np.ndarray | None = None  # (head_dim,) Qwen 3
+    k_norm: np.ndarray | None = None
 
 
 @dataclass
@@ -51,21 +59,28 @@ class Weights:
     rope_freqs: np.ndarray | None  # (head_dim // 2,) long-context factors, Llama 3.1+
 
     @classmethod
-    def from_gguf(cls, f: GGUFFile, c: LlamaConfig) -> "Weights":
+    def from_gguf(cls, f: GGUFFile, c: ModelConfig) -> "Weights":
         """Every tensor checked (present, shaped by the config, of a type the kernels have),
         grouped into the products the forward pass runs, repacked (packed.py), then assembled."""
-        def norm(name: str) -> np.ndarray:
-            return checked(f, name, (c.dim,), (T.F32,)).data
+        def norm(name: str, size: int = c.dim) -> np.ndarray:
+            return checked(f, name, (size,), (T.F32,)).data
+
+        def optional(name: str, size: int) -> np.ndarray | None:
+            return norm(name, size) if name in f.tensors else None
 
         products = Products()
         plan = []  # per layer: its norms, and the names of its packed products
         for i in range(c.n_layers):
             n = {role: name.format(i=i) for role, name in GGUF_NAMES.items()}
+            biases = [optional(n["bq"], c.q_dim), optional(n["bk"], c.kv_dim), optional(n["bv"], c.kv_dim)]
             plan.append(dict(
                 attn_norm=norm(n["attn_norm"]), ffn_norm=norm(n["ffn_norm"]),
-                wqkv=products.add(f"blk.{i}.attn_qkv", [checked(f, n["wq"], (c.dim, c.dim)),
+                bqkv=None if biases[0] is None else np.concatenate([b if b is not None else np.zeros(size, np.float32)
+                                                                    for b, size in zip(biases, (c.q_dim, c.kv_dim, c.kv_dim))]),
+                q_norm=optional(n["q_norm"], c.head_dim), k_norm=optional(n["k_norm"], c.head_dim),
+                wqkv=products.add(f"blk.{i}.attn_qkv", [checked(f, n["wq"], (c.q_dim, c.dim)),
                                   checked(f, n["wk"], (c.kv_dim, c.dim)), checked(f, n["wv"], (c.kv_dim, c.dim))]),
-                wo=products.add(n["wo"], [checked(f, n["wo"], (c.dim, c.dim))]),
+                wo=products.add(n["wo"], [checked(f, n["wo"], (c.dim, c.q_dim))]),
                 w13=products.add(f"blk.{i}.ffn_gate_up", [checked(f, n["w1"], (c.ffn_dim, c.dim)),
                                  checked(f, n["w3"], (c.ffn_dim, c.dim))]),
                 w2=products.add(n["w2"], [checked(f, n["w2"], (c.dim, c.ffn_dim))])))
@@ -73,11 +88,12 @@ class Weights:
         tied = "output.weight" not in f.tensors
         products.add("output", [token_embd if tied else checked(f, "output.weight", (c.vocab_size, c.dim))])
         output_norm = norm("output_norm.weight")
-        rope_freqs = (checked(f, "rope_freqs.weight", (c.head_dim // 2,), (T.F32,)).data
+        rope_freqs = (checked(f, "rope_freqs.weight", ((c.rope_dim or c.head_dim) // 2,), (T.F32,)).data
                       if "rope_freqs.weight" in f.tensors else None)
         packed = packed_weights(f, products.groups)
         layers = [Layer(attn_norm=p["attn_norm"], wqkv=tuple(packed[k] for k in p["wqkv"]), wo=packed[p["wo"][0]],
-                        ffn_norm=p["ffn_norm"], w13=tuple(packed[k] for k in p["w13"]), w2=packed[p["w2"][0]])
+                        ffn_norm=p["ffn_norm"], w13=tuple(packed[k] for k in p["w13"]), w2=packed[p["w2"][0]],
+                        bqkv=p["bqkv"], q_norm=p["q_norm"], k_norm=p["k_norm"])
                   for p in plan]
         return cls(token_embd, layers, output_norm, packed["output"], rope_freqs)
 
@@ -138,7 +154,7 @@ def embed(f: GGUFFile, token_embd: Tensor, tokens: np.ndarray) -> np.ndarray:
 class Llama:
     def __init__(self, path: str | Path):
         self.file = GGUFFile(path)
-        self.config = LlamaConfig.from_gguf(self.file)
+        self.config = ModelConfig.from_gguf(self.file)
         self.weights = Weights.from_gguf(self.file, self.config)
 
     def new_cache(self, n_ctx: int, n_slots: int = 1, kv_type: str = "f16", n_blocks: int | None = None) -> KVCache:
@@ -175,21 +191,26 @@ class Llama:
             raise ValueError(f"context overflow: {positions.max() + 1} tokens do not fit in {cache.n_ctx}")
         for sp in spans:
             cache.claim(sp.slot, sp.start, sp.start + len(sp.tokens))
-        cos, sin = ops.rope_tables(positions, c.head_dim, c.rope_base, w.rope_freqs)
+        cos, sin = ops.rope_tables(positions, c.rope_dim or c.head_dim, c.rope_base, w.rope_freqs)
         blocks, heads_per_job = ops.attention_jobs(slots, positions, c.n_heads, c.n_kv_heads, numba.get_num_threads())
         x = embed(self.file, w.token_embd, tokens)  # (n, dim)
         for i, layer in enumerate(w.layers):
             # attention, with its input normed and quantized once for Q, K and V
             h = Activations(ops.rmsnorm(x, layer.attn_norm, c.rms_eps))
             qkv = project(layer.wqkv, h)
-            q = np.ascontiguousarray(qkv[:, :c.dim]).reshape(n, c.n_heads, c.head_dim)
-            k = np.ascontiguousarray(qkv[:, c.dim:c.dim + c.kv_dim]).reshape(n, c.n_kv_heads, c.head_dim)
-            ops.apply_rope(q, cos, sin)
-            ops.apply_rope(k, cos, sin)
-            cache.store(i, slots, positions, k, qkv[:, c.dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim))
+            if layer.bqkv is not None:
+                qkv += layer.bqkv
+            q = np.ascontiguousarray(qkv[:, :c.q_dim]).reshape(n, c.n_heads, c.head_dim)
+            k = np.ascontiguousarray(qkv[:, c.q_dim:c.q_dim + c.kv_dim]).reshape(n, c.n_kv_heads, c.head_dim)
+            if layer.q_norm is not None:
+                q = ops.rmsnorm(q.reshape(-1, c.head_dim), layer.q_norm, c.rms_eps).reshape(q.shape)
+                k = ops.rmsnorm(k.reshape(-1, c.head_dim), layer.k_norm, c.rms_eps).reshape(k.shape)
+            ops.apply_rope(q, cos, sin, c.family.rope_halves)
+            ops.apply_rope(k, cos, sin, c.family.rope_halves)
+            cache.store(i, slots, positions, k, qkv[:, c.q_dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim))
             attn = np.empty_like(q)
             ops.attention(q, *cache.layer(i), cache.table, slots, positions, blocks, heads_per_job, attn)
-            x = x + matmul(layer.wo, attn.reshape(n, c.dim))  # residual
+            x = x + matmul(layer.wo, attn.reshape(n, c.q_dim))  # residual
             # feed-forward (SwiGLU)
             h = Activations(ops.rmsnorm(x, layer.ffn_norm, c.rms_eps))
             x = x + matmul(layer.w2, ops.swiglu(project(layer.w13, h)))

@@ -26,11 +26,11 @@ def rmsnorm(x, weight, eps):
     return out
 
 
-def rope_tables(positions: np.ndarray, head_dim: int, base: float,
+def rope_tables(positions: np.ndarray, rope_dim: int, base: float,
                 freq_factors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin (n, head_dim // 2) of angle pos * base^(-2i/head_dim) / factor_i. The factors
+    """cos and sin (n, rope_dim // 2) of angle pos * base^(-2i/rope_dim) / factor_i. The factors
     (`rope_freqs.weight`) carry Llama 3.1's long-context scaling; they are 1 without it."""
-    inv_freq = base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    inv_freq = base ** (-np.arange(0, rope_dim, 2, dtype=np.float64) / rope_dim)
     if freq_factors is not None:
         inv_freq = inv_freq / freq_factors.astype(np.float64)
     angles = positions.astype(np.float64)[:, None] * inv_freq[None, :]
@@ -38,16 +38,19 @@ def rope_tables(positions: np.ndarray, head_dim: int, base: float,
 
 
 @njit(cache=True, nogil=True)
-def apply_rope(x, cos, sin):
-    """Rotate adjacent pairs (x[2i], x[2i+1]) of each head, in place: x (n, heads, head_dim).
-    GGUF's Llama weights are permuted at conversion so that this pairing is the model's own."""
+def apply_rope(x, cos, sin, halves):
+    """Rotate the first rope_dim = 2 * cos.shape[1] dims of each head in pairs, in place: x (n,
+    heads, head_dim). Pairs are adjacent (x[2i], x[2i+1]), as GGUF's Llama weights are permuted
+    at conversion to have them, or with `halves` (every other family) x[i] and x[i + rope_dim/2]."""
     n, heads, head_dim = x.shape
+    half = cos.shape[1]
     for t in range(n):
         for h in range(heads):
-            for i in range(head_dim // 2):
-                even, odd = x[t, h, 2 * i], x[t, h, 2 * i + 1]
-                x[t, h, 2 * i] = even * cos[t, i] - odd * sin[t, i]
-                x[t, h, 2 * i + 1] = even * sin[t, i] + odd * cos[t, i]
+            for i in range(half):
+                a, b = (i, i + half) if halves else (2 * i, 2 * i + 1)
+                first, second = x[t, h, a], x[t, h, b]
+                x[t, h, a] = first * cos[t, i] - second * sin[t, i]
+                x[t, h, b] = first * sin[t, i] + second * cos[t, i]
 
 
 TILE = 32  # keys per tile; tiles start at multiples of TILE from position 0, for every token

@@ -31,7 +31,7 @@ from numba.core import event
 
 from . import ops
 from .compute_lock import COMPUTE
-from .config import LlamaConfig
+from .config import ModelConfig
 from .gguf_file import GGUFFile
 from .kernels import (DEFERRED_DECODE, FLOAT_TYPES, K_QUANTS, QUANT_KERNELS, SUPPORTED_TYPES, Activations, Weight,
                       pack, product)
@@ -45,7 +45,7 @@ from .model import GGUF_NAMES, Llama, Span
 ATTENTION_COST, PRODUCT_COST, QUANTIZE_COST, SMALL_COST = 5.0, 2.5, 1.0, 0.5
 
 
-def stand_ins(f: GGUFFile, c: LlamaConfig) -> tuple[list[Weight], np.ndarray]:
+def stand_ins(f: GGUFFile, c: ModelConfig) -> tuple[list[Weight], np.ndarray]:
     """A small weight of each type the model's products read, and a norm weight, laid out and
     flagged (read-only, as from the packed file's map) as the model's: a kernel compiled for them
     is the one the model runs, and no weight need be loaded or repacked first."""
@@ -69,7 +69,7 @@ def stand_ins(f: GGUFFile, c: LlamaConfig) -> tuple[list[Weight], np.ndarray]:
     return weights, norm
 
 
-def kernel_calls(c: LlamaConfig, weights: list[Weight], norm: np.ndarray,
+def kernel_calls(c: ModelConfig, weights: list[Weight], norm: np.ndarray,
                  kv_type: str) -> list[tuple[float, Callable[[], None]]]:
     """(cost, call) for each kernel a step of this model runs, each call on small arguments of the
     types a step passes (numba compiles once per argument types)."""
@@ -91,8 +91,8 @@ def kernel_calls(c: LlamaConfig, weights: list[Weight], norm: np.ndarray,
         ops.attention(q, *cache.layer(0), cache.table, slots, positions, blocks, heads_per_job, np.empty_like(q))
 
     def rope():
-        cos, sin = ops.rope_tables(np.arange(2), c.head_dim, c.rope_base, None)
-        ops.apply_rope(np.zeros((2, c.n_heads, c.head_dim), np.float32), cos, sin)
+        cos, sin = ops.rope_tables(np.arange(2), c.rope_dim or c.head_dim, c.rope_base, None)
+        ops.apply_rope(np.zeros((2, c.n_heads, c.head_dim), np.float32), cos, sin, c.family.rope_halves)
 
     return [(SMALL_COST, lambda: ops.rmsnorm(x, norm, c.rms_eps)),  # first: the cheapest, and serial
             (ATTENTION_COST, attention),
@@ -154,7 +154,7 @@ class Warmup:
     def __init__(self, path: str | Path, kv_type: str, parts: int | None = None):
         with reading(Path(path), "model"):
             f = GGUFFile(path)
-            self.config = LlamaConfig.from_gguf(f)
+            self.config = ModelConfig.from_gguf(f)
             self.weights, self.norm = stand_ins(f, self.config)
         self.path, self.kv_type, self.parts = Path(path), kv_type, parts or os.cpu_count() or 1
         self.calls = kernel_calls(self.config, self.weights, self.norm, kv_type)

@@ -8,8 +8,7 @@ models' logprobs by up to ~0.04: for it a token must match where the gap is at l
 logprob be within 0.1."""
 import pytest
 
-from llamba.engine.sampling import log_softmax
-from tests.support import ALL_MODELS, exact_activations, loaded, reference
+from tests.support import ALL_MODELS, exact_activations, greedy_steps_followed, loaded, reference
 
 SIXTEEN_DIM_HEADS = "synth-llama3-tiny-f32"  # q8_0 scales 32 dimensions at a time: not for its keys
 BOUNDS = {"f16": (0.05, 0.01), "f32": (0.05, 0.01), "q8_0": (0.2, 0.1)}  # (gap, tolerance)
@@ -21,23 +20,7 @@ BOUNDS = {"f16": (0.05, 0.01), "f32": (0.05, 0.01), "q8_0": (0.2, 0.1)}  # (gap,
 def test_greedy_follows_exact_reference(name, kv_type):
     lm = loaded(name)
     assert not (kv_type == "q8_0" and lm.model.config.head_dim % 32)
-    gap, tolerance = BOUNDS[kv_type]
-    compared = 0
-    for case in reference(name, exact=True)["greedy"]:
-        cache = lm.model.new_cache(len(case["prompt_ids"]) + 40, kv_type=kv_type)
-        logits = lm.model.forward(case["prompt_ids"], 0, cache)
-        pos = len(case["prompt_ids"])
-        for step in case["steps"]:
-            (top1, lp1), (_, lp2) = step["top"][0], step["top"][1]
-            if lp1 - lp2 < gap:
-                break
-            logprobs = log_softmax(logits)
-            ours = int(logprobs.argmax())
-            assert ours == top1, f"{case['prompt']!r} step {compared}: {ours} != {top1}"
-            assert abs(logprobs[ours] - lp1) < tolerance, (case["prompt"], compared, logprobs[ours], lp1)
-            compared += 1
-            logits = lm.model.forward([ours], pos, cache)
-            pos += 1
+    compared = greedy_steps_followed(lm.model, reference(name, exact=True)["greedy"], kv_type, *BOUNDS[kv_type])
     assert compared >= (40 if kv_type != "q8_0" else 25), f"only {compared} steps were comparable"
 
 

@@ -73,3 +73,28 @@ def model_runner(lm, observer=None, **config):
     from llamba.app.settings import Settings
     from llamba.engine.scheduler import ModelRunner
     return ModelRunner(lm, Settings().runner_config(**config), observer)
+
+
+def greedy_steps_followed(model, cases: list[dict], kv_type: str, gap: float, tolerance: float) -> int:
+    """Greedy decoding from each reference case's prompt ids: at every step whose reference
+    top-1/top-2 gap is at least `gap`, our token must be the reference's and its logprob within
+    `tolerance`; the case ends at the first closer step (there two correct engines may part).
+    Returns how many steps were compared."""
+    from llamba.engine.sampling import log_softmax
+    compared = 0
+    for case in cases:
+        cache = model.new_cache(len(case["prompt_ids"]) + len(case["steps"]) + 8, kv_type=kv_type)
+        logits = model.forward(case["prompt_ids"], 0, cache)
+        pos = len(case["prompt_ids"])
+        for step in case["steps"]:
+            (top1, lp1), (_, lp2) = step["top"][0], step["top"][1]
+            if lp1 - lp2 < gap:
+                break
+            logprobs = log_softmax(logits)
+            ours = int(logprobs.argmax())
+            assert ours == top1, f"{case['prompt']!r} step {compared}: {ours} != {top1}"
+            assert abs(logprobs[ours] - lp1) < tolerance, (case["prompt"], compared, logprobs[ours], lp1)
+            compared += 1
+            logits = model.forward([ours], pos, cache)
+            pos += 1
+    return compared
