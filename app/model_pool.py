@@ -19,7 +19,7 @@ from pathlib import Path
 
 from llamba.engine.c_heap import release_freed_memory
 from llamba.engine.gguf_file import SPLIT_NAME, GGUFError, GGUFFile, split_paths
-from llamba.engine.config import LlamaConfig
+from llamba.engine.config import ModelConfig
 from llamba.engine.kv_cache import KVCache
 from llamba.engine.loader import LoadedModel, model_file
 from llamba.engine.scheduler import ModelRunner
@@ -40,7 +40,7 @@ class Model:
     loading: asyncio.Task | None = None
     last_used: float = field(default_factory=time.monotonic)
     keep_alive: float | None = None  # a request's override of the idle timeout (seconds)
-    _config: tuple | None = None     # ((mtime, size), LlamaConfig) of the file's header
+    _config: tuple | None = None     # ((mtime, size), ModelConfig) of the file's header
 
     @property
     def id(self) -> str:
@@ -54,11 +54,11 @@ class Model:
         """Bytes on disk (all the parts of a split model)."""
         return sum(p.stat().st_size for p in split_paths(self.path))
 
-    def config(self) -> LlamaConfig:
+    def config(self) -> ModelConfig:
         """The hyper-parameters from the file's header (read again only if the file changes)."""
         stat = self.path.stat()
         if self._config is None or self._config[0] != (stat.st_mtime_ns, stat.st_size):
-            self._config = ((stat.st_mtime_ns, stat.st_size), LlamaConfig.from_gguf(GGUFFile(self.path)))
+            self._config = ((stat.st_mtime_ns, stat.st_size), ModelConfig.from_gguf(GGUFFile(self.path)))
         return self._config[1]
 
     def footprint(self, settings: Settings) -> tuple[int, int]:

@@ -19,7 +19,7 @@ class Family:
     rope_halves: bool = True
 
 
-FAMILIES = {"llama": Family(rope_halves=False), "qwen2": Family(), "qwen3": Family()}
+FAMILIES = {"llama": Family(rope_halves=False), "qwen2": Family(), "qwen3": Family(), "phi3": Family()}
 
 
 @dataclass(frozen=True)

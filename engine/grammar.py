@@ -1,12 +1,13 @@
-"""Constrained decoding: the tokens a grammar allows next, with llguidance (the library llama.cpp
-and vLLM use), for JSON schemas, JSON mode, Lark or GBNF grammars and tool calls.
+"""Constrained decoding: the tokens a grammar allows next, with llguidance (the library llama.cpp and
+vLLM use), for JSON schemas, JSON mode, Lark or GBNF grammars and tool calls.
 
 `Grammars(tokenizer)` is built once per model: llguidance's view of our vocabulary (the tiktoken
-encoding built from the GGUF file, or each SentencePiece token's bytes; its special tokens, and every end-of-generation token as an
-end of the grammar). `Grammars.constraint(grammar)` compiles one request's grammar into a
-`Constraint`, which a `Sequence` (generate.py) asks before each sampling for the tokens allowed
-(a bitmask computed by llguidance in microseconds) and tells each token chosen. End-of-generation
-tokens are allowed only where the grammar may end; once it must end, only they are.
+encoding built from the GGUF file, or each SentencePiece token's bytes; its special tokens, and
+every end-of-generation token as an end of the grammar). `Grammars.constraint(grammar)` compiles
+one request's grammar into a `Constraint`, which a `Sequence` (generate.py) asks before each
+sampling for the tokens allowed (a bitmask computed by llguidance in microseconds) and tells each
+token chosen. End-of-generation tokens are allowed only where the grammar may end; once it must
+end, only they are.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ The forward pass follows meta-llama/llama3's `model.py`; weights keep its role n
 wo; w1 = gate, w2 = down, w3 = up) and `GGUF_NAMES` maps them to the file's tensors. Projections
 that read one input are packed side by side (wqkv, w13) so each is one product. Other families
 differ in a few steps, each marked here: biases on Q, K and V (Qwen 2), RMSNorm on each head's
-queries and keys (Qwen 3), RoPE's pairing (config.Family).
+queries and keys (Qwen 3), RoPE's pairing (config.Family); Phi-3 stores wq, wk, wv as one
+tensor and w1, w3 as one, which are read as the packed products they already are.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ GGUF_NAMES = {
     "ffn_norm": "blk.{i}.ffn_norm.weight", "w1": "blk.{i}.ffn_gate.weight",
     "w2": "blk.{i}.ffn_down.weight", "w3": "blk.{i}.ffn_up.weight",
     # where a family has them
+    "wqkv": "blk.{i}.attn_qkv.weight",  # Phi-3: wq, wk and wv in one tensor (and w1, w3 in ffn_up)
     "bq": "blk.{i}.attn_q.bias", "bk": "blk.{i}.attn_k.bias", "bv": "blk.{i}.attn_v.bias",
     "q_norm": "blk.{i}.attn_q_norm.weight", "k_norm": "blk.{i}.attn_k_norm.weight",
 }
@@ -68,21 +70,26 @@ class Weights:
         def optional(name: str, size: int) -> np.ndarray | None:
             return norm(name, size) if name in f.tensors else None
 
+        if "rope_factors_long.weight" in f.tensors:  # (Phi-3's 128k files)
+            raise GGUFError(f"{f.path}: unsupported RoPE scaling: long-context factors (rope_factors_long)")
         products = Products()
         plan = []  # per layer: its norms, and the names of its packed products
         for i in range(c.n_layers):
             n = {role: name.format(i=i) for role, name in GGUF_NAMES.items()}
-            biases = [optional(n["bq"], c.q_dim), optional(n["bk"], c.kv_dim), optional(n["bv"], c.kv_dim)]
+            sizes = (c.q_dim, c.kv_dim, c.kv_dim)
+            biases = [optional(n[b], size) for b, size in zip(("bq", "bk", "bv"), sizes)]
             plan.append(dict(
                 attn_norm=norm(n["attn_norm"]), ffn_norm=norm(n["ffn_norm"]),
-                bqkv=None if biases[0] is None else np.concatenate([b if b is not None else np.zeros(size, np.float32)
-                                                                    for b, size in zip(biases, (c.q_dim, c.kv_dim, c.kv_dim))]),
+                bqkv=None if biases[0] is None else np.concatenate(
+                    [b if b is not None else np.zeros(size, np.float32) for b, size in zip(biases, sizes)]),
                 q_norm=optional(n["q_norm"], c.head_dim), k_norm=optional(n["k_norm"], c.head_dim),
-                wqkv=products.add(f"blk.{i}.attn_qkv", [checked(f, n["wq"], (c.q_dim, c.dim)),
+                wqkv=products.add(f"blk.{i}.attn_qkv", [checked(f, n["wqkv"], (c.q_dim + 2 * c.kv_dim, c.dim))]
+                                  if n["wqkv"] in f.tensors else [checked(f, n["wq"], (c.q_dim, c.dim)),
                                   checked(f, n["wk"], (c.kv_dim, c.dim)), checked(f, n["wv"], (c.kv_dim, c.dim))]),
                 wo=products.add(n["wo"], [checked(f, n["wo"], (c.dim, c.q_dim))]),
                 w13=products.add(f"blk.{i}.ffn_gate_up", [checked(f, n["w1"], (c.ffn_dim, c.dim)),
-                                 checked(f, n["w3"], (c.ffn_dim, c.dim))]),
+                                 checked(f, n["w3"], (c.ffn_dim, c.dim))] if n["w1"] in f.tensors
+                                 else [checked(f, n["w3"], (2 * c.ffn_dim, c.dim))]),
                 w2=products.add(n["w2"], [checked(f, n["w2"], (c.dim, c.ffn_dim))])))
         token_embd = checked(f, "token_embd.weight", (c.vocab_size, c.dim))
         tied = "output.weight" not in f.tensors

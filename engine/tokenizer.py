@@ -1,10 +1,10 @@
 """Tokenizers from a GGUF vocabulary: byte-level BPE (here) or SentencePiece (sentencepiece.py).
 
-Byte-level BPE is a tiktoken `Encoding`. GGUF stores each token in GPT-2's printable byte
-alphabet ("Ġ" for a space); we map it back to raw bytes. tiktoken merges by rank, and for these vocabularies a token's id is its merge rank (each
-merge's result has a larger id than its parts: checked by the tests against
-`tokenizer.ggml.merges`), so ids serve as ranks. The pre-tokenizer regex is llama.cpp's for
-`tokenizer.ggml.pre`.
+Byte-level BPE is a tiktoken `Encoding`. GGUF stores each token in GPT-2's printable byte alphabet
+("Ġ" for a space); we map it back to raw bytes. tiktoken merges by rank, and for these vocabularies
+a token's id is its merge rank (each merge's result has a larger id than its parts: checked by the
+tests against `tokenizer.ggml.merges`), so ids serve as ranks. The pre-tokenizer regex is
+llama.cpp's for `tokenizer.ggml.pre`.
 """
 from __future__ import annotations
 
@@ -36,9 +36,10 @@ _QWEN35 = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N
 PRE_TOKENIZERS = {"llama-bpe": _LLAMA3, "llama3": _LLAMA3, "smollm": _SMOLLM, "gpt2": _GPT2,
                   "default": _GPT2, "qwen2": _QWEN2, "qwen35": _QWEN35}
 
-TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED = 1, 3, 4
+TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED = 1, 2, 3, 4
 # Tokens that end a generation, besides eos/eot ids from the metadata.
-END_OF_GENERATION = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>")
+END_OF_GENERATION = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>", "<|end|>",
+                     "<end_of_turn>")
 
 
 # Models with one vocabulary (Llama 3.x's 1B, 3B and 8B; a model's quantizations) share one
@@ -96,8 +97,10 @@ class ByteLevelEncoder:
 class Tokenizer:
     def __init__(self, tokens: list[str], token_types, pre: str, bos_id: int | None,
                  eos_id: int | None, add_bos: bool, eot_id: int | None = None, eom_id: int | None = None,
-                 scores: list[float] | None = None, add_space_prefix: bool = True):
-        """A byte-level BPE vocabulary, or with `scores` a SentencePiece one (sentencepiece.py)."""
+                 scores: list[float] | None = None, add_space_prefix: bool = True,
+                 rstrip: frozenset[str] = frozenset()):
+        """A byte-level BPE vocabulary, or with `scores` a SentencePiece one (sentencepiece.py).
+        `rstrip`: special tokens that swallow the whitespace after them (llama.cpp's Phi-3 rule)."""
         self.special = {text: i for i, (text, ttype) in enumerate(zip(tokens, token_types))
                         if ttype in (TOKEN_CONTROL, TOKEN_USER_DEFINED)}
         self._user_defined = {text for text, ttype in zip(tokens, token_types) if ttype == TOKEN_USER_DEFINED}
@@ -112,6 +115,7 @@ class Tokenizer:
                                                           if parse or t in self._user_defined) or "(?!)")
                               for parse in (False, True)}
         self.pieces: list[bytes] = self.encoder.pieces
+        self._rstrip = rstrip
         self.vocab_size = len(tokens)
         self.bos_id, self.eos_id, self.add_bos = bos_id, eos_id, add_bos
         self.bos_token = tokens[bos_id] if bos_id is not None else ""
@@ -128,7 +132,9 @@ class Tokenizer:
         if model not in ("gpt2", "llama"):
             raise GGUFError(f"{f.path}: unsupported tokenizer model {model!r} (tokenizer.ggml.model); "
                             "llamba supports byte-level BPE ('gpt2') and SentencePiece ('llama')")
-        needed = ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type") + (("tokenizer.ggml.scores",) if model == "llama" else ())
+        needed = ["tokenizer.ggml.tokens", "tokenizer.ggml.token_type"]
+        if model == "llama":
+            needed.append("tokenizer.ggml.scores")
         for key in needed:
             if key not in meta:
                 raise GGUFError(f"{f.path}: missing metadata key {key!r}")
@@ -142,14 +148,21 @@ class Tokenizer:
         # SentencePiece files add BOS and a leading space unless they say otherwise (as llama.cpp)
         add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", model == "llama"))
         add_space_prefix = bool(meta.get("tokenizer.ggml.add_space_prefix", True))
+        # llama.cpp, by the model's name: Phi-3's special tokens but these take the spaces after them
+        name = str(meta.get("general.name", "")).lower()
+        rstrip = frozenset()
+        if "phi-3" in name or "phi3" in name:
+            specials = {t for t, ttype in zip(tokens.as_str(), types.tolist())
+                        if ttype in (TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED)}
+            rstrip = frozenset(specials | {"</s>"}) - {"<unk>", "<s>", "<|endoftext|>"}
         key = (tokens.digest(), hashlib.sha256(np.asarray(types).tobytes()).hexdigest(), model, pre, add_bos,
-               add_space_prefix, *ids.values())
+               add_space_prefix, bool(rstrip), *ids.values())
         tokenizer = _shared.get(key)
         if tokenizer is None:
             scores = meta["tokenizer.ggml.scores"].tolist() if model == "llama" else None
             tokenizer = cls(tokens.as_str(), types.tolist(), pre=pre, bos_id=ids["bos"], eos_id=ids["eos"],
                             add_bos=add_bos, eot_id=ids["eot"], eom_id=ids["eom"], scores=scores,
-                            add_space_prefix=add_space_prefix)
+                            add_space_prefix=add_space_prefix, rstrip=rstrip)
             _shared[key] = tokenizer
         return tokenizer
 
@@ -169,6 +182,9 @@ class Tokenizer:
                 ids += self.encoder.encode(text[at:match.start()], after_special)
             ids.append(self.special[match.group()])
             after_special, at = True, match.end()
+            if match.group() in self._rstrip:
+                while at < len(text) and text[at] in " \t\n\v\f\r":
+                    at += 1
         if at < len(text):
             ids += self.encoder.encode(text[at:], after_special)
         return ids

@@ -171,10 +171,10 @@ def test_a_loaded_model_keeps_streaming_while_another_loads(models_dir):
 
 
 def test_the_memory_budget_unloads_to_fit_and_refuses_what_never_fits(models_dir):
-    from llamba.engine.config import LlamaConfig
+    from llamba.engine.config import ModelConfig
     from llamba.engine.gguf_file import GGUFFile
     from llamba.engine.kv_cache import KVCache
-    config = LlamaConfig.from_gguf(GGUFFile(model_path(SYNTH[0])))
+    config = ModelConfig.from_gguf(GGUFFile(model_path(SYNTH[0])))
     one = KVCache.size(config, min(1024, config.context_length), 2, "f16")  # --ctx 1024 --parallel 2
     flags = ["--models-dir", str(models_dir), "--ctx", "1024", "--parallel", "2"]
     with llamba_server(flags, env={"LLAMBA_KV_CACHE_LIMIT_MB": str(1.5 * one / 2**20)}) as (base, _):

@@ -11,7 +11,7 @@ from llamba.engine.chat import formats
 from llamba.engine.chat.formats import FORMATS
 from llamba.engine.chat.answer import AnswerReader
 from llamba.engine.errors import InvalidRequest
-from tests.support import SMOLLM2, loaded
+from tests.support import DATA, SMOLLM2, loaded
 
 LLAMA3 = "synth-llama3-small-q4_0"
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
@@ -190,3 +190,27 @@ def test_after_a_tool_result_the_generic_format_lets_the_answer_be_words():
     assert plan.triggers == ("{",) and "plain words" in prompt_text(SMOLLM2, plan)
     assert read(plan.tool_format, "It is sunny in Lyon.") == ("It is sunny in Lyon.", [])
     assert plan_of(lm, result, [WEATHER], "required").triggers == ()  # a call is still a call
+
+
+def test_hermes_calls_read_back_stream_and_any_split_reads_the_same():
+    text = ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lyon"}}\n</tool_call>\n'
+            '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>')
+    for piece in (1, 3, len(text)):
+        changes, (content, calls) = streamed("hermes", text, piece)
+        assert content is None and [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "Lyon"}),
+                                                                              ("get_time", {})]
+    added = "".join(c.text for c in changes if c.kind == "added" and c.part.index == 0)
+    assert added == '{"city": "Lyon"}'
+    assert read("hermes", "It is sunny.") == ("It is sunny.", [])
+    assert read("hermes", '<tool_call>\n{"name": "a", "argum') == (None, [])  # cut: neither call nor text
+    assert read("hermes", "<tool_call>\n{\"name\": \"a\", \"arguments\": {}}\n</tool_call> and more")[0] is not None
+
+
+def test_hermes_is_chosen_for_qwens_templates_and_its_grammar_uses_the_tags_tokens():
+    for template in ("Qwen-Qwen2.5-7B-Instruct.jinja", "Qwen-Qwen3-0.6B.jinja"):
+        assert formats.for_template((DATA / "templates" / template).read_text()).name == "hermes"
+    hermes = FORMATS["hermes"]
+    lark, triggers = hermes.grammar([WEATHER], "auto", False, False, {"<tool_call>": 1, "</tool_call>": 2})
+    assert triggers == ("<tool_call>",) and "call: <tool_call>" in lark
+    lark, triggers = hermes.grammar([WEATHER], "required", True, False, {})
+    assert triggers == () and 'call: "<tool_call>"' in lark

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from llamba.engine import ops
-from llamba.engine.config import LlamaConfig
+from llamba.engine.config import ModelConfig
 from llamba.engine.kv_cache import CacheFull, KVCache
 
 TILE = ops.TILE
-CONFIG = LlamaConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, vocab_size=100, rms_eps=1e-5,
+CONFIG = ModelConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, vocab_size=100, rms_eps=1e-5,
                      rope_base=10000.0, context_length=256)
 
 
@@ -61,7 +61,7 @@ def test_a_full_pool_says_so():
 
 def test_positions_not_yet_written_cost_no_memory():
     """The pool's pages come into memory as they are written (an anonymous mapping, no huge pages)."""
-    big = LlamaConfig(dim=512, n_layers=4, n_heads=8, n_kv_heads=8, ffn_dim=64, vocab_size=100, rms_eps=1e-5,
+    big = ModelConfig(dim=512, n_layers=4, n_heads=8, n_kv_heads=8, ffn_dim=64, vocab_size=100, rms_eps=1e-5,
                       rope_base=10000.0, context_length=4096)
     cache = KVCache(big, 4096, n_slots=8)  # 8 x 4096 positions x 4 layers x 1 KB x 2 = 256 MB
     before = resident_kb()
@@ -83,7 +83,7 @@ def resident_kb() -> int:
 def test_q8_0_stores_each_value_within_half_a_step_of_its_block_and_copies_scales_on_write():
     with pytest.raises(ValueError, match="divisible by 32, not 8"):
         KVCache(CONFIG, 128, kv_type="q8_0")
-    wide = LlamaConfig(dim=128, n_layers=1, n_heads=2, n_kv_heads=1, ffn_dim=64, vocab_size=100, rms_eps=1e-5,
+    wide = ModelConfig(dim=128, n_layers=1, n_heads=2, n_kv_heads=1, ffn_dim=64, vocab_size=100, rms_eps=1e-5,
                        rope_base=10000.0, context_length=256)
     cache = KVCache(wide, 128, n_slots=2, kv_type="q8_0")
     x = np.random.default_rng(0).standard_normal((5, 1, 64)).astype(np.float32)

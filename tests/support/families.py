@@ -26,9 +26,12 @@ CACHE = Path(os.environ.get("LLAMBA_CACHE", Path.home() / ".cache" / "llamba")) 
 
 # name -> architecture, vocabulary, template, and what differs in its shape
 FAMILY_MODELS = {
-    "synth-qwen2-f32": dict(arch="qwen2", vocab="qwen2", template="Qwen-Qwen2.5-7B-Instruct.jinja", biases=True),
-    "synth-qwen3-f32": dict(arch="qwen3", vocab="qwen2", template="Qwen-Qwen3-0.6B.jinja", qk_norm=True,
-                            key_length=48),
+    "synth-qwen2-f32": dict(arch="qwen2", vocab="qwen2", template="Qwen-Qwen2.5-7B-Instruct.jinja", eos="<|im_end|>",
+                            biases=True),
+    "synth-qwen3-f32": dict(arch="qwen3", vocab="qwen2", template="Qwen-Qwen3-0.6B.jinja", eos="<|im_end|>",
+                            qk_norm=True, key_length=48),
+    "synth-phi3-f32": dict(arch="phi3", vocab="phi-3", template="microsoft-Phi-3.5-mini-instruct.jinja", eos="<|end|>",
+                           fused=True),
 }
 SHAPE = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn=128, context=4096, rope_base=1e6, eps=1e-6)
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time, in a land far away,",
@@ -65,10 +68,12 @@ def write(name: str, path: Path) -> None:
     w.add_token_types(vocab["tokenizer.ggml.token_type"].tolist())
     if "tokenizer.ggml.merges" in vocab:
         w.add_token_merges(vocab["tokenizer.ggml.merges"].as_bytes())
+    if "tokenizer.ggml.scores" in vocab:
+        w.add_token_scores(vocab["tokenizer.ggml.scores"].tolist())
     tokens = vocab["tokenizer.ggml.tokens"].as_str()
-    w.add_eos_token_id(tokens.index("<|im_end|>"))
+    w.add_eos_token_id(tokens.index(spec["eos"]))
     w.add_bos_token_id(vocab["tokenizer.ggml.bos_token_id"])
-    w.add_add_bos_token(False)
+    w.add_add_bos_token(bool(vocab.get("tokenizer.ggml.add_bos_token", False)))
     w.add_chat_template((DATA / "templates" / spec["template"]).read_text())
 
     def tensor(name: str, *shape: int, scale: float = 0.0) -> None:
@@ -83,9 +88,12 @@ def write(name: str, path: Path) -> None:
     for i in range(s["n_layers"]):
         tensor(f"blk.{i}.attn_norm.weight", s["dim"], scale=0.1)
         tensor(f"blk.{i}.ffn_norm.weight", s["dim"], scale=0.1)
-        tensor(f"blk.{i}.attn_q.weight", q_dim, s["dim"])
-        tensor(f"blk.{i}.attn_k.weight", kv_dim, s["dim"])
-        tensor(f"blk.{i}.attn_v.weight", kv_dim, s["dim"])
+        if spec.get("fused"):  # Phi-3: Q, K, V in one tensor, and gate and up
+            tensor(f"blk.{i}.attn_qkv.weight", q_dim + 2 * kv_dim, s["dim"])
+        else:
+            tensor(f"blk.{i}.attn_q.weight", q_dim, s["dim"])
+            tensor(f"blk.{i}.attn_k.weight", kv_dim, s["dim"])
+            tensor(f"blk.{i}.attn_v.weight", kv_dim, s["dim"])
         if spec.get("biases"):
             for part, size in (("q", q_dim), ("k", kv_dim), ("v", kv_dim)):
                 w.add_tensor(f"blk.{i}.attn_{part}.bias", (0.5 * rng.standard_normal(size)).astype(np.float32))
@@ -93,8 +101,11 @@ def write(name: str, path: Path) -> None:
             tensor(f"blk.{i}.attn_q_norm.weight", head_dim, scale=0.1)
             tensor(f"blk.{i}.attn_k_norm.weight", head_dim, scale=0.1)
         tensor(f"blk.{i}.attn_output.weight", s["dim"], q_dim)
-        tensor(f"blk.{i}.ffn_gate.weight", s["ffn"], s["dim"])
-        tensor(f"blk.{i}.ffn_up.weight", s["ffn"], s["dim"])
+        if spec.get("fused"):
+            tensor(f"blk.{i}.ffn_up.weight", 2 * s["ffn"], s["dim"])
+        else:
+            tensor(f"blk.{i}.ffn_gate.weight", s["ffn"], s["dim"])
+            tensor(f"blk.{i}.ffn_up.weight", s["ffn"], s["dim"])
         tensor(f"blk.{i}.ffn_down.weight", s["dim"], s["ffn"])
     w.write_header_to_file()
     w.write_kv_data_to_file()

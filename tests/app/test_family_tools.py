@@ -1,0 +1,58 @@
+"""A Qwen-template model served for real: forced tool calls in Qwen's own format (`<tool_call>`,
+engine/chat/formats/hermes.py) through chat completions, the Responses API and the Messages API,
+each read by its own SDK; streamed arguments equal the whole. (The model is
+tests/support/families.py's synthetic Qwen 3: random weights, so only the grammar makes it call.)"""
+import json
+
+import anthropic
+import openai
+import pytest
+
+from tests.support.families import family_model
+from tests.support.server import llamba_server
+
+NAME = "synth-qwen3-f32"
+# (an enum: a random model writes a free string until max_tokens)
+CITY = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Lyon", "Paris"]}}, "required": ["city"]}
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
+                                            "parameters": CITY}}
+ASK = [{"role": "user", "content": "What is the weather in Lyon?"}]
+
+
+@pytest.fixture(scope="module")
+def base():
+    with llamba_server(["--model", str(family_model(NAME)), "--ctx", "1024"], patience=180) as (url, _):
+        yield url
+
+
+def test_chat_forced_call_whole_and_streamed(base):
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused")
+    whole = client.chat.completions.create(model=NAME, messages=ASK, tools=[WEATHER], tool_choice="required",
+                                           max_tokens=64, temperature=0)
+    call = whole.choices[0].message.tool_calls[0]
+    assert whole.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments)["city"] in ("Lyon", "Paris")
+    stream = client.chat.completions.create(model=NAME, messages=ASK, tools=[WEATHER], tool_choice="required",
+                                            max_tokens=64, temperature=0, stream=True)
+    pieces = [d.function.arguments or "" for chunk in stream if chunk.choices
+              for d in chunk.choices[0].delta.tool_calls or []]
+    assert len(pieces) > 1 and "".join(pieces) == call.function.arguments
+
+
+def test_responses_forced_call(base):
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused")
+    tool = {"type": "function", **WEATHER["function"]}
+    r = client.responses.create(model=NAME, input="What is the weather in Lyon?", tools=[tool], tool_choice="required",
+                                max_output_tokens=64, temperature=0)
+    calls = [item for item in r.output if item.type == "function_call"]
+    assert calls and calls[0].name == "get_weather" and json.loads(calls[0].arguments)["city"] in ("Lyon", "Paris")
+
+
+def test_messages_forced_tool_use(base):
+    client = anthropic.Anthropic(base_url=base, api_key="unused")
+    tool = {"name": "get_weather", "description": "The weather in a city",
+            "input_schema": CITY}
+    m = client.messages.create(model=NAME, max_tokens=64, messages=ASK, tools=[tool], tool_choice={"type": "any"},
+                               extra_body={"temperature": 0})  # (this SDK takes no sampling arguments)
+    uses = [block for block in m.content if block.type == "tool_use"]
+    assert m.stop_reason == "tool_use" and uses[0].name == "get_weather" and uses[0].input["city"] in ("Lyon", "Paris")
