@@ -1,8 +1,6 @@
 """The test tiers: `slow` marks every test that starts a real server or a fresh Python process
 (most of whose time goes to compiling kernels), by module, here in one place; `pytest -m "not
-slow"` is the fast tier for working locally, CI runs all. CI runs two test modules at a time
-(pytest-xdist), but for those marked `alone`, which compare timings or the cores a server uses
-and so run by themselves after."""
+slow"` is the fast tier for working locally, CI runs all."""
 import pytest
 
 SLOW = {
@@ -18,20 +16,12 @@ SLOW = {
     "test_perplexity", "test_greedy", "test_structured", "test_promises",
 }
 
-# a stream's spread over its generation, gaps in a stream while another model loads, the cores
-# each thread uses: another test running beside them would be measured too
-ALONE = {"test_deployment", "test_models_dir", "test_threads"}
-
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: starts a server or a fresh process (pytest -m 'not slow' skips it)")
-    config.addinivalue_line("markers", "alone: compares timings: not to be run beside another test")
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        if module in SLOW:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW:
             item.add_marker(pytest.mark.slow)
-        if module in ALONE:
-            item.add_marker(pytest.mark.alone)

@@ -1,6 +1,7 @@
 """Run in a subprocess by test_kernel_paths.py:
 
-    python -m tests.engine.kernel_probe outputs FILE.npz   # every kernel's products, computed
+    python -m tests.engine.kernel_probe outputs FILE.npz   # every kernel's products and every reference
+                                                           # model's logits, computed
     python -m tests.engine.kernel_probe arguments FILE     # every quant kernel's arguments, pickled
     python -m tests.engine.kernel_probe asm FILE           # those kernels compiled, never run: JSON
 
@@ -24,17 +25,25 @@ from gguf import GGMLQuantizationType as T
 
 from llamba.engine.kernels import Activations, QUANT_KERNELS, SUPPORTED_TYPES, isa, matmul, product
 from tests.engine.test_kernels import random_weight
+from tests.support import ALL_MODELS, loaded, reference
 
 DOT_INSTRUCTIONS = r"\{vex\} vpdpbusd|vpdpbusd|vpmaddubsw|vpmaddwd|pmaddubsw|pmaddwd|sdot|udot"
 
 
 def outputs(path: str) -> None:
+    """Every kernel's products of random weights, and the logits of every reference model (the
+    whole forward pass: attention, norms and RoPE are compiled for the path's CPU too) over its
+    first greedy prompt and ten tokens more."""
     rng = np.random.default_rng(2024)
     results = {}
     for ttype in SUPPORTED_TYPES:
         weight, _, _ = random_weight(ttype, 48, 512, rng)
         for n in (1, 5):
             results[f"{ttype.name}-{n}"] = matmul(weight, rng.standard_normal((n, 512)).astype(np.float32))
+    for name in ALL_MODELS:
+        model, case = loaded(name).model, reference(name)["greedy"][0]
+        ids = case["prompt_ids"] + case["output_ids"][:10]
+        results[f"{name}-logits"] = model.forward(ids, 0, model.new_cache(len(ids)), all_logits=True)
     np.savez(path, **results)
 
 

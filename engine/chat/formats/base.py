@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ...errors import InvalidRequest
-from ..json_scan import Node
+from ..json_scan import Node, skip
 
 if TYPE_CHECKING:
     from ...loader import LoadedModel
@@ -98,6 +98,7 @@ class ToolFormat:
     `history_message` are the planner's (planner.py); `calls_start` and `calls` the reader's
     (answer.py)."""
     name = "none"
+    tag = ""  # text that opens the calls, where the format has one
 
     def matches(self, template_source: str) -> bool:
         """Whether a model with this chat template writes calls in this format."""
@@ -125,7 +126,12 @@ class ToolFormat:
 
     def calls_start(self, text: str, start: int) -> int | None:
         """Where the calls' JSON would begin in an answer whose first non-space character is at
-        `start` (the reader then looks for a "{" there), or None until the text tells."""
+        `start`, after the format's tag if it is there (the reader then looks for a "{"), or None
+        until the text tells."""
+        if self.tag and self.tag.startswith(text[start:]):  # (the tag, or its beginning: not yet known)
+            return None
+        if self.tag and text.startswith(self.tag, start):
+            start = skip(text, start + len(self.tag))
         return start if start < len(text) else None
 
     def calls(self, text: str, start: int, done: dict[int, Node]) -> tuple[Node | None, list[Node], bool]:

@@ -13,6 +13,7 @@ OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
 class Hermes(ToolFormat):
     name = "hermes"
+    tag = OPEN
 
     def matches(self, template_source: str) -> bool:
         return OPEN in template_source
@@ -24,13 +25,6 @@ class Hermes(ToolFormat):
         lark = (f'start: {calls}\ncall: {open_} "\\n" json "\\n" {close}\n'
                 f'json: {json_rule(any_of([call_schema(t, "arguments") for t in tools]))}\n')
         return lark, ((OPEN,) if choice == "auto" else ())
-
-    def calls_start(self, text, start):
-        if OPEN.startswith(text[start:]):  # (the tag, or its beginning: not yet known)
-            return None
-        if text.startswith(OPEN, start):
-            start = skip(text, start + len(OPEN))
-        return super().calls_start(text, start)
 
     def calls(self, text, start, done):
         objects, j = [], start  # {...} </tool_call> <tool_call> {...} </tool_call>

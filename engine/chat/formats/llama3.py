@@ -13,6 +13,7 @@ PYTHON_TAG = "<|python_tag|>"
 
 class Llama3(ToolFormat):
     name = "llama3"
+    tag = PYTHON_TAG
 
     def matches(self, template_source: str) -> bool:
         return PYTHON_TAG in template_source or ("tools" in template_source and "ipython" in template_source)
@@ -23,13 +24,6 @@ class Llama3(ToolFormat):
         tag = f"{PYTHON_TAG}? " if python_tag else ""
         lark = f'start: {tag}{calls}\ncall: {json_rule(any_of([call_schema(t, "parameters") for t in tools]))}\n'
         return lark, (() if choice != "auto" else (PYTHON_TAG, "{") if python_tag else ("{",))
-
-    def calls_start(self, text, start):
-        if PYTHON_TAG.startswith(text[start:]):  # (the tag, or its beginning: not yet known)
-            return None
-        if text.startswith(PYTHON_TAG, start):
-            start = skip(text, start + len(PYTHON_TAG))
-        return super().calls_start(text, start)
 
     def calls(self, text, start, done):
         objects, j = [], start  # calls separated by ";"
