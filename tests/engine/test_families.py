@@ -3,9 +3,11 @@ real vocabulary and template (tests/support/families.py writes them from a seed;
 tests/data/<name>.json on the same files, with a float32 KV cache, so that its numbers carry
 float32 rounding alone): tokenization equal, and every step's logprobs.
 Measured: 3e-6 at most over 1,600 logprobs per family with a float32 KV cache."""
+import numpy as np
 import pytest
 
 from llamba.engine.loader import LoadedModel
+from llamba.engine.model import Span
 from llamba.engine.sampling import log_softmax
 from tests.support import exact_activations, reference
 from tests.support.families import FAMILY_MODELS, family_model, sha256
@@ -49,3 +51,19 @@ def test_every_step_follows_llama_cpp(family, kv_type, tolerance):
                 assert abs(logprobs[token] - expected) < tolerance, (case["prompt"], k, token, logprobs[token], expected)
             if step["top"][0][1] - step["top"][1][1] > 2 * tolerance:
                 assert int(logprobs.argmax()) == step["id"], (case["prompt"], k)
+
+
+def test_a_batch_gives_each_sequence_the_logits_it_gets_alone_bit_for_bit(family):
+    """Batch invariance, per family: four prompts prefilled in one step, then one token each in
+    the next, against each sequence run alone."""
+    _, lm, ref = family
+    model = lm.model
+    prompts = [case["prompt_ids"] for case in ref["greedy"][:4]]
+    nexts = [case["output_ids"][0] for case in ref["greedy"][:4]]
+    cache = model.new_cache(64, n_slots=4)
+    together = model.step([Span(i, 0, p) for i, p in enumerate(prompts)], cache)
+    then = model.step([Span(i, len(p), [t]) for i, (p, t) in enumerate(zip(prompts, nexts))], cache)
+    for i, (prompt, token) in enumerate(zip(prompts, nexts)):
+        alone = model.new_cache(64)
+        assert np.array_equal(together[i], model.forward(prompt, 0, alone))
+        assert np.array_equal(then[i], model.forward([token], len(prompt), alone))

@@ -32,6 +32,9 @@ FAMILY_MODELS = {
                             qk_norm=True, key_length=48),
     "synth-phi3-f32": dict(arch="phi3", vocab="phi-3", template="microsoft-Phi-3.5-mini-instruct.jinja", eos="<|end|>",
                            fused=True),
+    # a Llama with a SentencePiece vocabulary: Llama 2, Mistral 7B, TinyLlama
+    "synth-llama-spm-f32": dict(arch="llama", vocab="llama-spm", template="mistralai-Mistral-Nemo-Instruct-2407.jinja",
+                                eos="</s>"),
 }
 SHAPE = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn=128, context=4096, rope_base=1e6, eps=1e-6)
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time, in a land far away,",
