@@ -8,7 +8,7 @@ from llamba.engine import cli as engine_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llamba", description="Llama 3.x GGUF models on numba")
+    parser = argparse.ArgumentParser(prog="llamba", description="GGUF language models on numba")
     sub = parser.add_subparsers(dest="command", required=True)
     engine_cli.add_commands(sub)
     p = sub.add_parser("serve", help="run the OpenAI-compatible HTTP server")

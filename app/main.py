@@ -73,7 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
             task.cancel()
         await st.pool.close()
 
-    app = FastAPI(title="llamba", description="OpenAI-compatible Llama 3.x server on numba", lifespan=lifespan)
+    app = FastAPI(title="llamba", description="OpenAI-compatible server for GGUF language models, on numba", lifespan=lifespan)
     app.state.llamba = st
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],

@@ -1,4 +1,4 @@
-"""llamba: Llama 3.x on numba, an OpenAI-compatible inference server for GGUF models on the CPU.
+"""llamba: GGUF language models on numba, an OpenAI-compatible inference server for GGUF models on the CPU.
 
 Installed (`pip install -e .` from a source tree), the source folders are its subpackages:
 `llamba.engine` (engine/: the model, no web code), `llamba.app` (app/: the HTTP server) and

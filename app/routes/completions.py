@@ -32,7 +32,7 @@ async def chat_completions(request: Request, body: p.ChatCompletionRequest):
 async def completions(request: Request, body: p.CompletionRequest):
     runner = await runner_for(request, body)
     if body.suffix:
-        raise bad_request("suffix (fill-in-the-middle) is not supported by Llama models.", param="suffix")
+        raise bad_request("suffix (fill-in-the-middle) is not supported.", param="suffix")
     fields = {"output": body.output_field(), "grammar": body.output_field()}
     with refusals(fields):
         output = body.output()
