@@ -1,4 +1,4 @@
-"""llamba: GGUF language models on numba, an OpenAI-compatible inference server for GGUF models on the CPU.
+"""llamba: an OpenAI-compatible inference server that runs GGUF language models on the CPU, with numba.
 
 Installed (`pip install -e .` from a source tree), the source folders are its subpackages:
 `llamba.engine` (engine/: the model, no web code), `llamba.app` (app/: the HTTP server) and
