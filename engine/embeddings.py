@@ -17,9 +17,10 @@ POOLINGS = ("mean", "cls", "last")
 GGUF_POOLING = {1: "mean", 2: "cls", 3: "last"}  # llama.cpp's LLAMA_POOLING_TYPE_* (0: none, 4: rank)
 
 
-def model_pooling(metadata: dict, arch: str = "llama") -> str | None:
-    """The pooling a model file asks for, if it names one we do."""
-    return GGUF_POOLING.get(metadata.get(f"{arch}.pooling_type"))
+def model_pooling(metadata: dict) -> str | None:
+    """The pooling a model file asks for (`<architecture>.pooling_type`: Qwen 3's embedding files
+    say last), if it names one we do."""
+    return GGUF_POOLING.get(metadata.get(f"{metadata.get('general.architecture', 'llama')}.pooling_type"))
 
 
 @dataclass

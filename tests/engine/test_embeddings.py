@@ -6,7 +6,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from llamba.engine.embeddings import Embedding
+from llamba.engine.embeddings import Embedding, model_pooling
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.generate import generate
 from llamba.engine.sampling import SamplingParams
@@ -66,3 +66,10 @@ def test_inputs_are_checked_at_submission():
         return errors
     assert asyncio.run(go()) == [("prompt", None), ("prompt", None), ("prompt", "context_length_exceeded"),
                                  ("prompt", None)]
+
+
+def test_the_files_own_pooling_is_read_under_its_architecture():
+    assert model_pooling({"general.architecture": "qwen3", "qwen3.pooling_type": 3}) == "last"
+    assert model_pooling({"general.architecture": "llama", "llama.pooling_type": 1}) == "mean"
+    assert model_pooling({"general.architecture": "qwen3", "llama.pooling_type": 3}) is None
+    assert model_pooling({"general.architecture": "qwen3", "qwen3.pooling_type": 4}) is None  # (rank: not ours)
