@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ...errors import InvalidRequest
-from ..json_scan import Node, skip
+from ..json_scan import Node, scan, skip
 
 if TYPE_CHECKING:
     from ...loader import LoadedModel
@@ -138,6 +138,26 @@ class ToolFormat:
         """(an envelope's words as a string node, or None; the calls' JSON objects so far; whether
         the JSON has ended) of the calls' JSON beginning at `start` (json_scan.scan with `done`)."""
         raise NotImplementedError
+
+
+def objects_between(text: str, start: int, done: dict[int, Node], separators: tuple[str, ...]):
+    """ToolFormat.calls for calls written as JSON objects one after another with `separators`
+    (each text in turn, spaces around them) between them: (None, the objects so far, whether the
+    last one is whole). ValueError where something else stands between them."""
+    objects, j = [], start
+    while j < len(text):
+        node = scan(text, j, done)
+        objects.append(node)
+        if node.end is None:
+            break
+        j = skip(text, node.end)
+        for separator in separators:
+            if not separator.startswith(text[j:j + len(separator)]):
+                raise ValueError(f"{separator!r} expected at {j}")
+            if j + len(separator) > len(text):  # (the text ends in it, or before it)
+                return None, objects, True
+            j = skip(text, j + len(separator))
+    return None, objects, bool(objects) and objects[-1].end is not None
 
 
 def parsed_call(i: int, call: dict) -> dict:

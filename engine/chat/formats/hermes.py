@@ -5,8 +5,7 @@ another. (In Qwen's vocabularies both tags are tokens of their own.) With tool_c
 grammar is lazy: it applies once the model writes `<tool_call>`."""
 from __future__ import annotations
 
-from ..json_scan import Node, scan, skip
-from .base import MAX_PARALLEL_CALLS, ToolFormat, any_of, call_schema, json_rule
+from .base import MAX_PARALLEL_CALLS, ToolFormat, any_of, call_schema, json_rule, objects_between
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -27,21 +26,4 @@ class Hermes(ToolFormat):
         return lark, ((OPEN,) if choice == "auto" else ())
 
     def calls(self, text, start, done):
-        objects, j = [], start  # {...} </tool_call> <tool_call> {...} </tool_call>
-        while j < len(text):
-            node: Node = scan(text, j, done)
-            objects.append(node)
-            if node.end is None:
-                break
-            j = skip(text, node.end)
-            if not CLOSE.startswith(text[j:j + len(CLOSE)]):
-                raise ValueError(f"{CLOSE} expected at {j}")
-            if j + len(CLOSE) > len(text):
-                break
-            j = skip(text, j + len(CLOSE))
-            if j < len(text) and not OPEN.startswith(text[j:j + len(OPEN)]):
-                raise ValueError(f"{OPEN} expected at {j}")
-            if j + len(OPEN) > len(text):
-                break
-            j = skip(text, j + len(OPEN))
-        return None, objects, bool(objects) and objects[-1].end is not None
+        return objects_between(text, start, done, (CLOSE, OPEN))  # {...} </tool_call> <tool_call> {...}

@@ -5,8 +5,7 @@ grammar is lazy: the model may answer in words, and the grammar applies once its
 like a call."""
 from __future__ import annotations
 
-from ..json_scan import Node, scan, skip
-from .base import MAX_PARALLEL_CALLS, ToolFormat, any_of, call_schema, json_rule
+from .base import MAX_PARALLEL_CALLS, ToolFormat, any_of, call_schema, json_rule, objects_between
 
 PYTHON_TAG = "<|python_tag|>"
 
@@ -26,14 +25,4 @@ class Llama3(ToolFormat):
         return lark, (() if choice != "auto" else (PYTHON_TAG, "{") if python_tag else ("{",))
 
     def calls(self, text, start, done):
-        objects, j = [], start  # calls separated by ";"
-        while j < len(text):
-            node: Node = scan(text, j, done)
-            objects.append(node)
-            if node.end is None:
-                break
-            j = skip(text, node.end)
-            if j < len(text) and text[j] != ";":
-                raise ValueError(f"';' expected at {j}")
-            j = skip(text, j + 1)
-        return None, objects, bool(objects) and objects[-1].end is not None
+        return objects_between(text, start, done, (";",))
