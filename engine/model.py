@@ -70,26 +70,36 @@ class Weights:
         def optional(name: str, size: int) -> np.ndarray | None:
             return norm(name, size) if name in f.tensors else None
 
+        def qkv(n: dict) -> list[Tensor]:  # (Phi-3: one tensor)
+            if n["wqkv"] in f.tensors:
+                return [checked(f, n["wqkv"], (c.q_dim + 2 * c.kv_dim, c.dim))]
+            return [checked(f, n["wq"], (c.q_dim, c.dim)), checked(f, n["wk"], (c.kv_dim, c.dim)),
+                    checked(f, n["wv"], (c.kv_dim, c.dim))]
+
+        def gate_up(n: dict) -> list[Tensor]:  # (Phi-3: one tensor, ffn_up)
+            if n["w1"] not in f.tensors:
+                return [checked(f, n["w3"], (2 * c.ffn_dim, c.dim))]
+            return [checked(f, n["w1"], (c.ffn_dim, c.dim)), checked(f, n["w3"], (c.ffn_dim, c.dim))]
+
+        def qkv_bias(n: dict) -> np.ndarray | None:  # (Qwen 2; zeros for a part without one)
+            sizes = (c.q_dim, c.kv_dim, c.kv_dim)
+            parts = [optional(n[b], size) for b, size in zip(("bq", "bk", "bv"), sizes)]
+            if all(p is None for p in parts):
+                return None
+            return np.concatenate([p if p is not None else np.zeros(size, np.float32) for p, size in zip(parts, sizes)])
+
         if "rope_factors_long.weight" in f.tensors:  # (Phi-3's 128k files)
             raise GGUFError(f"{f.path}: unsupported RoPE scaling: long-context factors (rope_factors_long)")
         products = Products()
         plan = []  # per layer: its norms, and the names of its packed products
         for i in range(c.n_layers):
             n = {role: name.format(i=i) for role, name in GGUF_NAMES.items()}
-            sizes = (c.q_dim, c.kv_dim, c.kv_dim)
-            biases = [optional(n[b], size) for b, size in zip(("bq", "bk", "bv"), sizes)]
             plan.append(dict(
-                attn_norm=norm(n["attn_norm"]), ffn_norm=norm(n["ffn_norm"]),
-                bqkv=None if biases[0] is None else np.concatenate(
-                    [b if b is not None else np.zeros(size, np.float32) for b, size in zip(biases, sizes)]),
+                attn_norm=norm(n["attn_norm"]), ffn_norm=norm(n["ffn_norm"]), bqkv=qkv_bias(n),
                 q_norm=optional(n["q_norm"], c.head_dim), k_norm=optional(n["k_norm"], c.head_dim),
-                wqkv=products.add(f"blk.{i}.attn_qkv", [checked(f, n["wqkv"], (c.q_dim + 2 * c.kv_dim, c.dim))]
-                                  if n["wqkv"] in f.tensors else [checked(f, n["wq"], (c.q_dim, c.dim)),
-                                  checked(f, n["wk"], (c.kv_dim, c.dim)), checked(f, n["wv"], (c.kv_dim, c.dim))]),
+                wqkv=products.add(f"blk.{i}.attn_qkv", qkv(n)),
                 wo=products.add(n["wo"], [checked(f, n["wo"], (c.dim, c.q_dim))]),
-                w13=products.add(f"blk.{i}.ffn_gate_up", [checked(f, n["w1"], (c.ffn_dim, c.dim)),
-                                 checked(f, n["w3"], (c.ffn_dim, c.dim))] if n["w1"] in f.tensors
-                                 else [checked(f, n["w3"], (2 * c.ffn_dim, c.dim))]),
+                w13=products.add(f"blk.{i}.ffn_gate_up", gate_up(n)),
                 w2=products.add(n["w2"], [checked(f, n["w2"], (c.dim, c.ffn_dim))])))
         token_embd = checked(f, "token_embd.weight", (c.vocab_size, c.dim))
         tied = "output.weight" not in f.tensors
