@@ -37,9 +37,10 @@ def outputs(path: str) -> None:
     rng = np.random.default_rng(2024)
     results = {}
     for ttype in SUPPORTED_TYPES:
-        weight, _, _ = random_weight(ttype, 48, 512, rng)
-        for n in (1, 5):
-            results[f"{ttype.name}-{n}"] = matmul(weight, rng.standard_normal((n, 512)).astype(np.float32))
+        for rows, k in ((48, 512), (32, 256)):  # (test_kernels.py's shapes)
+            weight, _, _ = random_weight(ttype, rows, k, rng)
+            for n in (1, 5, 7):  # one token (the decode kernels), and batches
+                results[f"{ttype.name}-{rows}x{k}-{n}"] = matmul(weight, rng.standard_normal((n, k)).astype(np.float32))
     for name in ALL_MODELS:
         model, case = loaded(name).model, reference(name)["greedy"][0]
         ids = case["prompt_ids"] + case["output_ids"][:10]
