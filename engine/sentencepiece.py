@@ -13,7 +13,8 @@ from __future__ import annotations
 from tokenizers import Tokenizer as _Tokenizer
 from tokenizers import models
 
-TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_BYTE = 1, 2, 6
+# GGUF token types (tokenizer.ggml.token_type), as llama.cpp numbers them
+TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_BYTE = 1, 2, 3, 4, 6
 SPACE = "▁"
 
 

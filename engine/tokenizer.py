@@ -19,7 +19,7 @@ import tiktoken
 
 from .errors import InvalidRequest
 from .gguf_file import GGUFError, GGUFFile
-from .sentencepiece import SentencePieceEncoder
+from .sentencepiece import TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_USER_DEFINED, SentencePieceEncoder
 
 # llama.cpp's pre-tokenizer regexes (llama-vocab.cpp), as one pattern each.
 _GPT2 = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -36,7 +36,6 @@ _QWEN35 = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N
 PRE_TOKENIZERS = {"llama-bpe": _LLAMA3, "llama3": _LLAMA3, "smollm": _SMOLLM, "gpt2": _GPT2,
                   "default": _GPT2, "qwen2": _QWEN2, "qwen35": _QWEN35}
 
-TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED = 1, 2, 3, 4
 # Tokens that end a generation, besides eos/eot ids from the metadata.
 END_OF_GENERATION = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>", "<|end|>",
                      "<end_of_turn>")
