@@ -20,7 +20,7 @@ from pathlib import Path
 from llamba.engine.c_heap import release_freed_memory
 from llamba.engine.gguf_file import SPLIT_NAME, GGUFError, GGUFFile, split_paths
 from llamba.engine.config import ModelConfig
-from llamba.engine.kv_cache import KVCache
+from llamba.engine.kv_cache import KVCache, check_type
 from llamba.engine.loader import LoadedModel, model_file
 from llamba.engine.scheduler import ModelRunner
 from llamba.engine.warmup import Warmup
@@ -248,7 +248,7 @@ def check_kv_budget(settings: Settings) -> int:
         model = Model(m)
         try:
             config = model.config()
-            KVCache.check_type(config, settings.kv_cache_type)
+            check_type(config, settings.kv_cache_type)
             file, kv = model.footprint(settings)
         except (GGUFError, OSError) as e:
             raise ConfigError(str(e)) from None

@@ -12,14 +12,21 @@ from .gguf_file import GGUFError, GGUFFile
 
 @dataclass(frozen=True)
 class Family:
-    """What an architecture changes in the forward pass (model.py). Biases on Q, K and V (Qwen 2)
-    and RMSNorm on each head's queries and keys (Qwen 3) are read off the file's tensors."""
+    """What an architecture changes in the forward pass (model.py). Biases on Q, K and V (Qwen 2),
+    RMSNorm on each head's queries and keys (Qwen 3, Gemma 3) and after attention and the MLP
+    (Gemma 3) are read off the file's tensors."""
     # RoPE rotates (x[i], x[i + d/2]), as the original weights do; llama.cpp's converter permutes
     # Llama's Q and K weights so that adjacent pairs (x[2i], x[2i + 1]) rotate instead.
     rope_halves: bool = True
+    gelu: bool = False              # the MLP's gate is GELU (tanh), not SiLU (Gemma)
+    scale_embeddings: bool = False  # token embeddings times sqrt(dim) (Gemma)
+    # every swa_pattern-th layer attends to the whole context, the others to a sliding window
+    # (`<arch>.attention.sliding_window`), unless the file lists which (Gemma 3: 5 of every 6)
+    swa_pattern: int = 0
 
 
-FAMILIES = {"llama": Family(rope_halves=False), "qwen2": Family(), "qwen3": Family(), "phi3": Family()}
+FAMILIES = {"llama": Family(rope_halves=False), "qwen2": Family(), "qwen3": Family(), "phi3": Family(),
+            "gemma3": Family(gelu=True, scale_embeddings=True, swa_pattern=6)}
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,11 @@ class ModelConfig:
     rope_dim: int | None = None  # rotated dims per head; None means the whole head
     key_length: int | None = None  # dims per head where they are not dim / n_heads (Qwen 3)
     arch: str = "llama"
+    sliding_window: int = 0  # positions a sliding-window layer sees, its own included
+    swa_layers: tuple[int, ...] = ()  # the layers that see only that window
+    rope_base_swa: float = 10000.0    # RoPE's base in those layers
+    query_scale: float | None = None  # of the attention scores; None: 1 / sqrt(head_dim)
+    logit_softcap: float = 0.0        # logits = cap * tanh(logits / cap) where set
 
     @property
     def family(self) -> Family:
@@ -105,6 +117,12 @@ class ModelConfig:
             rope_dim=count("rope.dimension_count") if f"{arch}.rope.dimension_count" in meta else None,
             key_length=count("attention.key_length") if f"{arch}.attention.key_length" in meta else None,
             arch=arch,
+            **sliding_window(f, arch, count("block_count")),
+            logit_softcap=real("final_logit_softcapping", 0.0) if f"{arch}.final_logit_softcapping" in meta else 0.0,
+            # Gemma 3 27B scales queries by its width per head, not its head size (gemma_pytorch's
+            # query_pre_attn_scalar; llama.cpp tells it by its 62 layers)
+            query_scale=(n_heads / count("embedding_length")) ** 0.5
+            if arch == "gemma3" and count("block_count") == 62 else None,
         )
         if meta.get(f"{arch}.attention.value_length", config.head_dim) != config.head_dim:
             raise GGUFError(f"{f.path}: {arch}.attention.value_length differs from the key length {config.head_dim}")
@@ -119,3 +137,23 @@ class ModelConfig:
             raise GGUFError(f"{f.path}: {arch}.rope.dimension_count {rotated} must be even and at most the "
                             f"head size {config.head_dim}")
         return config
+
+
+def sliding_window(f: GGUFFile, arch: str, n_layers: int) -> dict:
+    """The sliding-window fields of a ModelConfig: the window, its layers (as llama.cpp reads
+    them: a list of flags per layer, or every n-th layer full and the others windowed) and their
+    RoPE base."""
+    meta = f.metadata
+    window = meta.get(f"{arch}.attention.sliding_window", 0)
+    if not window:
+        return {}
+    pattern = meta.get(f"{arch}.attention.sliding_window_pattern", FAMILIES[arch].swa_pattern)
+    if isinstance(pattern, (list, tuple, np.ndarray)):
+        if len(pattern) != n_layers:
+            raise GGUFError(f"{f.path}: {arch}.attention.sliding_window_pattern has {len(pattern)} entries "
+                            f"for {n_layers} layers")
+        layers = tuple(i for i, windowed in enumerate(pattern) if windowed)
+    else:
+        layers = tuple(i for i in range(n_layers) if pattern == 0 or i % pattern < pattern - 1)
+    return dict(sliding_window=int(window), swa_layers=layers,
+                rope_base_swa=float(meta.get(f"{arch}.rope.freq_base_swa", 10000.0)))

@@ -5,6 +5,9 @@ lives in block table[slot, i]. Blocks are taken from the pool as positions are f
 given back when a slot lets them go, so memory follows the tokens in use, not slots x context
 (as vLLM's paged attention and llama.cpp's unified cache). Slots with a common prefix hold the
 same blocks (`share`); a block held by several is copied before one of them writes into it.
+Layers that attend to a sliding window (Gemma 3: 5 of every 6) have a pool of their own, which
+gives a slot's blocks back as they fall out of its window: their memory follows the window, not
+the context (llama.cpp's SWA cache does the same).
 """
 from __future__ import annotations
 
@@ -46,19 +49,93 @@ def anonymous_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
 
 
 class KVCache:
-    """Keys and values of every layer, float16 (the default), float32 or q8_0, a block per tile of
+    """The pools of a model's layers: one for the layers that see the whole context, one for
+    those that see a sliding window; each slot claims, shares and gives back positions in both."""
+
+    def __init__(self, c: ModelConfig, n_ctx: int, n_slots: int = 1, kv_type: str = "f16",
+                 n_blocks: int | None = None):
+        check_type(c, kv_type)
+        self.n_ctx = n_ctx
+        windowed = set(c.swa_layers)
+        groups = [([i for i in range(c.n_layers) if i not in windowed], 0), (sorted(windowed), c.sliding_window)]
+        self.pools: list[BlockPool] = []
+        self.where: dict[int, tuple[BlockPool, int]] = {}  # layer i: its pool, its index there
+        for layers, window in groups:
+            if layers:
+                self.pools.append(BlockPool(c, len(layers), n_ctx, n_slots, kv_type, n_blocks, window))
+                self.where.update((i, (self.pools[-1], j)) for j, i in enumerate(layers))
+
+    @staticmethod
+    def tiles(n_positions: int) -> int:
+        return tiles(n_positions)
+
+    @staticmethod
+    def size(c: ModelConfig, n_ctx: int, n_slots: int, kv_type: str = "f16") -> int:
+        """Bytes of the pools with blocks for n_slots whole contexts of n_ctx (an upper bound for
+        windowed layers, whose blocks in use follow the window)."""
+        return BlockPool.size(c, c.n_layers, n_ctx, n_slots, kv_type)
+
+    def layer(self, i: int) -> tuple[np.ndarray, ...]:
+        """Layer i's keys, values, their scales and its pool's block table, as ops.attention takes them."""
+        pool, j = self.where[i]
+        return (*pool.layer(j), pool.table)
+
+    def store(self, i: int, slots: np.ndarray, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
+        pool, j = self.where[i]
+        pool.store(j, slots, positions, k, v)
+
+    def fits(self, claims: list[tuple[int, int, int]]) -> bool:
+        """Whether every pool has the blocks these (slot, start, end) claims would take."""
+        return all(sum(pool.blocks_needed(*claim) for claim in claims) <= len(pool.free) for pool in self.pools)
+
+    def claim(self, slot: int, start: int, end: int) -> None:
+        """Positions start..end-1 of a slot made writable in every pool (see BlockPool.claim)."""
+        if not self.fits([(slot, start, end)]):
+            full = next(p for p in self.pools if p.blocks_needed(slot, start, end) > len(p.free))
+            raise CacheFull(f"the KV cache's {len(full.holders)} blocks of {ops.TILE} positions are all in use")
+        for pool in self.pools:
+            pool.claim(slot, start, end)
+
+    def truncate(self, slot: int, n: int) -> None:
+        for pool in self.pools:
+            pool.truncate(slot, n)
+
+    def share(self, src: int, dst: int, n: int) -> None:
+        for pool in self.pools:
+            pool.share(src, dst, n)
+
+    def reusable(self, slot: int, n: int) -> int:
+        """How many of a slot's first n positions a sequence can go on from: n, or 0 where a
+        windowed pool has given back positions that position n still sees."""
+        return n if all(pool.holds_window(slot, n) for pool in self.pools) else 0
+
+
+def check_type(c: ModelConfig, kv_type: str) -> None:
+    """ValueError unless a cache of this type can hold this model's keys and values."""
+    if kv_type not in KV_TYPES:
+        raise ValueError(f"unknown KV cache type {kv_type!r}: expected one of {', '.join(KV_TYPES)}")
+    if kv_type == "q8_0" and c.head_dim % Q8:
+        raise ValueError(f"a q8_0 KV cache needs a head dimension divisible by {Q8}, not {c.head_dim}")
+
+
+def tiles(n_positions: int) -> int:
+    return -(-n_positions // ops.TILE)
+
+
+class BlockPool:
+    """Keys and values of some layers, float16 (the default), float32 or q8_0, a block per tile of
     one slot: values (n_layers, n_blocks, kv_heads, TILE, head_dim), keys transposed within each
     block (n_layers, n_blocks, kv_heads, head_dim, TILE), as ops.attention reads them; q8_0's
     scales likewise, one per 32 dimensions: (n_layers, n_blocks, kv_heads, TILE, head_dim / 32)
     and (n_layers, n_blocks, kv_heads, head_dim / 32, TILE) (other types: one unused scale). The
-    pool holds `n_blocks` (by default enough for every slot's whole context)."""
+    pool holds `n_blocks` (by default enough for every slot's whole context); with a `window`,
+    a slot's blocks wholly before the window of the positions it writes are given back."""
 
-    def __init__(self, c: ModelConfig, n_ctx: int, n_slots: int = 1, kv_type: str = "f16",
-                 n_blocks: int | None = None):
-        self.check_type(c, kv_type)
-        self.n_ctx, self.n_slots = n_ctx, n_slots
+    def __init__(self, c: ModelConfig, n_layers: int, n_ctx: int, n_slots: int = 1, kv_type: str = "f16",
+                 n_blocks: int | None = None, window: int = 0):
+        self.n_ctx, self.n_slots, self.window = n_ctx, n_slots, window
         n_blocks = n_blocks or n_slots * self.tiles(n_ctx)
-        k_shape, v_shape, k_scale_shape, v_scale_shape = self.shapes(c, n_blocks, kv_type)
+        k_shape, v_shape, k_scale_shape, v_scale_shape = self.shapes(c, n_layers, n_blocks, kv_type)
         self.k = anonymous_zeros(k_shape, KV_TYPES[kv_type])
         self.v = anonymous_zeros(v_shape, KV_TYPES[kv_type])
         self.k_scales = anonymous_zeros(k_scale_shape, np.float32)
@@ -67,31 +144,21 @@ class KVCache:
         self.holders = np.zeros(n_blocks, np.int32)  # slots holding each block
         self.free = list(range(n_blocks - 1, -1, -1))  # popped from the end: low blocks first
 
-    @staticmethod
-    def check_type(c: ModelConfig, kv_type: str) -> None:
-        """ValueError unless a cache of this type can hold this model's keys and values."""
-        if kv_type not in KV_TYPES:
-            raise ValueError(f"unknown KV cache type {kv_type!r}: expected one of {', '.join(KV_TYPES)}")
-        if kv_type == "q8_0" and c.head_dim % Q8:
-            raise ValueError(f"a q8_0 KV cache needs a head dimension divisible by {Q8}, not {c.head_dim}")
+    tiles = staticmethod(tiles)
 
     @staticmethod
-    def tiles(n_positions: int) -> int:
-        return -(-n_positions // ops.TILE)
-
-    @staticmethod
-    def shapes(c: ModelConfig, n_blocks: int, kv_type: str) -> tuple[tuple[int, ...], ...]:
+    def shapes(c: ModelConfig, n_layers: int, n_blocks: int, kv_type: str) -> tuple[tuple[int, ...], ...]:
         """Of keys, values, and their scales."""
         scales = c.head_dim // Q8 if kv_type == "q8_0" else 1
-        shape = (c.n_layers, n_blocks if kv_type == "q8_0" else 1, c.n_kv_heads)
-        return ((c.n_layers, n_blocks, c.n_kv_heads, c.head_dim, ops.TILE),
-                (c.n_layers, n_blocks, c.n_kv_heads, ops.TILE, c.head_dim),
+        shape = (n_layers, n_blocks if kv_type == "q8_0" else 1, c.n_kv_heads)
+        return ((n_layers, n_blocks, c.n_kv_heads, c.head_dim, ops.TILE),
+                (n_layers, n_blocks, c.n_kv_heads, ops.TILE, c.head_dim),
                 (*shape, scales, ops.TILE if kv_type == "q8_0" else 1), (*shape, ops.TILE if kv_type == "q8_0" else 1, scales))
 
     @staticmethod
-    def size(c: ModelConfig, n_ctx: int, n_slots: int, kv_type: str = "f16") -> int:
+    def size(c: ModelConfig, n_layers: int, n_ctx: int, n_slots: int, kv_type: str = "f16") -> int:
         """Bytes of a pool with blocks for n_slots whole contexts of n_ctx: keys, values, scales."""
-        k, v, k_scales, v_scales = KVCache.shapes(c, n_slots * KVCache.tiles(n_ctx), kv_type)
+        k, v, k_scales, v_scales = BlockPool.shapes(c, n_layers, n_slots * tiles(n_ctx), kv_type)
         return ((math.prod(k) + math.prod(v)) * np.dtype(KV_TYPES[kv_type]).itemsize
                 + (math.prod(k_scales) + math.prod(v_scales)) * 4)
 
@@ -110,9 +177,10 @@ class KVCache:
 
     def claim(self, slot: int, start: int, end: int) -> None:
         """Make positions start..end-1 of a slot writable: a block for each tile that has none,
-        a copy of each block another slot also holds. Raises CacheFull if the pool runs out."""
-        if self.blocks_needed(slot, start, end) > len(self.free):
-            raise CacheFull(f"the KV cache's {len(self.holders)} blocks of {ops.TILE} positions are all in use")
+        a copy of each block another slot also holds (KVCache.claim checks there are enough).
+        With a window, first give back the tiles that position `start` no longer sees."""
+        if self.window:
+            self.release(slot, 0, max(0, start + 1 - self.window) // ops.TILE)
         for tile in range(start // ops.TILE, self.tiles(end)):
             held = self.table[slot, tile]
             if held >= 0 and self.holders[held] == 1:
@@ -129,7 +197,11 @@ class KVCache:
     def truncate(self, slot: int, n: int) -> None:
         """The slot keeps only its first n positions: blocks wholly past them go back to the pool
         (the rest of the last one is overwritten before it is read)."""
-        for tile in range(self.tiles(n), self.table.shape[1]):
+        self.release(slot, self.tiles(n), self.table.shape[1])
+
+    def release(self, slot: int, first: int, end: int) -> None:
+        """The slot lets go of its tiles first..end-1."""
+        for tile in range(first, end):
             held = self.table[slot, tile]
             if held >= 0:
                 self.holders[held] -= 1
@@ -142,7 +214,12 @@ class KVCache:
         self.truncate(dst, 0)
         blocks = self.table[src, :self.tiles(n)]
         self.table[dst, :len(blocks)] = blocks
-        self.holders[blocks] += 1
+        self.holders[blocks[blocks >= 0]] += 1
+
+    def holds_window(self, slot: int, n: int) -> bool:
+        """Whether the slot still holds every position that a token at position n sees before it."""
+        first = max(0, n + 1 - self.window) // ops.TILE if self.window else 0
+        return n == 0 or bool((self.table[slot, first:self.tiles(n)] >= 0).all())
 
     def store(self, layer: int, slots: np.ndarray, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
         """Keys and values (n, kv_heads, head_dim) of n tokens at these slots and (claimed)

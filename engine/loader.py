@@ -101,7 +101,7 @@ class LoadedModel:
         return cls(path, model, tokenizer, template, sampling, Grammars(tokenizer))
 
     def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None,
-                        now: datetime | None = None) -> list[int]:
+                        now: datetime | None = None, extra: dict | None = None) -> list[int]:
         """Messages through the model's chat template, then tokenized with special tokens parsed."""
-        text = self.template.render(messages, add_generation_prompt=True, tools=tools, now=now)
+        text = self.template.render(messages, add_generation_prompt=True, tools=tools, now=now, extra=extra)
         return self.tokenizer.encode(text, add_special=True, parse_special=True)

@@ -34,6 +34,7 @@ GGUF_NAMES = {
     "wqkv": "blk.{i}.attn_qkv.weight",  # Phi-3: wq, wk and wv in one tensor (and w1, w3 in ffn_up)
     "bq": "blk.{i}.attn_q.bias", "bk": "blk.{i}.attn_k.bias", "bv": "blk.{i}.attn_v.bias",
     "q_norm": "blk.{i}.attn_q_norm.weight", "k_norm": "blk.{i}.attn_k_norm.weight",
+    "attn_post_norm": "blk.{i}.post_attention_norm.weight", "ffn_post_norm": "blk.{i}.post_ffw_norm.weight",
 }
 
 Projection = tuple[Weight, ...]  # weights whose outputs, side by side, form one projection
@@ -48,8 +49,10 @@ class Layer:
     w13: Projection        # (2 ffn_dim, dim): w1 = gate, w3 = up
     w2: Weight             # (dim, ffn_dim) down
     bqkv: np.ndarray | None = None    # (q_dim + 2 kv_dim,) Qwen 2
-    q_norm: np.ndarray | None = None  # (head_dim,) Qwen 3
+    q_norm: np.ndarray | None = None  # (head_dim,) Qwen 3, Gemma 3
     k_norm: np.ndarray | None = None
+    attn_post_norm: np.ndarray | None = None  # (dim,) Gemma 3: on attention's and the MLP's outputs
+    ffn_post_norm: np.ndarray | None = None
 
 
 @dataclass
@@ -97,6 +100,7 @@ class Weights:
             plan.append(dict(
                 attn_norm=norm(n["attn_norm"]), ffn_norm=norm(n["ffn_norm"]), bqkv=qkv_bias(n),
                 q_norm=optional(n["q_norm"], c.head_dim), k_norm=optional(n["k_norm"], c.head_dim),
+                attn_post_norm=optional(n["attn_post_norm"], c.dim), ffn_post_norm=optional(n["ffn_post_norm"], c.dim),
                 wqkv=products.add(f"blk.{i}.attn_qkv", qkv(n)),
                 wo=products.add(n["wo"], [checked(f, n["wo"], (c.dim, c.q_dim))]),
                 w13=products.add(f"blk.{i}.ffn_gate_up", gate_up(n)),
@@ -110,7 +114,8 @@ class Weights:
         packed = packed_weights(f, products.groups)
         layers = [Layer(attn_norm=p["attn_norm"], wqkv=tuple(packed[k] for k in p["wqkv"]), wo=packed[p["wo"][0]],
                         ffn_norm=p["ffn_norm"], w13=tuple(packed[k] for k in p["w13"]), w2=packed[p["w2"][0]],
-                        bqkv=p["bqkv"], q_norm=p["q_norm"], k_norm=p["k_norm"])
+                        bqkv=p["bqkv"], q_norm=p["q_norm"], k_norm=p["k_norm"],
+                        attn_post_norm=p["attn_post_norm"], ffn_post_norm=p["ffn_post_norm"])
                   for p in plan]
         return cls(token_embd, layers, output_norm, packed["output"], rope_freqs)
 
@@ -208,9 +213,13 @@ class Llama:
             raise ValueError(f"context overflow: {positions.max() + 1} tokens do not fit in {cache.n_ctx}")
         for sp in spans:
             cache.claim(sp.slot, sp.start, sp.start + len(sp.tokens))
-        cos, sin = ops.rope_tables(positions, c.rope_dim or c.head_dim, c.rope_base, w.rope_freqs)
+        rope = {False: ops.rope_tables(positions, c.rope_dim or c.head_dim, c.rope_base, w.rope_freqs)}
+        if c.swa_layers:  # (Gemma 3: the sliding-window layers have their own RoPE base)
+            rope[True] = ops.rope_tables(positions, c.rope_dim or c.head_dim, c.rope_base_swa, w.rope_freqs)
         blocks, heads_per_job = ops.attention_jobs(slots, positions, c.n_heads, c.n_kv_heads, numba.get_num_threads())
         x = embed(self.file, w.token_embd, tokens)  # (n, dim)
+        if c.family.scale_embeddings:
+            x *= np.float32(np.sqrt(c.dim))
         for i, layer in enumerate(w.layers):
             # attention, with its input normed and quantized once for Q, K and V
             h = Activations(ops.rmsnorm(x, layer.attn_norm, c.rms_eps))
@@ -222,17 +231,27 @@ class Llama:
             if layer.q_norm is not None:
                 q = ops.rmsnorm(q.reshape(-1, c.head_dim), layer.q_norm, c.rms_eps).reshape(q.shape)
                 k = ops.rmsnorm(k.reshape(-1, c.head_dim), layer.k_norm, c.rms_eps).reshape(k.shape)
-            ops.apply_rope(q, cos, sin, c.family.rope_halves)
-            ops.apply_rope(k, cos, sin, c.family.rope_halves)
+            windowed = i in c.swa_layers
+            ops.apply_rope(q, *rope[windowed], c.family.rope_halves)
+            ops.apply_rope(k, *rope[windowed], c.family.rope_halves)
             cache.store(i, slots, positions, k, qkv[:, c.q_dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim))
             attn = np.empty_like(q)
-            ops.attention(q, *cache.layer(i), cache.table, slots, positions, blocks, heads_per_job, attn)
-            x = x + matmul(layer.wo, attn.reshape(n, c.q_dim))  # residual
-            # feed-forward (SwiGLU)
+            ops.attention(q, *cache.layer(i), slots, positions, blocks, heads_per_job, attn,
+                          c.query_scale or 1 / np.sqrt(c.head_dim), c.sliding_window if windowed else 0)
+            x = x + post_norm(matmul(layer.wo, attn.reshape(n, c.q_dim)), layer.attn_post_norm, c.rms_eps)  # residual
+            # feed-forward: SwiGLU, or GELU-gated (Gemma)
             h = Activations(ops.rmsnorm(x, layer.ffn_norm, c.rms_eps))
-            x = x + matmul(layer.w2, ops.swiglu(project(layer.w13, h)))
+            gate_up = project(layer.w13, h)
+            x = x + post_norm(matmul(layer.w2, ops.geglu(gate_up) if c.family.gelu else ops.swiglu(gate_up)),
+                              layer.ffn_post_norm, c.rms_eps)
         last = np.cumsum([len(sp.tokens) for sp in spans]) - 1
-        if not with_hidden:  # the output norm on the rows whose logits are read, and no more
-            return matmul(w.output, ops.rmsnorm(x if all_logits else x[last], w.output_norm, c.rms_eps))
-        hidden = ops.rmsnorm(x, w.output_norm, c.rms_eps)
-        return matmul(w.output, hidden if all_logits else hidden[last]), hidden
+        hidden = ops.rmsnorm(x if all_logits or with_hidden else x[last], w.output_norm, c.rms_eps)
+        logits = matmul(w.output, hidden if all_logits or not with_hidden else hidden[last])
+        if c.logit_softcap:
+            logits = np.float32(c.logit_softcap) * np.tanh(logits / np.float32(c.logit_softcap))
+        return (logits, hidden) if with_hidden else logits
+
+
+def post_norm(x: np.ndarray, weight: np.ndarray | None, eps: float) -> np.ndarray:
+    """A sublayer's output, normed where the family norms it (Gemma 3)."""
+    return x if weight is None else ops.rmsnorm(x, weight, eps)

@@ -77,9 +77,11 @@ def attention_jobs(slots: np.ndarray, positions: np.ndarray, n_heads: int, kv_he
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def attention(q, k_blocks, v_blocks, k_scales, v_scales, table, slots, positions, blocks, heads_per_job, out):
+def attention(q, k_blocks, v_blocks, k_scales, v_scales, table, slots, positions, blocks, heads_per_job, out,
+              scale, window):
     """Causal grouped-query attention of n tokens, token t at position positions[t] of KV slot
-    slots[t], as flash attention computes it: keys a tile at a time, a running maximum and sum
+    slots[t] (with a `window` > 0, over the last `window` positions only, its own included), scores
+    times `scale`, as flash attention computes it: keys a tile at a time, a running maximum and sum
     per query (online softmax), values accumulated per tile.
     q: (n, heads, head_dim); tile i of slot s is block table[s, i] of k_blocks (n_blocks,
     kv_heads, head_dim, TILE), keys transposed within each block so that 16 positions' scores are
@@ -95,7 +97,7 @@ def attention(q, k_blocks, v_blocks, k_scales, v_scales, table, slots, positions
     kv_heads = k_blocks.shape[1]
     n_rep = n_heads // kv_heads
     groups = n_rep // heads_per_job
-    scale = np.float32(1.0 / np.sqrt(head_dim))
+    scale = np.float32(scale)
     size = head_dim * TILE  # of one tile of one KV head, keys or values
     for job in prange((len(blocks) - 1) * kv_heads * groups):
         b, g, first = job // (kv_heads * groups), job // groups % kv_heads, job % groups * heads_per_job
@@ -111,7 +113,7 @@ def attention(q, k_blocks, v_blocks, k_scales, v_scales, table, slots, positions
                 for d in range(head_dim):
                     queries[(i * heads_per_job + j) * head_dim + d] = q[t0 + i, g * n_rep + first + j, d] * scale
         n_seen = (positions[t1 - 1] + TILE) // TILE
-        for tile in range(n_seen):
+        for tile in range(max(0, positions[t0] + 1 - window) // TILE if window > 0 else 0, n_seen):
             here = (table[slots[t0], tile] * kv_heads + g) * size  # [block, g, 0, 0]
             if tile + 1 < n_seen:
                 after = (table[slots[t0], tile + 1] * kv_heads + g) * size
@@ -123,14 +125,16 @@ def attention(q, k_blocks, v_blocks, k_scales, v_scales, table, slots, positions
                 store_f32(values, e, value_lanes(v_blocks, v_scales, here, e))
             for i in range(t1 - t0):
                 stop = min(TILE, positions[t0 + i] + 1 - tile * TILE)  # keys of this tile the token sees
-                if stop <= 0:
-                    continue
+                begin = max(0, positions[t0 + i] + 1 - window - tile * TILE) if window > 0 else 0
+                if stop <= 0 or begin >= TILE:
+                    continue  # (so a token's sums are the same whatever tiles its block reads)
                 for j in range(heads_per_job):
                     row = i * heads_per_job + j
                     lo, hi = _scores(queries, row * head_dim, keys, head_dim)
-                    if stop < TILE:  # positions after the token's own
+                    if stop < TILE or begin > 0:  # positions after the token's own, or out of its window
                         store_f32(weights, 0, lo)
                         store_f32(weights, 16, hi)
+                        weights[:begin] = -np.inf
                         weights[stop:] = -np.inf
                         lo, hi = load_f32(weights, 0), load_f32(weights, 16)
                     new_top = max(top[row], max_lanes(lo), max_lanes(hi))
@@ -138,6 +142,7 @@ def attention(q, k_blocks, v_blocks, k_scales, v_scales, table, slots, positions
                     shift = splat_f32(new_top)
                     store_f32(weights, 0, exp_f32(lo - shift))
                     store_f32(weights, 16, exp_f32(hi - shift))
+                    weights[:begin] = 0
                     weights[stop:] = 0
                     total[row] = total[row] * correction + sum_lanes(load_f32(weights, 0) + load_f32(weights, 16))
                     top[row] = new_top
@@ -206,6 +211,28 @@ def _accumulate(acc, o, correction, weights, stop, values, head_dim):
         if stop % 2:
             even = even + splat_f32(weights[stop - 1]) * load_f32(values, (stop - 1) * head_dim + c)
         store_f32(acc, o + c, even + odd)
+
+
+def _gelu_table() -> np.ndarray:
+    """GELU (tanh approximation) of every float16, rounded to float16: ggml's CPU table, which
+    llama.cpp reads for inputs in (-10, 10)."""
+    x = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = np.float32(0.5) * x * (1 + np.tanh(np.float32(0.7978845608) * x * (1 + np.float32(0.044715) * x * x)))
+    return y.astype(np.float16).astype(np.float32)
+
+
+GELU_TABLE = _gelu_table()
+
+
+def geglu(gate_up: np.ndarray) -> np.ndarray:
+    """gelu(gate) * up, for gate_up (n, 2 ffn_dim) holding gate and up side by side, as llama.cpp
+    computes it (ggml_vec_geglu_f32): the gate rounded to float16 and looked up in GELU_TABLE,
+    0 at or below -10, the gate itself at or above 10."""
+    ffn = gate_up.shape[1] // 2
+    gate, up = gate_up[:, :ffn], gate_up[:, ffn:]
+    gelu = np.where(gate <= -10, np.float32(0), np.where(gate >= 10, gate, GELU_TABLE[gate.astype(np.float16).view(np.uint16)]))
+    return gelu * up
 
 
 @njit(parallel=True, cache=True, nogil=True)

@@ -268,8 +268,10 @@ class ModelRunner:
         the least recently used free one, sharing the other's blocks."""
         free = [s for s in self.slots if not s.busy]
         # reuse at most all but the last prompt token: its logits start the generation
-        prefix, source = max(((min(common_prefix(s.tokens, prompt), len(prompt) - 1) if shared else 0, s)
-                              for s in self.slots), key=lambda pair: (pair[0], not pair[1].busy, -pair[1].last_used))
+        # (a sliding-window model goes on only from where the cache still holds the window: reusable())
+        prefix, source = max(((self.cache.reusable(s.index, min(common_prefix(s.tokens, prompt), len(prompt) - 1))
+                               if shared else 0, s) for s in self.slots),
+                             key=lambda pair: (pair[0], not pair[1].busy, -pair[1].last_used))
         slot = source if source in free else min(free, key=lambda s: s.last_used)
         if slot is not source and prefix > 0:
             self.cache.share(source.index, slot.index, prefix)
@@ -283,9 +285,9 @@ class ModelRunner:
     def _make_room(self, spans: list[Span]) -> None:
         """Idle slots give their blocks back, least recently used first, until the pool has the
         blocks this step writes into."""
-        needed = sum(self.cache.blocks_needed(sp.slot, sp.start, sp.start + len(sp.tokens)) for sp in spans)
+        claims = [(sp.slot, sp.start, sp.start + len(sp.tokens)) for sp in spans]
         for slot in sorted((s for s in self.slots if not s.busy and s.tokens), key=lambda s: s.last_used):
-            if len(self.cache.free) >= needed:
+            if self.cache.fits(claims):
                 return
             self.cache.truncate(slot.index, 0)
             slot.tokens = []

@@ -88,7 +88,8 @@ def kernel_calls(c: ModelConfig, weights: list[Weight], norm: np.ndarray,
         slots, positions = np.zeros(2, np.int64), np.arange(2)
         cache.claim(0, 0, 2)
         blocks, heads_per_job = ops.attention_jobs(slots, positions, c.n_heads, c.n_kv_heads, 2)
-        ops.attention(q, *cache.layer(0), cache.table, slots, positions, blocks, heads_per_job, np.empty_like(q))
+        ops.attention(q, *cache.layer(0), slots, positions, blocks, heads_per_job, np.empty_like(q),
+                      1.0, 0)
 
     def rope():
         cos, sin = ops.rope_tables(np.arange(2), c.rope_dim or c.head_dim, c.rope_base, None)

@@ -3,7 +3,7 @@ fields in OpenAI's order; the extensions llama-server and vLLM accept come last 
 (after `# --8<--`). Answer fields that OpenAI leaves out when empty are left out (`OMIT_NONE`)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -16,8 +16,8 @@ from .common import KEEP_ALIVE, OMIT_NONE, APIModel, LogitBias, sampling_params,
 
 # --- requests -----------------------------------------------------------------------------------
 class ContentPart(APIModel):
-    type: Literal["text"]
-    text: str
+    type: Literal["text", "image_url", "input_audio", "file"]
+    text: str = ""  # (the other types are read only to say that the model takes text alone)
 
 
 class FunctionCall(APIModel):
@@ -37,6 +37,7 @@ class ChatMessage(APIModel):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # an assistant's
     tool_call_id: str | None = None           # a tool result's
+    reasoning_content: str | None = None      # an assistant's thinking (llama-server's, vLLM's, DeepSeek's)
 
     @model_validator(mode="after")
     def _content_where_required(self):
@@ -47,6 +48,9 @@ class ChatMessage(APIModel):
 
     def text(self) -> str:
         if isinstance(self.content, list):
+            if media := next((part.type for part in self.content if part.type != "text"), None):
+                raise InvalidRequest(f"{media} content parts are not supported: the model takes text only",
+                                     param="messages")
             return "".join(part.text for part in self.content)
         return self.content or ""
 
@@ -59,6 +63,8 @@ class ChatMessage(APIModel):
             message["tool_calls"] = [c.model_dump(include={"id", "type", "function"}) for c in self.tool_calls]
         if self.tool_call_id is not None:
             message["tool_call_id"] = self.tool_call_id
+        if self.reasoning_content is not None:
+            message["reasoning_content"] = self.reasoning_content
         return message
 
 
@@ -165,6 +171,8 @@ class ChatCompletionRequest(SamplingRequest):
     # --8<-- extensions (llama-server): a raw JSON schema, or a Lark / GBNF grammar
     json_schema: dict | None = None
     grammar: str | None = None
+    # (vLLM's and llama-server's) more variables for the chat template: {"enable_thinking": false}
+    chat_template_kwargs: dict[str, Any] | None = None
 
     def n_logprobs(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
@@ -188,7 +196,8 @@ class ChatCompletionRequest(SamplingRequest):
         named = isinstance(self.tool_choice, NamedToolChoice)
         return ChatRequest([m.for_template() for m in self.messages], [t.model_dump(exclude_none=True) for t in self.tools or []],
                            "named" if named else self.tool_choice, self.tool_choice.function.name if named else None,
-                           self.parallel_tool_calls, self.output(), self.to_sampling_params(defaults), self.n)
+                           self.parallel_tool_calls, self.output(), self.to_sampling_params(defaults), self.n,
+                           self.chat_template_kwargs or {})
 
     def fields(self) -> dict[str, str]:
         """The engine's concepts (engine/chat/planner.py), as this request names them."""
@@ -208,6 +217,8 @@ class CompletionRequest(SamplingRequest):
     # --8<-- extensions (llama-server): a raw JSON schema, or a Lark / GBNF grammar
     json_schema: dict | None = None
     grammar: str | None = None
+    # (vLLM's and llama-server's) more variables for the chat template: {"enable_thinking": false}
+    chat_template_kwargs: dict[str, Any] | None = None
 
     def n_logprobs(self) -> int | None:
         return self.logprobs
@@ -252,6 +263,7 @@ class ChoiceLogprobs(BaseModel):
 class ChatCompletionMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    reasoning_content: str | None = OMIT_NONE  # the model's thinking, apart (as llama-server and vLLM)
     tool_calls: list[ToolCall] | None = OMIT_NONE
 
 
@@ -284,6 +296,7 @@ class ToolCallDelta(BaseModel):
 class ChoiceDelta(BaseModel):
     role: Literal["assistant"] | None = OMIT_NONE
     content: str | None = OMIT_NONE
+    reasoning_content: str | None = OMIT_NONE
     tool_calls: list[ToolCallDelta] | None = OMIT_NONE
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from llamba.engine.chat import ChatRequest
+from llamba.engine.errors import InvalidRequest
 from llamba.engine.sampling import SamplingParams
 
 from .common import KEEP_ALIVE, APIModel, LogitBias, sampling_params, seed_field, tunable
@@ -42,7 +43,26 @@ class ToolResultBlockParam(APIModel):
         return self.content if isinstance(self.content, str) else "".join(b.text for b in self.content or [])
 
 
-ContentBlockParam = Annotated[TextBlockParam | ToolUseBlockParam | ToolResultBlockParam, Field(discriminator="type")]
+class ThinkingBlockParam(APIModel):
+    """An assistant's thinking, sent back with its tool uses (as clients with thinking on must)."""
+    type: Literal["thinking"]
+    thinking: str
+    signature: str | None = None
+
+
+class RedactedThinkingBlockParam(APIModel):
+    type: Literal["redacted_thinking"]
+    data: str
+
+
+class MediaBlockParam(APIModel):
+    """An image or a document: read only to say that this server's models take text alone."""
+    type: Literal["image", "document"]
+    source: dict | None = None
+
+
+ContentBlockParam = Annotated[TextBlockParam | ToolUseBlockParam | ToolResultBlockParam | ThinkingBlockParam
+                              | RedactedThinkingBlockParam | MediaBlockParam, Field(discriminator="type")]
 
 
 class MessageParam(APIModel):
@@ -62,12 +82,19 @@ class ToolChoice(APIModel):
     disable_parallel_tool_use: bool | None = None
 
 
+class ThinkingConfig(APIModel):
+    """Whether the model thinks first (a template's enable_thinking; the budget is not kept to)."""
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: int | None = None
+
+
 class CountTokensRequest(APIModel):
     model: str
     messages: list[MessageParam] = Field(min_length=1)
     system: str | list[TextBlockParam] | None = None
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoice | None = None
+    thinking: ThinkingConfig | None = None
 
     def system_text(self) -> str | None:
         return self.system if not isinstance(self.system, list) else "\n".join(b.text for b in self.system)
@@ -78,9 +105,13 @@ class CountTokensRequest(APIModel):
         tool results as tool messages before its words, an assistant's tool uses as its calls."""
         messages = [{"role": "system", "content": self.system_text()}] if self.system else []
         names = {}  # tool_use id -> tool name
-        for m in self.messages:
+        for i, m in enumerate(self.messages):
             blocks = [TextBlockParam(type="text", text=m.content)] if isinstance(m.content, str) else m.content
+            if media := next((b.type for b in blocks if b.type in ("image", "document")), None):
+                raise InvalidRequest(f"messages.{i}: {media} content blocks are not supported: "
+                                     f"the model takes text only", param="messages")
             text = "".join(b.text for b in blocks if b.type == "text")
+            thinking = "".join(b.thinking for b in blocks if b.type == "thinking")
             calls = [{"id": b.id, "type": "function", "function": {"name": b.name, "arguments": b.input}}
                      for b in blocks if b.type == "tool_use"]
             names.update((c["id"], c["function"]["name"]) for c in calls)
@@ -89,12 +120,15 @@ class CountTokensRequest(APIModel):
                     messages.append({"role": "tool", "tool_call_id": b.tool_use_id, "name": names.get(b.tool_use_id, ""),
                                      "content": b.text()})
             if text or calls or not any(b.type == "tool_result" for b in blocks):
-                messages.append({"role": m.role, "content": text, **({"tool_calls": calls} if calls else {})})
+                messages.append({"role": m.role, "content": text, **({"tool_calls": calls} if calls else {}),
+                                 **({"reasoning_content": thinking} if thinking else {})})
         tools = [{"type": "function", "function": {"name": t.name, "description": t.description or "",
                                                     "parameters": t.input_schema}} for t in self.tools or []]
         choice = self.tool_choice
+        thinks = {} if self.thinking is None or self.thinking.type == "adaptive" else \
+            {"enable_thinking": self.thinking.type == "enabled"}
         return ChatRequest(messages, tools, TOOL_CHOICES[choice.type] if choice else None, choice.name if choice else None,
-                           not (choice and choice.disable_parallel_tool_use))
+                           not (choice and choice.disable_parallel_tool_use), template_kwargs=thinks)
 
 
 class MessageCreateRequest(CountTokensRequest):
@@ -127,6 +161,12 @@ class ToolUseBlock(BaseModel):
     input: dict
 
 
+class ThinkingBlock(BaseModel):
+    type: Literal["thinking"] = "thinking"
+    thinking: str
+    signature: str = ""  # (no signature: nothing here is encrypted or verified)
+
+
 class Usage(BaseModel):
     input_tokens: int
     cache_creation_input_tokens: int = 0
@@ -138,7 +178,7 @@ class Message(BaseModel):
     id: str
     type: Literal["message"] = "message"
     role: Literal["assistant"] = "assistant"
-    content: list[TextBlock | ToolUseBlock]
+    content: list[ThinkingBlock | TextBlock | ToolUseBlock]
     model: str
     stop_reason: Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"] | None = None
     stop_sequence: str | None = None
@@ -158,7 +198,7 @@ class ContentBlockEvent(BaseModel):
 
 class ContentBlockStartEvent(ContentBlockEvent):
     type: Literal["content_block_start"] = "content_block_start"
-    content_block: TextBlock | ToolUseBlock
+    content_block: ThinkingBlock | TextBlock | ToolUseBlock
 
 
 class TextDelta(BaseModel):
@@ -171,9 +211,14 @@ class InputJSONDelta(BaseModel):
     partial_json: str
 
 
+class ThinkingDelta(BaseModel):
+    type: Literal["thinking_delta"] = "thinking_delta"
+    thinking: str
+
+
 class ContentBlockDeltaEvent(ContentBlockEvent):
     type: Literal["content_block_delta"] = "content_block_delta"
-    delta: TextDelta | InputJSONDelta
+    delta: TextDelta | InputJSONDelta | ThinkingDelta
 
 
 class ContentBlockStopEvent(ContentBlockEvent):

@@ -55,6 +55,32 @@ class FunctionCallOutputItem(APIModel):
         return self.output if isinstance(self.output, str) else "".join(p.text for p in self.output)
 
 
+class ReasoningText(APIModel):
+    type: Literal["reasoning_text", "summary_text"]
+    text: str
+
+
+class ReasoningItem(APIModel):
+    """A past answer's reasoning, given back: its text goes to the template with the next
+    assistant message (as Qwen 3's reads it)."""
+    type: Literal["reasoning"]
+    id: str | None = None
+    summary: list[ReasoningText] = []
+    content: list[ReasoningText] | None = None
+    encrypted_content: str | None = None
+    status: str | None = None
+
+    def text(self) -> str:
+        return "".join(p.text for p in self.content or [])
+
+
+class ReasoningConfig(APIModel):
+    """How much the model reasons: effort "none" turns a thinking model's thinking off (the
+    template's enable_thinking); the other efforts leave it on."""
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: str | None = None
+
+
 class FunctionToolDefinition(FunctionDefinition):
     """A function tool as the Responses API writes it: flat, the function's fields beside `type`."""
     type: Literal["function"]
@@ -79,12 +105,13 @@ class TextConfig(APIModel):
 class ResponseCreateRequest(APIModel):
     model: str
     keep_alive: float | None = KEEP_ALIVE
-    input: str | list[InputMessage | FunctionCallItem | FunctionCallOutputItem]
+    input: str | list[InputMessage | FunctionCallItem | FunctionCallOutputItem | ReasoningItem]
     instructions: str | None = None
     max_output_tokens: int | None = tunable("max_tokens")
     metadata: dict[str, str] | None = None
     parallel_tool_calls: bool = True
     previous_response_id: str | None = None
+    reasoning: ReasoningConfig | None = None
     store: bool = True
     stream: bool = False
     temperature: float | None = tunable("temperature")
@@ -127,7 +154,9 @@ class ResponseCreateRequest(APIModel):
         instructions = [{"role": "system", "content": self.instructions}] if self.instructions else []
         return ChatRequest(instructions + history, tools, "named" if named else self.tool_choice,
                            self.tool_choice.name if named else None, self.parallel_tool_calls, self.output(),
-                           sampling_params(defaults, self, self.max_output_tokens))
+                           sampling_params(defaults, self, self.max_output_tokens),
+                           template_kwargs={"enable_thinking": False} if self.reasoning and self.reasoning.effort == "none"
+                           else {})
 
 
 
@@ -159,7 +188,21 @@ class ResponseFunctionToolCall(Answer):
     status: Literal["in_progress", "completed", "incomplete"]
 
 
-OutputItem = ResponseOutputMessage | ResponseFunctionToolCall
+class ResponseReasoningText(Answer):
+    type: Literal["reasoning_text"] = "reasoning_text"
+    text: str
+
+
+class ResponseReasoningItem(Answer):
+    """The model's thinking before its answer (Qwen 3's <think>), as its text."""
+    type: Literal["reasoning"] = "reasoning"
+    id: str
+    summary: list = []
+    content: list[ResponseReasoningText]
+    status: Literal["in_progress", "completed", "incomplete"]
+
+
+OutputItem = ResponseReasoningItem | ResponseOutputMessage | ResponseFunctionToolCall
 
 
 class InputTokensDetails(Answer):
@@ -271,3 +314,15 @@ class ResponseFunctionCallArgumentsDoneEvent(ResponseItemEvent):
     type: Literal["response.function_call_arguments.done"] = "response.function_call_arguments.done"
     name: str
     arguments: str
+
+
+class ResponseReasoningTextDeltaEvent(ResponseItemEvent):
+    type: Literal["response.reasoning_text.delta"] = "response.reasoning_text.delta"
+    content_index: int = 0
+    delta: str
+
+
+class ResponseReasoningTextDoneEvent(ResponseItemEvent):
+    type: Literal["response.reasoning_text.done"] = "response.reasoning_text.done"
+    content_index: int = 0
+    text: str

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from llamba.engine.chat import Change, ToolCall
+from llamba.engine.chat import Change
+from llamba.engine.chat.answer import AnswerReader
 from llamba.app.protocol import completions as p
 
 from .base import DONE, AnswerStream, sse
@@ -45,19 +46,23 @@ def completion_logprobs(tok, events, as_ids: bool, start: int = 0) -> p.Completi
     return out
 
 
-def assistant_message(answer: tuple[str | None, list[ToolCall]]) -> p.ChatCompletionMessage:
-    """The assistant's message: its tool calls (content null) where the answer is calls, else its text."""
-    content, calls = answer
-    return p.ChatCompletionMessage(content=content, tool_calls=[
+def assistant_message(reader: AnswerReader) -> p.ChatCompletionMessage:
+    """The assistant's message: its tool calls (content null) where the answer is calls, else its
+    text; its thinking apart."""
+    content, calls = reader.result()
+    return p.ChatCompletionMessage(content=content, reasoning_content=reader.reasoning, tool_calls=[
         p.ToolCall(id=c.id, function=p.FunctionCall(name=c.name, arguments=c.json_arguments())) for c in calls] or None)
 
 
-def chat_delta(change: Change) -> p.ChoiceDelta | None:
-    """A chunk's delta for a change in an answer: text as content, a call's start as its id, type
-    and name, each piece of its arguments as written."""
+def chat_delta(change: Change, first: int) -> p.ChoiceDelta | None:
+    """A chunk's delta for a change in an answer: thinking as reasoning_content, text as content,
+    a call's start as its id, type and name, each piece of its arguments as written (`first`: the
+    index of the answer's first part after any thinking)."""
+    if change.part.reasoning:
+        return p.ChoiceDelta(reasoning_content=change.text) if change.kind == "added" else None
     if change.part.call is None:
         return p.ChoiceDelta(content=change.text) if change.kind == "added" else None
-    call, index = change.part.call, change.part.index
+    call, index = change.part.call, change.part.index - first
     if change.kind == "opened":
         return p.ChoiceDelta(tool_calls=[p.ToolCallDelta(index=index, id=call.id, type="function",
                                                          function=p.FunctionCallDelta(name=call.name, arguments=""))])
@@ -73,7 +78,7 @@ def finish_reason(message: p.ChatCompletionMessage, reason: str) -> str:
 def chat_completion(answers: AnswerStream, tok, body: p.ChatCompletionRequest, head: dict) -> p.ChatCompletion:
     choices = []
     for i, answer in enumerate(answers.answers):
-        message = assistant_message(answer.reader.result())
+        message = assistant_message(answer.reader)
         choices.append(p.Choice(index=i, message=message, finish_reason=finish_reason(message, answer.finish_reason),
                                 logprobs=chat_logprobs(tok, answer.events, body.return_tokens_as_token_ids)
                                 if body.logprobs else None))
@@ -96,11 +101,12 @@ async def chat_chunks(answers: AnswerStream, tok, body: p.ChatCompletionRequest,
     for i in range(answers.job.choices):
         yield chunk(i, p.ChoiceDelta(role="assistant", content=""))
     async for event, changes in answers:
-        deltas = [delta for change in changes if (delta := chat_delta(change))]
+        first = answers.answers[event.index].reader.first
+        deltas = [delta for change in changes if (delta := chat_delta(change, first))]
         for k, delta in enumerate(deltas or ([p.ChoiceDelta()] if body.logprobs else [])):
             yield chunk(event.index, delta, [event] if k == 0 else ())
         if event.finish_reason:
-            message = assistant_message(answers.answers[event.index].reader.result())
+            message = assistant_message(answers.answers[event.index].reader)
             yield chunk(event.index, p.ChoiceDelta(), finish=finish_reason(message, event.finish_reason))
     if body.stream_options and body.stream_options.include_usage:
         yield chunk_event(p.ChatCompletionChunk(**head, choices=[], usage=usage(answers)))

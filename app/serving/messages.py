@@ -28,7 +28,9 @@ def tool_use_id(call: ToolCall) -> str:
     return "toolu_" + call.id.removeprefix("call_")
 
 
-def block(part: Part) -> p.TextBlock | p.ToolUseBlock:
+def block(part: Part) -> p.ThinkingBlock | p.TextBlock | p.ToolUseBlock:
+    if part.reasoning:
+        return p.ThinkingBlock(thinking=part.text)
     if part.call is None:
         return p.TextBlock(text=part.text)
     return p.ToolUseBlock(id=tool_use_id(part.call), name=part.call.name,
@@ -42,8 +44,8 @@ def usage(answers: AnswerStream) -> p.Usage:
 
 
 def message(head: dict, answers: AnswerStream) -> p.Message:
-    """The whole message: its text block (if there is text) or a block per call (a call cut by
-    max_tokens left out), its stop reason and usage."""
+    """The whole message: its thinking block (if it thought), its text block (if there is text)
+    or a block per call (a call cut by max_tokens left out), its stop reason and usage."""
     answer = answers.answers[0]
     _, calls = answer.reader.result()
     blocks = [block(part) for part in answer.reader.parts
@@ -68,7 +70,8 @@ async def stream_events(answers: AnswerStream, head: dict) -> AsyncIterator[dict
             if change.kind == "opened":
                 yield event(p.ContentBlockStartEvent(index=index, content_block=block(change.part)))
             elif change.kind == "added":
-                delta = (p.TextDelta(text=change.text) if change.part.call is None else
+                delta = (p.ThinkingDelta(thinking=change.text) if change.part.reasoning else
+                         p.TextDelta(text=change.text) if change.part.call is None else
                          p.InputJSONDelta(partial_json=change.text))
                 yield event(p.ContentBlockDeltaEvent(index=index, delta=delta))
             else:

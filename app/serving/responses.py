@@ -13,14 +13,19 @@ from llamba.app.protocol.common import new_id
 from .base import AnswerStream, sse
 
 
-def add_call(messages: list[dict], call_id: str, name: str, arguments: str) -> None:
+def add_call(messages: list[dict], call_id: str, name: str, arguments: str, reasoning: str = "") -> None:
     """A tool call joins the assistant's message of calls just before it (calls made together),
-    or starts one."""
+    or starts one (with the reasoning before it, if any)."""
     call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
     if messages and messages[-1].get("tool_calls"):
         messages[-1]["tool_calls"].append(call)
     else:
-        messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+        messages.append({"role": "assistant", "content": "", "tool_calls": [call], **thought(reasoning)})
+
+
+def thought(reasoning: str) -> dict:
+    """An assistant message's reasoning, as templates read it (Qwen 3's reasoning_content)."""
+    return {"reasoning_content": reasoning} if reasoning else {}
 
 
 def conversation(body: p.ResponseCreateRequest, previous: list[dict]) -> list[dict]:
@@ -29,32 +34,44 @@ def conversation(body: p.ResponseCreateRequest, previous: list[dict]) -> list[di
     messages = list(previous)
     names = {c["id"]: c["function"]["name"] for m in previous for c in m.get("tool_calls", [])}
     items = [p.InputMessage(role="user", content=body.input)] if isinstance(body.input, str) else body.input
+    reasoning = ""  # a reasoning item's, for the assistant's message after it
     for item in items:
+        if item.type == "reasoning":
+            reasoning = item.text()
+            continue
         if item.type == "message":
-            messages.append({"role": "system" if item.role == "developer" else item.role, "content": item.text()})
+            messages.append({"role": "system" if item.role == "developer" else item.role, "content": item.text(),
+                             **(thought(reasoning) if item.role == "assistant" else {})})
         elif item.type == "function_call":
             names[item.call_id] = item.name
-            add_call(messages, item.call_id, item.name, item.arguments)
+            add_call(messages, item.call_id, item.name, item.arguments, reasoning)
         else:
             messages.append({"role": "tool", "tool_call_id": item.call_id, "name": names.get(item.call_id, ""),
                              "content": item.text()})
+        reasoning = ""
     return messages
 
 
 def as_messages(done: p.Response) -> list[dict]:
     """A response's output as the assistant's messages, for the next turn."""
-    messages = []
+    messages, reasoning = [], ""
     for item in done.output:
-        if item.type == "message":
-            messages.append({"role": "assistant", "content": "".join(c.text for c in item.content)})
+        if item.type == "reasoning":
+            reasoning = "".join(c.text for c in item.content)
+        elif item.type == "message":
+            messages.append({"role": "assistant", "content": "".join(c.text for c in item.content), **thought(reasoning)})
         elif item.status == "completed":  # (a call cut by max_output_tokens has no arguments to give back)
-            add_call(messages, item.call_id, item.name, item.arguments)
+            add_call(messages, item.call_id, item.name, item.arguments, reasoning)
     return messages
 
 
 def output_item(part: Part, item_id: str) -> p.OutputItem:
-    """A part of the answer as an output item: a message with its text, or a function call (its
-    status incomplete where max_output_tokens cut it)."""
+    """A part of the answer as an output item: the reasoning, a message with its text, or a
+    function call (its status incomplete where max_output_tokens cut it)."""
+    if part.reasoning:
+        status = "completed" if part.closed else "in_progress"
+        return p.ResponseReasoningItem(id=item_id, status=status,
+                                       content=[p.ResponseReasoningText(text=part.text)] if part.closed else [])
     if part.call is None:
         status = "completed" if part.closed else "in_progress"
         content = [p.ResponseOutputText(text=part.text)] if status == "completed" else []
@@ -65,7 +82,7 @@ def output_item(part: Part, item_id: str) -> p.OutputItem:
 
 
 def item_id(part: Part) -> str:
-    return new_id("msg_" if part.call is None else "fc_")
+    return new_id("rs_" if part.reasoning else "msg_" if part.call is None else "fc_")
 
 
 def usage(answers: AnswerStream) -> p.ResponseUsage:
@@ -121,9 +138,11 @@ async def stream_events(answers: AnswerStream, body: p.ResponseCreateRequest, he
                 ids[index] = item_id(part)
                 yield event(p.ResponseOutputItemEvent, type="response.output_item.added", output_index=index,
                             item=output_item(part, ids[index]))
-                if part.call is None:
+                if part.call is None and not part.reasoning:
                     yield event(p.ResponseContentPartEvent, type="response.content_part.added", item_id=ids[index],
                                 output_index=index, part=p.ResponseOutputText(text=""))
+            elif change.kind == "added" and part.reasoning:
+                yield event(p.ResponseReasoningTextDeltaEvent, item_id=ids[index], output_index=index, delta=change.text)
             elif change.kind == "added" and part.call is None:
                 yield event(p.ResponseTextDeltaEvent, item_id=ids[index], output_index=index, delta=change.text)
             elif change.kind == "added":
@@ -131,7 +150,9 @@ async def stream_events(answers: AnswerStream, body: p.ResponseCreateRequest, he
                             delta=change.text)
             else:
                 item = output_item(part, ids[index])
-                if part.call is None:
+                if part.reasoning:
+                    yield event(p.ResponseReasoningTextDoneEvent, item_id=item.id, output_index=index, text=part.text)
+                elif part.call is None:
                     text = item.content[0]
                     yield event(p.ResponseTextDoneEvent, item_id=item.id, output_index=index, text=text.text)
                     yield event(p.ResponseContentPartEvent, type="response.content_part.done", item_id=item.id,

@@ -24,7 +24,7 @@ from ..errors import InvalidRequest
 from ..grammar import json_schema_grammar, lark_grammar
 from ..sampling import SamplingParams
 from . import formats
-from .answer import AnswerReader
+from .answer import THINK, THOUGHT, AnswerReader
 from .formats import ToolFormat
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class ChatRequest:
     output: Output | None = None         # what the answer must be (None: free text)
     sampling: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1                           # answers to the same prompt
+    template_kwargs: dict = field(default_factory=dict)  # more variables for the template (enable_thinking)
 
 
 @dataclass
@@ -68,10 +69,11 @@ class ChatPlan:
     grammar_from: str = "output"         # the concept the grammar comes from: "output" or "tools"
     triggers: tuple[str, ...] = ()       # lazy grammar: applies once the answer starts so
     tool_format: ToolFormat | None = None  # where calls are read from the answer
+    thinking: str | None = None          # the model thinks first: "maybe", or "open" (the prompt opened it)
 
     def reader(self) -> AnswerReader:
         """A reader of the answer as it is generated, part by part (answer.py)."""
-        return AnswerReader(self.tool_format)
+        return AnswerReader(self.tool_format, self.thinking)
 
 
 def plan_chat(loaded: "LoadedModel", request: ChatRequest, now: datetime | None = None) -> ChatPlan:
@@ -82,7 +84,8 @@ def plan_chat(loaded: "LoadedModel", request: ChatRequest, now: datetime | None 
         if choice in ("named", "required"):
             raise InvalidRequest("tool_choice asks for a tool call but no tools are given", param="tool_choice")
         history = [formats.NO_TOOLS.history_message(m) for m in messages]
-        return ChatPlan(loaded.chat_prompt_ids(history, now=now), output.grammar() if output else None)
+        prompt_ids = loaded.chat_prompt_ids(history, now=now, extra=request.template_kwargs)
+        return ChatPlan(prompt_ids, output.grammar() if output else None, thinking=thinking(loaded, prompt_ids))
     if choice == "named":
         tools = [t for t in tools if t["function"]["name"] == tool_name]
         if not tools:
@@ -92,5 +95,16 @@ def plan_chat(loaded: "LoadedModel", request: ChatRequest, now: datetime | None 
     after_result = bool(messages) and messages[-1]["role"] == "tool"
     grammar, triggers = fmt.grammar(tools, choice, parallel_tool_calls, after_result, loaded.tokenizer.special)
     history = [fmt.history_message(m) for m in messages]
-    prompt_ids = fmt.prompt(loaded, history, tools, choice, after_result, now)
-    return ChatPlan(prompt_ids, lark_grammar(grammar, param="tools"), "tools", triggers, fmt)
+    prompt_ids = fmt.prompt(loaded, history, tools, choice, after_result, now, request.template_kwargs)
+    return ChatPlan(prompt_ids, lark_grammar(grammar, param="tools"), "tools", triggers, fmt,
+                    thinking(loaded, prompt_ids))
+
+
+def thinking(loaded: "LoadedModel", prompt_ids: list[int]) -> str | None:
+    """Whether the answer to this prompt may open with the model's thinking (a template that
+    writes <think> blocks, Qwen 3's), or starts inside it (the prompt ends with <think>), or not
+    (the prompt closed an empty one: enable_thinking false)."""
+    if THINK not in (loaded.template.source or ""):
+        return None
+    end = loaded.tokenizer.decode(prompt_ids[-8:]).rstrip()
+    return "open" if end.endswith(THINK) else None if end.endswith(THOUGHT) else "maybe"

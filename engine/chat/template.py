@@ -15,11 +15,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import InvalidRequest
 
-# Meta's Llama 3 format, for files without a template.
-LLAMA3_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+# For files without a template: ChatML, as llama.cpp's (common/chat.cpp) and so llama-server's.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
 
@@ -43,7 +42,7 @@ class ChatTemplate:
     def __init__(self, source: str | None, bos_token: str = "", eos_token: str = "",
                  strip_bos: bool = True):
         """`strip_bos`: the tokenizer adds BOS itself, so a BOS the template writes is removed."""
-        self.source = source or LLAMA3_TEMPLATE
+        self.source = source or CHATML_TEMPLATE
         self.bos_token, self.eos_token, self.strip_bos = bos_token, eos_token, strip_bos
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.filters["tojson"] = _tojson
@@ -54,12 +53,13 @@ class ChatTemplate:
             raise TemplateError(f"chat template has a syntax error at line {e.lineno}: {e.message}") from None
 
     def render(self, messages: list[dict], add_generation_prompt: bool = True,
-               tools: list[dict] | None = None, now: datetime | None = None) -> str:
-        """The prompt text (without a leading BOS when `strip_bos`, as llama.cpp renders it)."""
+               tools: list[dict] | None = None, now: datetime | None = None, extra: dict | None = None) -> str:
+        """The prompt text (without a leading BOS when `strip_bos`, as llama.cpp renders it);
+        `extra`: more variables for the template (a request's chat_template_kwargs: enable_thinking...)."""
         clock = now or datetime.now()
         try:
             text = self._template.render(
-                messages=messages, tools=tools, add_generation_prompt=add_generation_prompt,
+                **(extra or {}), messages=messages, tools=tools, add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token, eos_token=self.eos_token,
                 strftime_now=lambda fmt: clock.strftime(fmt))
         except TemplateError:

@@ -1,7 +1,8 @@
 """A Qwen-template model served for real: forced tool calls in Qwen's own format (`<tool_call>`,
 engine/chat/formats/hermes.py) through chat completions, the Responses API and the Messages API,
-each read by its own SDK; streamed arguments equal the whole. (The model is
-tests/support/families.py's synthetic Qwen 3: random weights, so only the grammar makes it call.)"""
+each read by its own SDK; streamed arguments equal the whole; its thinking apart from its answer,
+and given back in a later turn. (The model is tests/support/families.py's synthetic Qwen 3: random
+weights, so only the grammar makes it call, or think.)"""
 import json
 
 import anthropic
@@ -56,3 +57,40 @@ def test_messages_forced_tool_use(base):
                                extra_body={"temperature": 0})  # (this SDK takes no sampling arguments)
     uses = [block for block in m.content if block.type == "tool_use"]
     assert m.stop_reason == "tool_use" and uses[0].name == "get_weather" and uses[0].input["city"] in ("Lyon", "Paris")
+
+
+def test_thinking_comes_apart_from_the_answer_whole_and_streamed(base):
+    """Qwen 3's <think> block (forced here by a grammar, llama-server's `grammar` extension: random
+    weights think of nothing) as reasoning_content, the answer after it as content."""
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused")
+    grammar = 'start: "<think>\\nLyon is in France.\\n</think>\\n\\nIt is sunny in Lyon."'
+    whole = client.chat.completions.create(model=NAME, messages=ASK, max_tokens=64, temperature=0,
+                                           extra_body={"grammar": grammar})
+    message = whole.choices[0].message
+    assert message.content == "It is sunny in Lyon." and message.model_extra["reasoning_content"] == "Lyon is in France."
+    stream = client.chat.completions.create(model=NAME, messages=ASK, max_tokens=64, temperature=0, stream=True,
+                                            extra_body={"grammar": grammar})
+    deltas = [chunk.choices[0].delta for chunk in stream if chunk.choices]
+    reasoning = [d.model_extra.get("reasoning_content") or "" for d in deltas]
+    assert len([r for r in reasoning if r]) > 1 and "".join(reasoning) == "Lyon is in France."
+    assert "".join(d.content or "" for d in deltas) == "It is sunny in Lyon."
+
+
+def test_a_messages_turn_that_sends_its_thinking_back_answers(base):
+    """Anthropic clients with thinking on send the thinking block (signed) back with the tool use
+    it led to: the turn answers, and the thinking is in the prompt (count_tokens counts it)."""
+    client = anthropic.Anthropic(base_url=base, api_key="unused")
+    tool = {"name": "get_weather", "description": "The weather in a city", "input_schema": CITY}
+
+    def history(thinking: list[dict]) -> list[dict]:
+        return [*ASK, {"role": "assistant", "content": [
+            *thinking, {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Lyon"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "Sunny, 21 °C"}]}]
+    thought = [{"type": "thinking", "thinking": "I should look up the weather in Lyon.", "signature": "EqQBCkYIBxgCKkA="},
+               {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT"}]
+    m = client.messages.create(model=NAME, max_tokens=8, messages=history(thought), tools=[tool],
+                               thinking={"type": "enabled", "budget_tokens": 1024})
+    assert m.stop_reason in ("max_tokens", "end_turn", "tool_use") and m.usage.output_tokens > 0
+    with_thinking = client.messages.count_tokens(model=NAME, messages=history(thought), tools=[tool]).input_tokens
+    without = client.messages.count_tokens(model=NAME, messages=history([]), tools=[tool]).input_tokens
+    assert with_thinking > without

@@ -7,21 +7,23 @@ from llamba.engine import ops
 from llamba.engine.kv_cache import KV_TYPES, quantize_q8_0
 
 
-def reference(q, k, v, slots, positions):
-    """Plain causal grouped-query attention in float64; k, v: (n_slots, ctx, kv_heads, head_dim)."""
+def reference(q, k, v, slots, positions, window=0):
+    """Plain causal grouped-query attention in float64; k, v: (n_slots, ctx, kv_heads, head_dim);
+    with a window, over the last `window` positions."""
     n, heads, head_dim = q.shape
     n_rep = heads // k.shape[2]
     out = np.empty((n, heads, head_dim))
     for t in range(n):
         for h in range(heads):
-            keys = k[slots[t], :positions[t] + 1, h // n_rep].astype(np.float64)
+            seen = slice(max(0, positions[t] + 1 - window) if window else 0, positions[t] + 1)
+            keys = k[slots[t], seen, h // n_rep].astype(np.float64)
             scores = keys @ q[t, h].astype(np.float64) / np.sqrt(head_dim)
             weights = np.exp(scores - scores.max())
-            out[t, h] = weights / weights.sum() @ v[slots[t], :positions[t] + 1, h // n_rep]
+            out[t, h] = weights / weights.sum() @ v[slots[t], seen, h // n_rep]
     return out
 
 
-def run(q, k, v, slots, positions, threads=2, kv_type="f32"):
+def run(q, k, v, slots, positions, threads=2, kv_type="f32", window=0):
     """ops.attention with k and v (float32) stored as a KVCache of kv_type stores them, in blocks
     of a tile, k transposed within each, the blocks of the slots' tiles in a shuffled order;
     float16 as its bits, as KVCache.layer passes them."""
@@ -43,7 +45,8 @@ def run(q, k, v, slots, positions, threads=2, kv_type="f32"):
         k_blocks, v_blocks = k_blocks.view(np.uint16), v_blocks.view(np.uint16)
     blocks, heads_per_job = ops.attention_jobs(slots, positions, q.shape[1], kv_heads, threads)
     out = np.empty_like(q)
-    ops.attention(q, k_blocks, v_blocks, k_scales, v_scales, table, slots, positions, blocks, heads_per_job, out)
+    ops.attention(q, k_blocks, v_blocks, k_scales, v_scales, table, slots, positions, blocks, heads_per_job, out,
+                  1 / np.sqrt(head_dim), window)
     return out
 
 
@@ -93,3 +96,17 @@ def test_each_token_gets_the_same_bits_alone_in_any_batch_and_any_split():
         # the prompt in other pieces: 13 + 27 tokens
         pieces = [run(q[a:b], k, v, slots[a:b], positions[a:b], threads) for a, b in ((0, 13), (13, 40))]
         assert np.array_equal(np.concatenate(pieces), batched[:40])
+
+
+@pytest.mark.parametrize("window", [1, 20, 32, 45, 64])
+def test_sliding_window_attention_sees_only_its_window(window):
+    """Gemma 3's sliding-window layers: each token attends to its last `window` positions (tile
+    edges and windows shorter than a tile included), alone the same bits as in a batch."""
+    rng = np.random.default_rng(window)
+    k, v = (rng.standard_normal((2, 150, 2, 32)).astype(np.float32) for _ in range(2))
+    slots, positions = np.array([0] * 70 + [1]), np.array(list(range(30, 100)) + [149])
+    q = (3 * rng.standard_normal((len(slots), 4, 32))).astype(np.float32)
+    out = run(q, k, v, slots, positions, window=window)
+    assert np.abs(out - reference(q, k, v, slots, positions, window)).max() < 1e-5
+    for t in (0, 9, 69, 70):
+        assert np.array_equal(run(q[t:t + 1], k, v, slots[t:t + 1], positions[t:t + 1], window=window)[0], out[t])

@@ -214,3 +214,39 @@ def test_hermes_is_chosen_for_qwens_templates_and_its_grammar_uses_the_tags_toke
     assert triggers == ("<tool_call>",) and "call: <tool_call>" in lark
     lark, triggers = hermes.grammar([WEATHER], "required", True, False, {})
     assert triggers == () and 'call: "<tool_call>"' in lark
+
+
+def thought(text, thinking, fmt=None, piece=1):
+    """(reasoning, content, calls, the reasoning's streamed text) of an answer read `piece` characters at a time."""
+    reader = AnswerReader(FORMATS[fmt] if fmt else None, thinking)
+    changes = [c for i in range(0, len(text), piece) for c in reader.push(text[i:i + piece])] + reader.finish()
+    streamed = "".join(c.text for c in changes if c.kind == "added" and c.part.reasoning)
+    return reader.reasoning, *reader.result(), streamed
+
+
+def test_thinking_is_read_apart_from_the_answer_whatever_the_split():
+    text = "<think>\nThe user greets me. </thin is not the end.\n</think>\n\nHello!"
+    for piece in (1, 2, 5, len(text)):
+        assert thought(text, "maybe", piece=piece) == (
+            "The user greets me. </thin is not the end.", "Hello!", [], "The user greets me. </thin is not the end.")
+    # the prompt opened it (a template that ends its generation prompt with <think>)
+    assert thought("Let me see.</think>Yes.", "open")[:2] == ("Let me see.", "Yes.")
+    # no thinking: all of it is the answer; a short answer, or one cut while thinking
+    assert thought("Hello <think>", "maybe")[:2] == (None, "Hello <think>")
+    assert thought("<th", "maybe")[:2] == (None, "<th")
+    assert thought("<think>Hmm, so", "maybe")[:2] == ("Hmm, so", "")
+    # then a tool call, its part after the reasoning's
+    reasoning, content, calls, _ = thought(
+        '<think>I need the weather.</think>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lyon"}}\n'
+        '</tool_call>', "maybe", "hermes", 3)
+    assert reasoning == "I need the weather." and content is None and calls[0].arguments == {"city": "Lyon"}
+
+
+def test_the_planner_tells_whether_a_qwen3_answer_may_think():
+    from tests.support.families import family_model
+    from llamba.engine.loader import LoadedModel
+    lm = LoadedModel.load(family_model("synth-qwen3-f32"))
+    assert plan_chat(lm, ChatRequest(ASK)).thinking == "maybe"
+    off = plan_chat(lm, ChatRequest(ASK, template_kwargs={"enable_thinking": False}))
+    assert off.thinking is None and lm.tokenizer.decode(off.prompt_ids).endswith("<think>\n\n</think>\n\n")
+    assert plan_of(loaded(SMOLLM2), ASK).thinking is None

@@ -34,8 +34,7 @@ def test_template_can_raise_exception():
         template.render([{"role": "user", "content": "x"}])
 
 
-def test_fallback_is_the_llama3_header_format():
-    template = ChatTemplate(None, bos_token="<|begin_of_text|>", strip_bos=False)
-    prompt = template.render([{"role": "user", "content": "Hi"}])
-    assert prompt == ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
-                      "<|start_header_id|>assistant<|end_header_id|>\n\n")
+def test_fallback_is_chatml_as_llama_cpp():
+    template = ChatTemplate(None, bos_token="<bos>")
+    prompt = template.render([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+    assert prompt == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"

@@ -145,7 +145,7 @@ def test_requests_with_one_system_prompt_hold_its_keys_and_values_once(lm):
         second = runner.submit([second_ids], GREEDY)
         answer = (await tokens(runner, second))[0]
         second_slot = next(s for s in runner.slots if s.tokens[:len(second_ids)] == second_ids)
-        tables = runner.cache.table[[runner.running[0].slot.index, second_slot.index]]
+        tables = runner.cache.pools[0].table[[runner.running[0].slot.index, second_slot.index]]
         first.cancel()
         runner.close()
         return second.cached_tokens, answer, tables

@@ -36,8 +36,8 @@ class FakeLoaded:
     template: ChatTemplate = field(default_factory=lambda: ChatTemplate(None))
     model: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(check_tokens=lambda ids: None))
 
-    def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None, now=None) -> list[int]:
-        return self.tokenizer.encode(self.template.render(messages, tools=tools, now=now))
+    def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None, now=None, extra=None) -> list[int]:
+        return self.tokenizer.encode(self.template.render(messages, tools=tools, now=now, extra=extra))
 
 
 class FakeRunner:

@@ -112,9 +112,9 @@ class ToolFormat:
         raise NotImplementedError
 
     def prompt(self, loaded: "LoadedModel", history: list[dict], tools: list[dict], choice: str,
-               after_result: bool, now: datetime | None) -> list[int]:
+               after_result: bool, now: datetime | None, extra: dict | None = None) -> list[int]:
         """The prompt's token ids: the template given the tools."""
-        return loaded.chat_prompt_ids(history, tools=tools, now=now)
+        return loaded.chat_prompt_ids(history, tools=tools, now=now, extra=extra)
 
     def history_message(self, message: dict) -> dict:
         """A past message as the template wants it: an assistant's tool calls with their arguments

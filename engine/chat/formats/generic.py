@@ -40,7 +40,7 @@ class Generic(ToolFormat):
             calls = {"anyOf": [calls, words]}
         return f"start: {json_rule(calls)}\n", ("{",) if choice == "auto" and after_result else ()
 
-    def prompt(self, loaded, history, tools, choice, after_result, now):
+    def prompt(self, loaded, history, tools, choice, after_result, now, extra=None):
         """The template without tools, after a system message that asks for the envelope (joined
         to the conversation's own system message, if it has one)."""
         listing = json.dumps([t["function"] for t in tools])
@@ -48,7 +48,7 @@ class Generic(ToolFormat):
         text += AFTER_RESULT if choice == "auto" and after_result else ""
         if history and history[0]["role"] == "system":
             text, history = history[0]["content"] + "\n\n" + text, history[1:]
-        return loaded.chat_prompt_ids([{"role": "system", "content": text}, *history], now=now)
+        return loaded.chat_prompt_ids([{"role": "system", "content": text}, *history], now=now, extra=extra)
 
     def history_message(self, message):
         message = super().history_message(message)

@@ -1,0 +1,44 @@
+"""The real Gemma 3 270M served: `llamba serve --model gemma-3-270m-q4_k_m.gguf` answers chat
+completions (whole and streamed), completions, the Responses API and the Messages API, each read
+by its own SDK, with the greedy answer the engine gives in-process (test_gemma3.py checks that
+one against llama.cpp and the exact computation)."""
+import anthropic
+import openai
+import pytest
+
+from llamba.engine.chat.template import ChatTemplate
+from tests.support.gemma3 import gemma3_path
+from tests.support.server import llamba_server
+
+pytestmark = pytest.mark.slow
+ASK = [{"role": "user", "content": "What is the capital of France?"}]
+MODEL = "gemma-3-270m-q4_k_m"
+
+
+@pytest.fixture(scope="module")
+def base():
+    with llamba_server(["--model", str(gemma3_path()), "--ctx", "1024"], patience=240) as (url, _):
+        yield url
+
+
+def test_chat_whole_and_streamed_agree_with_the_prompt_completed(base):
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused")
+    whole = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=12, temperature=0)
+    assert whole.choices[0].message.content and whole.usage.completion_tokens == 12
+    stream = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=12, temperature=0, stream=True)
+    pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+    assert len([p for p in pieces if p]) > 1 and "".join(pieces) == whole.choices[0].message.content
+    # the same tokens from the completions endpoint given the rendered prompt (ChatML: the file has no template)
+    prompt = ChatTemplate(None).render(ASK)
+    completion = client.completions.create(model=MODEL, prompt=prompt, max_tokens=12, temperature=0)
+    assert completion.choices[0].text == whole.choices[0].message.content
+
+
+def test_responses_and_messages_answer_alike(base):
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused")
+    chat = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=8, temperature=0)
+    response = client.responses.create(model=MODEL, input=ASK[0]["content"], max_output_tokens=8, temperature=0)
+    assert response.output_text == chat.choices[0].message.content
+    message = anthropic.Anthropic(base_url=base, api_key="unused").messages.create(
+        model=MODEL, max_tokens=8, messages=ASK, extra_body={"temperature": 0})
+    assert message.content[0].text == chat.choices[0].message.content and message.stop_reason == "max_tokens"
