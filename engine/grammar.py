@@ -132,7 +132,8 @@ class _Vocabulary:
         self.special_token_ids = sorted(tok.special.values())
 
     def __call__(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special=False)
+        # (text within an answer: no leading space, which a prompt's first text gets where the file asks)
+        return self.tok.encoder.encode(text, after_special=False)
 
 
 class Grammars:

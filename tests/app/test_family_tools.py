@@ -94,3 +94,28 @@ def test_a_messages_turn_that_sends_its_thinking_back_answers(base):
     with_thinking = client.messages.count_tokens(model=NAME, messages=history(thought), tools=[tool]).input_tokens
     without = client.messages.count_tokens(model=NAME, messages=history([]), tools=[tool]).input_tokens
     assert with_thinking > without
+
+
+@pytest.fixture(scope="module")
+def mistral_base():
+    """The synthetic SentencePiece Llama: Mistral Nemo's template, so Mistral's [TOOL_CALLS] format."""
+    with llamba_server(["--model", str(family_model("synth-llama-spm-f32")), "--ctx", "1024"], patience=180) as (url, _):
+        yield url
+
+
+def test_mistral_forced_call_whole_and_streamed(mistral_base):
+    client = openai.OpenAI(base_url=f"{mistral_base}/v1", api_key="unused")
+    ask = dict(model="synth-llama-spm-f32", messages=ASK, tools=[WEATHER], tool_choice="required", max_tokens=64,
+               temperature=0)
+    whole = client.chat.completions.create(**ask)
+    call = whole.choices[0].message.tool_calls[0]
+    assert whole.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments)["city"] in ("Lyon", "Paris")
+    pieces = [d.function.arguments or "" for chunk in client.chat.completions.create(**ask, stream=True)
+              if chunk.choices for d in chunk.choices[0].delta.tool_calls or []]
+    assert len(pieces) > 1 and "".join(pieces) == call.function.arguments
+    # the call and its result sent back (OpenAI's ids: the template demands 9 characters) answer
+    again = client.chat.completions.create(model="synth-llama-spm-f32", max_tokens=4, temperature=0, tools=[WEATHER],
+                                           messages=[*ASK, whole.choices[0].message.model_dump(exclude_none=True),
+                                                     {"role": "tool", "tool_call_id": call.id, "content": "Sunny"}])
+    assert again.choices[0].finish_reason in ("length", "stop", "tool_calls")

@@ -250,3 +250,30 @@ def test_the_planner_tells_whether_a_qwen3_answer_may_think():
     off = plan_chat(lm, ChatRequest(ASK, template_kwargs={"enable_thinking": False}))
     assert off.thinking is None and lm.tokenizer.decode(off.prompt_ids).endswith("<think>\n\n</think>\n\n")
     assert plan_of(loaded(SMOLLM2), ASK).thinking is None
+
+
+def test_mistral_calls_read_back_stream_and_any_split_reads_the_same():
+    text = ('[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Lyon"}, "id": "a1b2c3d4e"}, '
+            '{"name": "get_time", "arguments": {}, "id": "f5g6h7i8j"}]')
+    for piece in (1, 4, len(text)):
+        changes, (content, calls) = streamed("mistral", text, piece)
+        assert content is None and [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "Lyon"}),
+                                                                              ("get_time", {})]
+    assert "".join(c.text for c in changes if c.kind == "added" and c.part.index == 0) == '{"city": "Lyon"}'
+    assert read("mistral", "It is sunny.") == ("It is sunny.", [])
+    assert read("mistral", '[TOOL_CALLS][{"name": "a", "argu') == (None, [])  # cut: neither call nor text
+
+
+def test_mistral_is_chosen_for_its_template_and_past_calls_get_the_ids_it_demands():
+    from tests.support.families import family_model
+    from llamba.engine.loader import LoadedModel
+    lm = LoadedModel.load(family_model("synth-llama-spm-f32"))  # (Mistral Nemo's template)
+    history = [*ASK, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_0123456789abcdef", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Lyon"}'}}]},
+        {"role": "tool", "tool_call_id": "call_0123456789abcdef", "content": "Sunny"}]
+    turn = plan_chat(lm, ChatRequest(history, [WEATHER], "required"))
+    assert turn.tool_format.name == "mistral" and turn.triggers == () and '"[TOOL_CALLS]"' in turn.grammar
+    text = lm.tokenizer.decode(turn.prompt_ids)
+    (call_id,) = {m for m in __import__("re").findall(r'"(?:id|call_id)": "(\w+)"', text)}
+    assert len(call_id) == 9 and "[AVAILABLE_TOOLS]" in text and "[TOOL_RESULTS]" in text
+    assert plan_chat(lm, ChatRequest(ASK, [WEATHER])).triggers == ("[TOOL_CALLS]",)

@@ -8,8 +8,9 @@ from .base import ToolCall, ToolFormat, check_tools, closed
 from .generic import Generic
 from .hermes import Hermes
 from .llama3 import PYTHON_TAG, Llama3
+from .mistral import Mistral
 
-FORMATS: dict[str, ToolFormat] = {f.name: f for f in (Llama3(), Hermes(), Generic())}  # in the order they are tried
+FORMATS: dict[str, ToolFormat] = {f.name: f for f in (Llama3(), Hermes(), Mistral(), Generic())}  # in the order they are tried
 NO_TOOLS = ToolFormat()  # (a chat without tools: past calls' arguments as objects, nothing else)
 
 

@@ -140,10 +140,11 @@ class ToolFormat:
         raise NotImplementedError
 
 
-def objects_between(text: str, start: int, done: dict[int, Node], separators: tuple[str, ...]):
+def objects_between(text: str, start: int, done: dict[int, Node], separators: tuple[str, ...], end: str = ""):
     """ToolFormat.calls for calls written as JSON objects one after another with `separators`
-    (each text in turn, spaces around them) between them: (None, the objects so far, whether the
-    last one is whole). ValueError where something else stands between them."""
+    (each text in turn, spaces around them) between them, and `end` after the last where the
+    format closes them (a list's "]"): (None, the objects so far, whether the last one is whole).
+    ValueError where something else stands between them."""
     objects, j = [], start
     while j < len(text):
         node = scan(text, j, done)
@@ -151,6 +152,8 @@ def objects_between(text: str, start: int, done: dict[int, Node], separators: tu
         if node.end is None:
             break
         j = skip(text, node.end)
+        if end and text.startswith(end, j):
+            break
         for separator in separators:
             if not separator.startswith(text[j:j + len(separator)]):
                 raise ValueError(f"{separator!r} expected at {j}")
