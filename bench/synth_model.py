@@ -128,7 +128,7 @@ def bench_q4_k_m() -> Path:
 
 
 BENCH_MODELS = {"q4_0": "1B-shaped Q4_0", "q8_0": "1B-shaped Q8_0", "q4_k_m_1b": "1B-shaped Q4_K_M",
-                "smollm2": "SmolLM2-135M Q4_1", "q4_k_m": "synth small Q4_K_M"}
+                "smollm2": "SmolLM2-135M Q4_1", "q4_k_m": "synth small Q4_K_M", "gemma3": "Gemma 3 270M Q4_K_M"}
 
 
 def bench_file(name: str) -> Path:
@@ -140,6 +140,9 @@ def bench_file(name: str) -> Path:
         return SHARED_MODELS / "synth-llama3-small-q4_k_m.gguf"
     if name == "q4_k_m_1b":
         return bench_q4_k_m()
+    if name == "gemma3":  # (the real file, from its PyPI package: tests/support/gemma3.py)
+        from tests.support.gemma3 import gemma3_path
+        return gemma3_path()
     return bench_model(name)
 
 
