@@ -66,7 +66,7 @@ class Model:
         header: what loading it takes, at start-up (check_kv_budget) and on load (ModelPool)."""
         config = self.config()
         return self.size(), KVCache.size(config, config.context(settings.context_length), settings.parallel,
-                                         settings.kv_cache_type)
+                                         settings.kv_cache_type, max(settings.step_tokens, settings.parallel))
 
     def header(self) -> dict:
         """Context length and size on disk, from the file's header, without loading it."""

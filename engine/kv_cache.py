@@ -53,27 +53,48 @@ class KVCache:
     those that see a sliding window; each slot claims, shares and gives back positions in both."""
 
     def __init__(self, c: ModelConfig, n_ctx: int, n_slots: int = 1, kv_type: str = "f16",
-                 n_blocks: int | None = None):
+                 n_blocks: int | None = None, step_tokens: int | None = None):
+        """`n_blocks`: of the full layers' pool (by default every slot's whole context); the
+        windowed layers' pool holds as many sequences, each at most its window and a step's tokens
+        (`step_tokens`, the most one step writes for a slot; None: a whole context)."""
         check_type(c, kv_type)
         self.n_ctx = n_ctx
-        windowed = set(c.swa_layers)
-        groups = [([i for i in range(c.n_layers) if i not in windowed], 0), (sorted(windowed), c.sliding_window)]
         self.pools: list[BlockPool] = []
         self.where: dict[int, tuple[BlockPool, int]] = {}  # layer i: its pool, its index there
-        for layers, window in groups:
-            if layers:
-                self.pools.append(BlockPool(c, len(layers), n_ctx, n_slots, kv_type, n_blocks, window))
-                self.where.update((i, (self.pools[-1], j)) for j, i in enumerate(layers))
+        n_blocks = n_blocks or n_slots * tiles(n_ctx)
+        sequences = -(-n_blocks // tiles(n_ctx))  # (whole contexts the full layers' pool holds)
+        for layers, window in self.groups(c):
+            blocks = sequences * self.blocks_per_sequence(n_ctx, window, step_tokens) if window else n_blocks
+            self.pools.append(BlockPool(c, len(layers), n_ctx, n_slots, kv_type, blocks, window))
+            self.where.update((i, (self.pools[-1], j)) for j, i in enumerate(layers))
+
+    @staticmethod
+    def groups(c: ModelConfig) -> list[tuple[list[int], int]]:
+        """(layers, window) of each pool: those that see the whole context (window 0), those that
+        see a sliding window."""
+        windowed = set(c.swa_layers)
+        groups = [([i for i in range(c.n_layers) if i not in windowed], 0), (sorted(windowed), c.sliding_window)]
+        return [(layers, window) for layers, window in groups if layers]
+
+    @staticmethod
+    def blocks_per_sequence(n_ctx: int, window: int, step_tokens: int | None) -> int:
+        """The most blocks a sequence holds in a pool: its whole context, or with a window the
+        tiles that its window and a step's tokens span, and one more (BlockPool.blocks_needed
+        counts a step's new blocks before the ones it gives back)."""
+        if not window or step_tokens is None:
+            return tiles(n_ctx)
+        return min(tiles(n_ctx), tiles(window + step_tokens) + 2)
 
     @staticmethod
     def tiles(n_positions: int) -> int:
         return tiles(n_positions)
 
     @staticmethod
-    def size(c: ModelConfig, n_ctx: int, n_slots: int, kv_type: str = "f16") -> int:
-        """Bytes of the pools with blocks for n_slots whole contexts of n_ctx (an upper bound for
-        windowed layers, whose blocks in use follow the window)."""
-        return BlockPool.size(c, c.n_layers, n_ctx, n_slots, kv_type)
+    def size(c: ModelConfig, n_ctx: int, n_slots: int, kv_type: str = "f16", step_tokens: int | None = None) -> int:
+        """Bytes of the pools with blocks for n_slots sequences of n_ctx positions (in windowed
+        layers, their windows and a step of `step_tokens`)."""
+        return sum(BlockPool.size(c, len(layers), n_slots * KVCache.blocks_per_sequence(n_ctx, window, step_tokens),
+                                  kv_type) for layers, window in KVCache.groups(c))
 
     def layer(self, i: int) -> tuple[np.ndarray, ...]:
         """Layer i's keys, values, their scales and its pool's block table, as ops.attention takes them."""
@@ -156,9 +177,9 @@ class BlockPool:
                 (*shape, scales, ops.TILE if kv_type == "q8_0" else 1), (*shape, ops.TILE if kv_type == "q8_0" else 1, scales))
 
     @staticmethod
-    def size(c: ModelConfig, n_layers: int, n_ctx: int, n_slots: int, kv_type: str = "f16") -> int:
-        """Bytes of a pool with blocks for n_slots whole contexts of n_ctx: keys, values, scales."""
-        k, v, k_scales, v_scales = BlockPool.shapes(c, n_layers, n_slots * tiles(n_ctx), kv_type)
+    def size(c: ModelConfig, n_layers: int, n_blocks: int, kv_type: str = "f16") -> int:
+        """Bytes of a pool of n_blocks: keys, values, scales."""
+        k, v, k_scales, v_scales = BlockPool.shapes(c, n_layers, n_blocks, kv_type)
         return ((math.prod(k) + math.prod(v)) * np.dtype(KV_TYPES[kv_type]).itemsize
                 + (math.prod(k_scales) + math.prod(v_scales)) * 4)
 
@@ -171,9 +192,14 @@ class BlockPool:
         return self.k[i], self.v[i], *scales
 
     def blocks_needed(self, slot: int, start: int, end: int) -> int:
-        """Blocks `claim(slot, start, end)` would take from the pool."""
+        """Blocks `claim(slot, start, end)` would take from the pool (less, with a window, those
+        it gives back first)."""
         held = self.table[slot, start // ops.TILE:self.tiles(end)]
-        return int(np.sum((held < 0) | (self.holders[np.maximum(held, 0)] > 1)))
+        needed = int(np.sum((held < 0) | (self.holders[np.maximum(held, 0)] > 1)))
+        if self.window:
+            gone = self.table[slot, :max(0, start + 1 - self.window) // ops.TILE]
+            needed -= int(np.sum((gone >= 0) & (self.holders[np.maximum(gone, 0)] == 1)))
+        return max(needed, 0)
 
     def claim(self, slot: int, start: int, end: int) -> None:
         """Make positions start..end-1 of a slot writable: a block for each tile that has none,

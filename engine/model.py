@@ -179,8 +179,9 @@ class Llama:
         self.config = ModelConfig.from_gguf(self.file)
         self.weights = Weights.from_gguf(self.file, self.config)
 
-    def new_cache(self, n_ctx: int, n_slots: int = 1, kv_type: str = "f16", n_blocks: int | None = None) -> KVCache:
-        return KVCache(self.config, self.config.context(n_ctx), n_slots, kv_type, n_blocks)
+    def new_cache(self, n_ctx: int, n_slots: int = 1, kv_type: str = "f16", n_blocks: int | None = None,
+                  step_tokens: int | None = None) -> KVCache:
+        return KVCache(self.config, self.config.context(n_ctx), n_slots, kv_type, n_blocks, step_tokens)
 
     def check_tokens(self, tokens) -> None:
         """Token ids must index the vocabulary (the embedding table and the logits)."""

@@ -118,7 +118,8 @@ class ModelRunner:
         self.defaults = defaults
         self.observer = observer or Observer()
         slots = config.parallel + config.cache_slots
-        self.cache = loaded.model.new_cache(n_ctx, slots, config.kv_type, n_blocks=config.parallel * KVCache.tiles(n_ctx))
+        self.cache = loaded.model.new_cache(n_ctx, slots, config.kv_type, n_blocks=config.parallel * KVCache.tiles(n_ctx),
+                                            step_tokens=self.step_tokens)
         self.slots = [Slot(i) for i in range(slots)]
         self.running: list[Choice] = []
         self._waiting: collections.deque[Job] = collections.deque()

@@ -1,13 +1,16 @@
 """The real Gemma 3 270M served: `llamba serve --model gemma-3-270m-q4_k_m.gguf` answers chat
 completions (whole and streamed), completions, the Responses API and the Messages API, each read
 by its own SDK, with the greedy answer the engine gives in-process (test_gemma3.py checks that
-one against llama.cpp and the exact computation)."""
+one against llama.cpp and the exact computation); a prompt longer than the sliding window, which
+the server prefills in steps while its windowed layers give back what leaves the window, gets the
+answer the model computes in one piece with every position kept."""
 import anthropic
 import openai
 import pytest
 
 from llamba.engine.chat.template import ChatTemplate
-from tests.support.gemma3 import gemma3_path
+from tests.support import _load, reference
+from tests.support.gemma3 import NAME, gemma3_path
 from tests.support.server import llamba_server
 
 pytestmark = pytest.mark.slow
@@ -42,3 +45,16 @@ def test_responses_and_messages_answer_alike(base):
     message = anthropic.Anthropic(base_url=base, api_key="unused").messages.create(
         model=MODEL, max_tokens=8, messages=ASK, extra_body={"temperature": 0})
     assert message.content[0].text == chat.choices[0].message.content and message.stop_reason == "max_tokens"
+
+
+def test_a_prompt_longer_than_the_window_gets_the_answer_computed_in_one_piece(base):
+    prompt = reference(NAME)["text_ids"][:700]  # 700 tokens: three steps of the server's 256, window 512
+    model, tok = (lm := _load(gemma3_path())).model, lm.tokenizer
+    cache, ids = model.new_cache(1024), []
+    logits = model.forward(prompt, 0, cache)
+    for k in range(8):
+        ids.append(int(logits.argmax()))
+        logits = model.forward([ids[-1]], len(prompt) + k, cache)
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused")
+    answer = client.completions.create(model=MODEL, prompt=prompt, max_tokens=8, temperature=0)
+    assert answer.choices[0].text == tok.decode(ids) and answer.usage.completion_tokens == 8

@@ -6,10 +6,9 @@ the exact computation closely and llama.cpp's 8-bit one within that rounding's r
 import numpy as np
 import pytest
 
-from llamba.engine.loader import LoadedModel
 from llamba.engine.model import Span
 from llamba.engine.perplexity import perplexity
-from tests.support import GPL_TEXT, exact_activations, greedy_steps_followed, reference, require_file
+from tests.support import GPL_TEXT, _load, exact_activations, greedy_steps_followed, reference, require_file
 from tests.support.families import sha256
 from tests.support.gemma3 import NAME, gemma3_path
 
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.slow
 def gemma():
     path = gemma3_path()
     assert sha256(path) == reference(NAME)["file_sha256"]
-    return LoadedModel.load(path)
+    return _load(path)
 
 
 def test_the_file_is_read_as_gemma3(gemma):

@@ -105,15 +105,20 @@ def test_sliding_window_layers_hold_only_the_window():
     still sees, gives the rest back as it goes on, and can go on only from where it holds them."""
     windowed = ModelConfig(dim=32, n_layers=3, n_heads=4, n_kv_heads=2, ffn_dim=64, vocab_size=100, rms_eps=1e-5,
                            rope_base=10000.0, context_length=1024, sliding_window=64, swa_layers=(0, 1))
-    cache = KVCache(windowed, 1024, n_slots=2)
+    # two sequences' worth of blocks, at most 8 tokens a step (as the scheduler makes it)
+    cache = KVCache(windowed, 1024, n_slots=2, n_blocks=2 * KVCache.tiles(1024), step_tokens=8)
     full, window = cache.pools
     assert cache.where[2] == (full, 0) and cache.where[1] == (window, 1)
-    for position in range(0, 600, 8):  # a long sequence, a few tokens a step
-        cache.claim(0, position, position + 8)
-        held = (window.table[0] >= 0).sum()
-        assert held * TILE <= 64 + 8 + 2 * TILE, (position, held)  # the window, this step's tokens, two tile edges
+    assert len(window.holders) == 2 * (KVCache.tiles(64 + 8) + 2) and len(full.holders) == 2 * KVCache.tiles(1024)
+    assert KVCache.size(windowed, 1024, 2, step_tokens=8) < KVCache.size(windowed, 1024, 2) / 2
+    for position in range(0, 600, 8):  # two long sequences, a few tokens a step: the small pool is enough
+        for slot in (0, 1):
+            cache.claim(slot, position, position + 8)
+            held = (window.table[slot] >= 0).sum()
+            assert held * TILE <= 64 + 8 + 2 * TILE, (position, held)  # the window, this step's tokens, two tile edges
     assert (full.table[0, :KVCache.tiles(600)] >= 0).all()  # every position, in the full layers
     assert cache.reusable(0, 600) == 600 and cache.reusable(0, 300) == 0  # 300's window was given back
+    cache.truncate(1, 0)
     cache.share(0, 1, 600)
     assert (window.table[1] == window.table[0]).all() and cache.reusable(1, 600) == 600
     cache.truncate(0, 0)
