@@ -82,6 +82,8 @@ class Answer:
     read as it comes, a completion's)."""
     events: list = field(default_factory=list)
     reader: AnswerReader | None = None
+    reasoning_tokens: int = 0  # the tokens of its thinking (the ones that open and end it included)
+    undecided: int = 0         # tokens read before the reader could tell whether it thinks
 
     @property
     def text(self) -> str:
@@ -108,7 +110,12 @@ class AnswerStream:
             answer.events.append(event)
             changes: list[Change] = []
             if answer.reader is not None:
+                thinking = answer.reader.thinking in ("maybe", "open")
                 changes = answer.reader.push(event.text) + (answer.reader.finish() if event.finish_reason else [])
+                if thinking:
+                    answer.undecided += 1
+                    if answer.reader.first:  # (it thinks: so were they)
+                        answer.reasoning_tokens, answer.undecided = answer.reasoning_tokens + answer.undecided, 0
             yield event, changes
         for answer in self.answers:  # a job stopped early (its client gone): its answers end where they are
             if answer.reader is not None and not (answer.events and answer.events[-1].finish_reason):
@@ -133,3 +140,7 @@ class AnswerStream:
     @property
     def generated(self) -> int:
         return sum(len(a.events) for a in self.answers)
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return sum(a.reasoning_tokens for a in self.answers)

@@ -90,6 +90,7 @@ def usage(answers: AnswerStream) -> p.ResponseUsage:
     # (the prefix cache keeps every prompt token it did not have: those are its writes)
     details = p.InputTokensDetails(cached_tokens=cached, cache_write_tokens=prompt - cached)
     return p.ResponseUsage(input_tokens=prompt, input_tokens_details=details, output_tokens=output,
+                           output_tokens_details=p.OutputTokensDetails(reasoning_tokens=answers.reasoning_tokens),
                            total_tokens=prompt + output)
 
 

@@ -45,6 +45,9 @@ def test_chat_completions_return_the_thinking_as_reasoning_content():
     message = ChatCompletion.model_validate(r.json()).choices[0].message
     assert message.content == "Paris." and r.json()["choices"][0]["message"]["reasoning_content"] == \
         "The user asks for a capital."
+    # the fake runner's tokens are bytes: "<think>\n...\n</think>" is the thinking's tokens
+    thought_tokens = len(ANSWER.encode()) - len("\n\nParis.")
+    assert r.json()["usage"]["completion_tokens_details"]["reasoning_tokens"] == thought_tokens
     chunks = [ChatCompletionChunk.model_validate(c) for c in events(post("/v1/chat/completions",
                                                                          {"messages": ASK, "stream": True})[0].text)]
     deltas = [c.choices[0].delta for c in chunks if c.choices]
@@ -63,6 +66,7 @@ def test_responses_return_a_reasoning_item_before_the_message():
     reasoning, message = response.output
     assert reasoning.type == "reasoning" and reasoning.content[0].text == "The user asks for a capital."
     assert reasoning.id.startswith("rs_") and message.type == "message" and response.output_text == "Paris."
+    assert response.usage.output_tokens_details.reasoning_tokens == len(ANSWER.encode()) - len("\n\nParis.")
     stream = [TypeAdapter(ResponseStreamEvent).validate_python(e)
               for e in data_lines(post("/v1/responses", {"input": "Capital of France?", "stream": True})[0].text)]
     deltas = "".join(e.delta for e in stream if e.type == "response.reasoning_text.delta")
