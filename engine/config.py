@@ -103,10 +103,10 @@ class ModelConfig:
             raise GGUFError(f"{f.path}: unsupported RoPE scaling {scaling!r} ({arch}.rope.scaling.type)")
 
         tokens = meta.get("tokenizer.ggml.tokens")
-        n_heads = count("attention.head_count")
+        n_heads, n_layers = count("attention.head_count"), count("block_count")
         config = cls(
             dim=count("embedding_length"),
-            n_layers=count("block_count"),
+            n_layers=n_layers,
             n_heads=n_heads,
             n_kv_heads=count("attention.head_count_kv", n_heads),
             ffn_dim=count("feed_forward_length"),
@@ -117,12 +117,12 @@ class ModelConfig:
             rope_dim=count("rope.dimension_count") if f"{arch}.rope.dimension_count" in meta else None,
             key_length=count("attention.key_length") if f"{arch}.attention.key_length" in meta else None,
             arch=arch,
-            **sliding_window(f, arch, count("block_count")),
+            **sliding_window(f, arch, n_layers),
             logit_softcap=real("final_logit_softcapping", 0.0) if f"{arch}.final_logit_softcapping" in meta else 0.0,
             # Gemma 3 27B scales queries by its width per head, not its head size (gemma_pytorch's
             # query_pre_attn_scalar; llama.cpp tells it by its 62 layers)
             query_scale=(n_heads / count("embedding_length")) ** 0.5
-            if arch == "gemma3" and count("block_count") == 62 else None,
+            if arch == "gemma3" and n_layers == 62 else None,
         )
         if meta.get(f"{arch}.attention.value_length", config.head_dim) != config.head_dim:
             raise GGUFError(f"{f.path}: {arch}.attention.value_length differs from the key length {config.head_dim}")

@@ -149,23 +149,20 @@ class BlockPool:
     block (n_layers, n_blocks, kv_heads, head_dim, TILE), as ops.attention reads them; q8_0's
     scales likewise, one per 32 dimensions: (n_layers, n_blocks, kv_heads, TILE, head_dim / 32)
     and (n_layers, n_blocks, kv_heads, head_dim / 32, TILE) (other types: one unused scale). The
-    pool holds `n_blocks` (by default enough for every slot's whole context); with a `window`,
+    pool holds `n_blocks` (KVCache says how many); with a `window`,
     a slot's blocks wholly before the window of the positions it writes are given back."""
 
-    def __init__(self, c: ModelConfig, n_layers: int, n_ctx: int, n_slots: int = 1, kv_type: str = "f16",
-                 n_blocks: int | None = None, window: int = 0):
+    def __init__(self, c: ModelConfig, n_layers: int, n_ctx: int, n_slots: int, kv_type: str, n_blocks: int,
+                 window: int = 0):
         self.n_ctx, self.n_slots, self.window = n_ctx, n_slots, window
-        n_blocks = n_blocks or n_slots * self.tiles(n_ctx)
         k_shape, v_shape, k_scale_shape, v_scale_shape = self.shapes(c, n_layers, n_blocks, kv_type)
         self.k = anonymous_zeros(k_shape, KV_TYPES[kv_type])
         self.v = anonymous_zeros(v_shape, KV_TYPES[kv_type])
         self.k_scales = anonymous_zeros(k_scale_shape, np.float32)
         self.v_scales = anonymous_zeros(v_scale_shape, np.float32)
-        self.table = np.full((n_slots, self.tiles(n_ctx)), -1, np.int32)  # -1: no block yet
+        self.table = np.full((n_slots, tiles(n_ctx)), -1, np.int32)  # -1: no block yet
         self.holders = np.zeros(n_blocks, np.int32)  # slots holding each block
         self.free = list(range(n_blocks - 1, -1, -1))  # popped from the end: low blocks first
-
-    tiles = staticmethod(tiles)
 
     @staticmethod
     def shapes(c: ModelConfig, n_layers: int, n_blocks: int, kv_type: str) -> tuple[tuple[int, ...], ...]:
@@ -194,10 +191,10 @@ class BlockPool:
     def blocks_needed(self, slot: int, start: int, end: int) -> int:
         """Blocks `claim(slot, start, end)` would take from the pool (less, with a window, those
         it gives back first)."""
-        held = self.table[slot, start // ops.TILE:self.tiles(end)]
+        held = self.table[slot, start // ops.TILE:tiles(end)]
         needed = int(np.sum((held < 0) | (self.holders[np.maximum(held, 0)] > 1)))
         if self.window:
-            gone = self.table[slot, :max(0, start + 1 - self.window) // ops.TILE]
+            gone = self.table[slot, :self.first_seen(start)]
             needed -= int(np.sum((gone >= 0) & (self.holders[np.maximum(gone, 0)] == 1)))
         return max(needed, 0)
 
@@ -206,8 +203,8 @@ class BlockPool:
         a copy of each block another slot also holds (KVCache.claim checks there are enough).
         With a window, first give back the tiles that position `start` no longer sees."""
         if self.window:
-            self.release(slot, 0, max(0, start + 1 - self.window) // ops.TILE)
-        for tile in range(start // ops.TILE, self.tiles(end)):
+            self.release(slot, 0, self.first_seen(start))
+        for tile in range(start // ops.TILE, tiles(end)):
             held = self.table[slot, tile]
             if held >= 0 and self.holders[held] == 1:
                 continue
@@ -223,7 +220,7 @@ class BlockPool:
     def truncate(self, slot: int, n: int) -> None:
         """The slot keeps only its first n positions: blocks wholly past them go back to the pool
         (the rest of the last one is overwritten before it is read)."""
-        self.release(slot, self.tiles(n), self.table.shape[1])
+        self.release(slot, tiles(n), self.table.shape[1])
 
     def release(self, slot: int, first: int, end: int) -> None:
         """The slot lets go of its tiles first..end-1."""
@@ -238,14 +235,17 @@ class BlockPool:
     def share(self, src: int, dst: int, n: int) -> None:
         """Slot dst holds slot src's first n positions: the same blocks, none copied."""
         self.truncate(dst, 0)
-        blocks = self.table[src, :self.tiles(n)]
+        blocks = self.table[src, :tiles(n)]
         self.table[dst, :len(blocks)] = blocks
         self.holders[blocks[blocks >= 0]] += 1
 
+    def first_seen(self, position: int) -> int:
+        """The first tile a token at `position` sees (0 without a window)."""
+        return max(0, position + 1 - self.window) // ops.TILE if self.window else 0
+
     def holds_window(self, slot: int, n: int) -> bool:
         """Whether the slot still holds every position that a token at position n sees before it."""
-        first = max(0, n + 1 - self.window) // ops.TILE if self.window else 0
-        return n == 0 or bool((self.table[slot, first:self.tiles(n)] >= 0).all())
+        return n == 0 or bool((self.table[slot, self.first_seen(n):tiles(n)] >= 0).all())
 
     def store(self, layer: int, slots: np.ndarray, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
         """Keys and values (n, kv_heads, head_dim) of n tokens at these slots and (claimed)

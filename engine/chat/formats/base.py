@@ -87,6 +87,16 @@ def any_of(schemas: list[dict]) -> dict:
     return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
 
 
+def repeated(call: str, separator: str, parallel: bool) -> str:
+    """Lark for one call, or with `parallel` up to MAX_PARALLEL_CALLS separated by `separator` (a Lark item)."""
+    return f'{call} ({separator} {call}){{0,{MAX_PARALLEL_CALLS - 1}}}' if parallel else call
+
+
+def token_or_text(tag: str, special: dict[str, int]) -> str:
+    """Lark for `tag`: the special token it is where the vocabulary has one (llguidance: <name>), else its text."""
+    return tag if tag in special else f'"{tag}"'
+
+
 def json_rule(schema: dict) -> str:
     """llguidance's Lark for JSON following `schema`, written compactly (no free whitespace)."""
     return f"%json {json.dumps({**schema, **_COMPACT})}"

@@ -5,7 +5,7 @@ another. (In Qwen's vocabularies both tags are tokens of their own.) With tool_c
 grammar is lazy: it applies once the model writes `<tool_call>`."""
 from __future__ import annotations
 
-from .base import MAX_PARALLEL_CALLS, ToolFormat, any_of, call_schema, json_rule, objects_between
+from .base import ToolFormat, any_of, call_schema, json_rule, objects_between, repeated, token_or_text
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -18,9 +18,8 @@ class Hermes(ToolFormat):
         return OPEN in template_source
 
     def grammar(self, tools, choice, parallel, after_result, special):
-        # the tags as the tokens they are where the vocabulary has them (llguidance: <name>), else as text
-        open_, close = (tag if tag in special else f'"{tag}"' for tag in (OPEN, CLOSE))
-        calls = f'call ("\\n" call){{0,{MAX_PARALLEL_CALLS - 1}}}' if parallel else "call"
+        open_, close = token_or_text(OPEN, special), token_or_text(CLOSE, special)
+        calls = repeated("call", '"\\n"', parallel)
         lark = (f'start: {calls}\ncall: {open_} "\\n" json "\\n" {close}\n'
                 f'json: {json_rule(any_of([call_schema(t, "arguments") for t in tools]))}\n')
         return lark, ((OPEN,) if choice == "auto" else ())

@@ -5,7 +5,7 @@ grammar is lazy: the model may answer in words, and the grammar applies once its
 like a call."""
 from __future__ import annotations
 
-from .base import MAX_PARALLEL_CALLS, ToolFormat, any_of, call_schema, json_rule, objects_between
+from .base import ToolFormat, any_of, call_schema, json_rule, objects_between, repeated
 
 PYTHON_TAG = "<|python_tag|>"
 
@@ -19,8 +19,8 @@ class Llama3(ToolFormat):
 
     def grammar(self, tools, choice, parallel, after_result, special):
         python_tag = PYTHON_TAG in special  # (Llama 3.1 and later; 3.0-style vocabularies have none)
-        calls = f'call ("; " call){{0,{MAX_PARALLEL_CALLS - 1}}}' if parallel else "call"
         tag = f"{PYTHON_TAG}? " if python_tag else ""
+        calls = repeated("call", '"; "', parallel)
         lark = f'start: {tag}{calls}\ncall: {json_rule(any_of([call_schema(t, "parameters") for t in tools]))}\n'
         return lark, (() if choice != "auto" else (PYTHON_TAG, "{") if python_tag else ("{",))
 

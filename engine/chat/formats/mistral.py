@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .base import MAX_PARALLEL_CALLS, ToolFormat, any_of, call_schema, json_rule, objects_between
+from .base import ToolFormat, any_of, call_schema, json_rule, objects_between, repeated, token_or_text
 from ..json_scan import skip
 
 TAG = "[TOOL_CALLS]"
@@ -28,14 +28,13 @@ class Mistral(ToolFormat):
         return TAG in template_source
 
     def grammar(self, tools, choice, parallel, after_result, special):
-        tag = TAG if TAG in special else f'"{TAG}"'
         schemas = []
         for tool in tools:
             schema = call_schema(tool, "arguments")
             schemas.append({**schema, "properties": {**schema["properties"], "id": ID},
                             "required": [*schema["required"], "id"]})
-        calls = f'call (", " call){{0,{MAX_PARALLEL_CALLS - 1}}}' if parallel else "call"
-        lark = f'start: {tag} "[" {calls} "]"\ncall: {json_rule(any_of(schemas))}\n'
+        calls = repeated("call", '", "', parallel)
+        lark = f'start: {token_or_text(TAG, special)} "[" {calls} "]"\ncall: {json_rule(any_of(schemas))}\n'
         return lark, ((TAG,) if choice == "auto" else ())
 
     def history_message(self, message):
