@@ -69,8 +69,11 @@ class ExactModel:
             def w(role: str) -> np.ndarray | None:
                 return self.weight(f"blk.{i}.{role}")
             h = self.rms(x, f"blk.{i}.attn_norm.weight")
-            q, k, v = (h @ w(f"attn_{p}.weight").T + (w(f"attn_{p}.bias") if w(f"attn_{p}.bias") is not None else 0)
-                       for p in "qkv")
+            if w("attn_qkv.weight") is not None:  # Phi-3's Q, K and V rows in one matrix
+                q, k, v = np.split(h @ w("attn_qkv.weight").T, [c.q_dim, c.q_dim + c.kv_dim], axis=-1)
+            else:
+                q, k, v = (h @ w(f"attn_{p}.weight").T + (w(f"attn_{p}.bias") if w(f"attn_{p}.bias") is not None else 0)
+                           for p in "qkv")
             q, k, v = q.reshape(n, c.n_heads, hd), k.reshape(n, c.n_kv_heads, hd), v.reshape(n, c.n_kv_heads, hd)
             if w("attn_q_norm.weight") is not None:
                 q, k = self.rms(q, f"blk.{i}.attn_q_norm.weight"), self.rms(k, f"blk.{i}.attn_k_norm.weight")
@@ -89,7 +92,10 @@ class ExactModel:
                 out = self.rms(out, f"blk.{i}.post_attention_norm.weight")
             x = x + out
             h = self.rms(x, f"blk.{i}.ffn_norm.weight")
-            gate, up = h @ w("ffn_gate.weight").T, h @ w("ffn_up.weight").T
+            if w("ffn_gate.weight") is not None:
+                gate, up = h @ w("ffn_gate.weight").T, h @ w("ffn_up.weight").T
+            else:  # Phi-3's gate and up rows in one matrix, the gate's first
+                gate, up = np.split(h @ w("ffn_up.weight").T, 2, axis=-1)
             if c.family.gelu:  # the tanh approximation, as the models were trained
                 act = 0.5 * gate * (1 + np.tanh(np.sqrt(2 / np.pi) * (gate + 0.044715 * gate ** 3)))
             else:

@@ -1,10 +1,15 @@
 """Small synthetic models of other families, written here from a seed: the family's real
 vocabulary (tests/data/vocab, from llama.cpp) and chat template (tests/data/templates), random
-float32 weights. The references in tests/data/<name>.json were made by llama.cpp on the same
-files (`python -m tests.support.families NAME`, with llama-cpp-python installed); each records
-its file's sha256, which the file written here must have.
+float32 weights — or quantized (Q4_0, Q8_0, Q4_K_M) with the type llama-quantize gives each
+tensor: 32-value types quantized by gguf (as llama-quantize's reference code does), K-quants as
+random blocks (gguf has no K-quant quantizer, and llama.cpp is not installed in CI). The
+references in tests/data/<name>.json were made by llama.cpp on the same files (`python -m
+tests.support.families NAME`, with llama-cpp-python installed), and for a quantized file
+<name>.exact.json by the float64 computation (tests/support/exact.py); each records its file's
+sha256, which the file written here must have.
 
-    python -m tests.support.families synth-qwen2-f32   # writes the reference JSON
+    python -m tests.support.families synth-qwen2-f32    # writes the reference JSON
+    python -m tests.support.families synth-qwen2-q4_k_m # writes it and the float64 one (.exact.json)
 """
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from gguf import GGUFWriter
+from gguf import GGMLQuantizationType as Q, GGUFWriter
+from gguf.quants import quantize
 
 from llamba.engine.gguf_file import GGUFFile
 
@@ -37,17 +43,70 @@ FAMILY_MODELS = {
                                 eos="</s>"),
 }
 SHAPE = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn=128, context=4096, rope_base=1e6, eps=1e-6)
+# The same families quantized as llama-quantize lays out what people download, wide enough (256) for
+# K-quants' blocks: synth-<family>-<q4_0|q8_0|q4_k_m>.
+QUANTS = {"q4_0": 2, "q8_0": 7, "q4_k_m": 15}  # -> general.file_type (llama.cpp's LLAMA_FTYPE_MOSTLY_*)
+QUANT_SHAPE = dict(SHAPE, dim=256, ffn=512)
+QUANTIZED_MODELS = {name.replace("-f32", f"-{quant}"): dict(spec, quant=quant)
+                    for name, spec in FAMILY_MODELS.items() for quant in QUANTS}
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time, in a land far away,",
            "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n", "Ein kleiner Test auf Deutsch:",
            "日本語のテキストです。", "🦙 llamas and 🐪 camels", "1, 2, 3, 4, 5,"]
 TOKENIZE = PROMPTS + ["", " ", "   leading spaces", "tabs\tand\nnewlines\r\n", "<|im_start|> as text",
                       "Hello, World! 12345678 ünï", "    def f(x):\n        return x ** 2\n"]
+QUANT_STEPS = 64  # greedy steps per prompt in a quantized file's references
+QUANT_TEXT_CHARS = 6000  # of the GPL-2 text, for a quantized file's perplexity in chunks of QUANT_CTX
+QUANT_CTX = 256
 
 
-def write(name: str, path: Path) -> None:
-    spec, s = FAMILY_MODELS[name], SHAPE
+def tensor_type(quant: str, name: str, layer: int, n_layers: int, cols: int) -> Q:
+    """llama-quantize's choice for a weight matrix (llama.cpp src/llama-quant.cpp, no imatrix):
+    the tied output matrix in Q6_K (Q8_0 files keep Q8_0); in Q4_K_M, Q6_K for attn_v and ffn_down
+    on the layers `use_more_bits` picks, Q5_K for a fused QKV, Q4_K elsewhere; a K-quant whose rows
+    are not a multiple of 256 falls back to Q5_0, Q5_1 or Q8_0."""
+    more_bits = layer < n_layers / 8 or layer >= 7 * n_layers / 8 or (layer - n_layers / 8) % 3 == 2
+    if quant == "q8_0":
+        return Q.Q8_0
+    if name == "token_embd.weight":  # tied: it is the output matrix too
+        kind = Q.Q6_K
+    elif quant == "q4_0":
+        kind = Q.Q4_0
+    elif name.endswith(("attn_v.weight", "ffn_down.weight")) and more_bits:
+        kind = Q.Q6_K
+    else:
+        kind = Q.Q5_K if name.endswith("attn_qkv.weight") else Q.Q4_K
+    if kind in (Q.Q4_K, Q.Q5_K, Q.Q6_K) and cols % 256:
+        kind = {Q.Q4_K: Q.Q5_0, Q.Q5_K: Q.Q5_1, Q.Q6_K: Q.Q8_0}[kind]
+    return kind
+
+
+def k_blocks(rng: np.random.Generator, kind: Q, rows: int, cols: int, std: float) -> np.ndarray:
+    """Random K-quant blocks (gguf has no K-quant quantizer): random quants, scales and mins, and
+    each block's float16 scale chosen so that the values' standard deviation is about `std`.
+    Q4_K/Q5_K: d, dmin, 12 bytes of 6-bit scales and mins, [Q5_K: 32 bytes of fifth bits,] nibbles;
+    Q6_K: 128 + 64 bytes of quants, 16 int8 scales (kept to ±32), d."""
+    n = rows * cols // 256
+    size = {Q.Q4_K: 144, Q.Q5_K: 176, Q.Q6_K: 210}[kind]
+    blocks = rng.integers(0, 256, (n, size), dtype=np.uint8)
+    jitter = rng.uniform(0.5, 1.5, n)
+    if kind == Q.Q6_K:
+        blocks[:, 192:208] = rng.integers(-32, 33, (n, 16)).astype(np.int8).view(np.uint8)
+        blocks[:, 208:210] = (std / (18.5 * 19) * jitter).astype(np.float16)[:, None].view(np.uint8)
+    else:  # value = d * scale * q - dmin * min: dmin = d * mean(q) keeps the mean near zero
+        d = std / (243 if kind == Q.Q4_K else 486) * jitter
+        blocks[:, 0:2] = d.astype(np.float16)[:, None].view(np.uint8)
+        blocks[:, 2:4] = (d * (7.5 if kind == Q.Q4_K else 15.5)).astype(np.float16)[:, None].view(np.uint8)
+    return blocks.reshape(rows, cols // 256 * size)
+
+
+def write(name: str, path: Path, shape: dict | None = None) -> None:
+    """The file of FAMILY_MODELS or QUANTIZED_MODELS `name`, in its shape or in `shape` (SHAPE's keys,
+    and key_length where heads are not dim / n_heads: bench/synth_model.py writes real models' shapes)."""
+    spec = FAMILY_MODELS.get(name) or QUANTIZED_MODELS[name]
+    quant, s = spec.get("quant"), shape or (QUANT_SHAPE if "quant" in spec else SHAPE)
     rng = np.random.default_rng(int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
-    arch, head_dim = spec["arch"], spec.get("key_length", s["dim"] // s["n_heads"])
+    arch = spec["arch"]
+    head_dim = s.get("key_length") or spec.get("key_length") or s["dim"] // s["n_heads"]
     q_dim, kv_dim = s["n_heads"] * head_dim, s["n_kv_heads"] * head_dim
     vocab = GGUFFile(DATA / "vocab" / f"ggml-vocab-{spec['vocab']}.gguf").metadata
     n_vocab = len(vocab["tokenizer.ggml.tokens"])
@@ -59,12 +118,12 @@ def write(name: str, path: Path) -> None:
     w.add_feed_forward_length(s["ffn"])
     w.add_head_count(s["n_heads"])
     w.add_head_count_kv(s["n_kv_heads"])
-    if "key_length" in spec:
+    if head_dim != s["dim"] // s["n_heads"]:
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
     w.add_rope_freq_base(s["rope_base"])
     w.add_layer_norm_rms_eps(s["eps"])
-    w.add_file_type(0)
+    w.add_file_type(QUANTS.get(quant, 0))
     for key in ("model", "pre"):
         w.add_string(f"tokenizer.ggml.{key}", vocab[f"tokenizer.ggml.{key}"])
     w.add_token_list(vocab["tokenizer.ggml.tokens"].as_bytes())
@@ -80,11 +139,20 @@ def write(name: str, path: Path) -> None:
     w.add_chat_template((DATA / "templates" / spec["template"]).read_text())
 
     def tensor(name: str, *shape: int, scale: float = 0.0) -> None:
-        """Normal weights of standard deviation 1/sqrt(fan-in), or norms near 1 (scale > 0)."""
+        """Normal weights of standard deviation 1/sqrt(fan-in), or norms near 1 (scale > 0); in a
+        quantized file a matrix takes the type llama-quantize gives it."""
         if scale:
             w.add_tensor(name, (1 + scale * rng.standard_normal(shape)).astype(np.float32))
-        else:
+        elif quant is None:
             w.add_tensor(name, (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32))
+        else:
+            layer = int(name.split(".")[1]) if name.startswith("blk.") else 0
+            kind = tensor_type(quant, name, layer, s["n_layers"], shape[-1])
+            if kind in (Q.Q4_K, Q.Q5_K, Q.Q6_K):
+                w.add_tensor(name, k_blocks(rng, kind, *shape, 1 / np.sqrt(shape[-1])), raw_dtype=kind)
+            else:
+                weights = (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)
+                w.add_tensor(name, quantize(weights, kind), raw_dtype=kind)
 
     tensor("token_embd.weight", n_vocab, s["dim"])
     tensor("output_norm.weight", s["dim"], scale=0.1)
@@ -164,7 +232,60 @@ def make_reference(name: str) -> dict:
     return dict(file_sha256=sha256(path), llama_cpp_python=llama_cpp.__version__, tokenize=tokenize, greedy=greedy)
 
 
+def make_quant_references(name: str) -> tuple[dict, dict]:
+    """A quantized file's references: llama.cpp's (its float16 KV cache, as llama-server runs) and
+    the float64 computation's (tests/support/exact.py): QUANT_STEPS greedy steps after each of
+    PROMPTS with their top 5 logprobs, and the perplexity of the GPL-2 text's first
+    QUANT_TEXT_CHARS characters in chunks of QUANT_CTX tokens."""
+    import llama_cpp
+
+    from . import GPL_TEXT
+    from .exact import ExactModel, greedy, log_softmax, perplexity
+
+    path = family_model(name)
+    llm = llama_cpp.Llama(str(path), n_ctx=QUANT_CTX, n_batch=QUANT_CTX, logits_all=True, verbose=False, seed=0,
+                          n_threads=2)
+    exact_model = ExactModel(path)
+    ours = dict(file_sha256=sha256(path), llama_cpp_python=llama_cpp.__version__, greedy=[])
+    exact = dict(file_sha256=ours["file_sha256"], greedy=[])
+    for prompt in PROMPTS:
+        ids = llm.tokenize(prompt.encode(), add_bos=True, special=True)
+        llm.reset()
+        llm.eval(ids)
+        steps = []
+        for _ in range(QUANT_STEPS):
+            logprobs = log_softmax(llm.scores[llm.n_tokens - 1].astype(np.float64))
+            top = np.argsort(-logprobs, kind="stable")[:5]
+            steps.append(dict(id=int(top[0]), logprob=float(logprobs[top[0]]),
+                              top=[[int(i), float(logprobs[i])] for i in top]))
+            llm.eval([int(top[0])])
+        ours["greedy"].append(dict(prompt=prompt, prompt_ids=ids, output_ids=[s["id"] for s in steps], steps=steps))
+        steps = greedy(exact_model, ids, QUANT_STEPS)
+        exact["greedy"].append(dict(prompt=prompt, prompt_ids=ids, output_ids=[s["id"] for s in steps], steps=steps))
+    text_ids = llm.tokenize(GPL_TEXT.read_text()[:QUANT_TEXT_CHARS].encode(), add_bos=True, special=False)
+    bos = llm.token_bos() if llm.token_bos() >= 0 else text_ids[0]
+    nll, count, first = 0.0, 0, QUANT_CTX // 2
+    for chunk in range(len(text_ids) // QUANT_CTX):  # llama-perplexity's protocol (engine/perplexity.py)
+        ids = [bos] + text_ids[chunk * QUANT_CTX + 1:(chunk + 1) * QUANT_CTX]
+        llm.reset()
+        llm.eval(ids)
+        logprobs = log_softmax(llm.scores[first:QUANT_CTX - 1].astype(np.float64))
+        nll -= logprobs[np.arange(len(logprobs)), ids[first + 1:]].sum()
+        count += len(logprobs)
+    chunks = len(text_ids) // QUANT_CTX
+    ours["perplexity"] = dict(text="GPL-2", chars=QUANT_TEXT_CHARS, n_ctx=QUANT_CTX, chunks=chunks,
+                              ppl=float(np.exp(nll / count)))
+    ppl, chunks = perplexity(exact_model, text_ids, QUANT_CTX, bos)
+    exact["perplexity"] = dict(text="GPL-2", chars=QUANT_TEXT_CHARS, n_ctx=QUANT_CTX, chunks=chunks, ppl=ppl)
+    return ours, exact
+
+
 if __name__ == "__main__":
     for name in sys.argv[1:]:
-        (DATA / f"{name}.json").write_text(json.dumps(make_reference(name), ensure_ascii=False, indent=1) + "\n")
-        print(f"wrote tests/data/{name}.json")
+        if name in QUANTIZED_MODELS:
+            for suffix, ref in zip(("", ".exact"), make_quant_references(name)):
+                (DATA / f"{name}{suffix}.json").write_text(json.dumps(ref, ensure_ascii=False, indent=1) + "\n")
+                print(f"wrote tests/data/{name}{suffix}.json")
+        else:
+            (DATA / f"{name}.json").write_text(json.dumps(make_reference(name), ensure_ascii=False, indent=1) + "\n")
+            print(f"wrote tests/data/{name}.json")
