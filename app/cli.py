@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", help="a folder of GGUF files, each loaded when a request names it")
     p.add_argument("--max-loaded-models", type=int, help="models loaded at once (the least recently used unloads)")
     p.add_argument("--idle-unload", type=float, help="seconds before an unused model unloads (0: never)")
+    p.add_argument("--no-webui", dest="webui", action="store_false", default=None,
+                   help="no chat page at / (it answers 404)")
     p.set_defaults(func=None)
     return parser
 

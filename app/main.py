@@ -21,7 +21,7 @@ from llamba.engine.c_heap import limit_malloc_arenas
 from llamba.engine.kernels import isa
 from llamba.engine.loader import set_threads
 
-from . import errors
+from . import chat_page, errors
 from .limits import MB, BodyLimit
 from .metrics import Metrics
 from .model_pool import ModelPool, check_kv_budget
@@ -81,6 +81,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     errors.install(app)
     app.include_router(router)
+    if settings.webui:
+        chat_page.install(app)
     describe_models(app, st.pool.ids)
     return app
 
@@ -151,7 +153,7 @@ def serve(args) -> int:
     overrides = dict(host=args.host, port=args.port, threads=args.threads, context_length=args.ctx,
                      queue_size=args.queue_size, parallel=args.parallel, api_keys=args.api_keys,
                      models_dir=args.models_dir, max_loaded_models=args.max_loaded_models,
-                     idle_unload=args.idle_unload)
+                     idle_unload=args.idle_unload, webui=args.webui)
     if args.model:
         path = args.model
         if path.startswith("hf://"):  # pulled into the models folder first (nothing new if it is there)

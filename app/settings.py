@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(30, ge=0)
     # how /v1/embeddings pools a text's hidden states (None: the model file's own, else "mean")
     pooling: Literal[POOLINGS] | None = None
+    webui: bool = True  # the chat page at /
     stored_responses: int = Field(1000, ge=0)  # the Responses API's, kept in memory (oldest evicted first)
     models: list[ModelSettings] = [ModelSettings(id=DEFAULT_MODEL_ID)]
     # a folder of GGUF files, each a model loaded when a request first names it (ids: file names)

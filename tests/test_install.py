@@ -54,12 +54,16 @@ def test_installed_server_uses_the_packaged_configuration(installed, tmp_path):
             assert proc.poll() is None, proc.stderr.read()
             subprocess.run(["sleep", "0.2"])
         card = httpx.get(f"http://127.0.0.1:{port}/v1/models/smollm2-135m-instruct").json()
+        # the chat page and the files it loads are in the wheel
+        page = [httpx.get(f"http://127.0.0.1:{port}/{path}") for path in
+                ("", "webui/chat.js", "webui/chat.css", "webui/vendor/marked.esm.js", "webui/vendor/purify.es.mjs")]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     # it started (without its packaged default.yaml it would have refused to) and serves the
     # configured model with the default model's own sampling
     assert card["id"] == "smollm2-135m-instruct" and card["meta"]["sampling_defaults"]["temperature"] == 0.2
+    assert [r.status_code for r in page] == [200] * 5 and "<title>llamba</title>" in page[0].text
 
 
 @pytest.mark.parametrize("config, expected", [
