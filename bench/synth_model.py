@@ -127,8 +127,37 @@ def bench_q4_k_m() -> Path:
     return path
 
 
+# The other families in their real models' shapes, laid out as llama-quantize lays out Q4_K_M
+# (tests/support/families.py, random blocks): the 3.8B and 7B with fewer layers (speed per layer is
+# what compares; a whole one would take minutes a run here).
+FAMILY_SHAPES = {
+    "qwen2": ("Qwen2.5-0.5B-shaped Q4_K_M", "synth-qwen2-q4_k_m",
+              dict(dim=896, n_layers=24, n_heads=14, n_kv_heads=2, ffn=4864, context=32768, rope_base=1e6, eps=1e-6)),
+    "qwen3": ("Qwen3-0.6B-shaped Q4_K_M", "synth-qwen3-q4_k_m",
+              dict(dim=1024, n_layers=28, n_heads=16, n_kv_heads=8, key_length=128, ffn=3072, context=40960,
+                   rope_base=1e6, eps=1e-6)),
+    "phi3": ("Phi-3-mini-shaped Q4_K_M, 8 of 32 layers", "synth-phi3-q4_k_m",
+             dict(dim=3072, n_layers=8, n_heads=32, n_kv_heads=32, ffn=8192, context=4096, rope_base=1e4, eps=1e-5)),
+    "mistral": ("Mistral-7B-shaped Q4_K_M, 4 of 32 layers", "synth-llama-spm-q4_k_m",
+                dict(dim=4096, n_layers=4, n_heads=32, n_kv_heads=8, ffn=14336, context=32768, rope_base=1e6,
+                     eps=1e-5)),
+}
 BENCH_MODELS = {"q4_0": "1B-shaped Q4_0", "q8_0": "1B-shaped Q8_0", "q4_k_m_1b": "1B-shaped Q4_K_M",
-                "smollm2": "SmolLM2-135M Q4_1", "q4_k_m": "synth small Q4_K_M", "gemma3": "Gemma 3 270M Q4_K_M"}
+                "smollm2": "SmolLM2-135M Q4_1", "q4_k_m": "synth small Q4_K_M", "gemma3": "Gemma 3 270M Q4_K_M",
+                **{name: label for name, (label, _, _) in FAMILY_SHAPES.items()}}
+
+
+def bench_family(name: str) -> Path:
+    """A FAMILY_SHAPES file, written on first use."""
+    _, family, shape = FAMILY_SHAPES[name]
+    path = CACHE / f"{name}-bench-q4_k_m.gguf"
+    if not path.exists():
+        from tests.support.families import write
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        write(family, partial, shape)
+        partial.rename(path)
+    return path
 
 
 def bench_file(name: str) -> Path:
@@ -143,6 +172,8 @@ def bench_file(name: str) -> Path:
     if name == "gemma3":  # (the real file, from its PyPI package: tests/support/gemma3.py)
         from tests.support.gemma3 import gemma3_path
         return gemma3_path()
+    if name in FAMILY_SHAPES:
+        return bench_family(name)
     return bench_model(name)
 
 
