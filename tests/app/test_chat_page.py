@@ -237,9 +237,13 @@ def test_picking_a_folder_model_loads_it_and_answers_with_it(page):
             open_page(page, base + "/")
             options = page.locator("#model option").all_text_contents()
             assert f"{second} (not loaded)" in options, options
+            page.evaluate("""() => { window.statuses = []; const status = document.getElementById('model-status');
+                new MutationObserver(() => window.statuses.push(status.textContent))
+                    .observe(status, {childList: true, characterData: true, subtree: true}); }""")
             page.select_option("#model", second)
             page.wait_for_function(f"[...document.querySelectorAll('#model option')].some(o => o.textContent === '{second}')")
-            assert "loaded" in page.locator("#model-status").text_content()
+            assert f"loading {second}…" in page.evaluate("window.statuses")  # said while it loaded
+            assert page.locator("#model-status").text_content().startswith("loaded")
             cards = {m["id"]: m for m in httpx.get(base + "/v1/models").json()["data"]}
             assert cards[second]["meta"]["loaded"] is True
             settings(page, max_tokens="5")
@@ -258,6 +262,23 @@ def test_the_page_works_behind_nginx_at_a_sub_path(page, server, tmp_path):
         assert USAGE.match(answer_to(page, "Hi")[1])
         assert all(url.startswith(proxy + "/llm/") for url in requests[1:]), requests  # (after the redirect)
         assert any(url == proxy + "/llm/v1/chat/completions" for url in requests)
+
+
+def test_the_page_fits_a_phone_and_every_control_is_labelled(page, server):
+    page.set_viewport_size({"width": 375, "height": 700})
+    open_page(page, server + "/")
+    for label in ("Model", "System prompt", "Temperature", "Max tokens", "Message"):
+        assert page.get_by_label(label, exact=True).count() == 1, label
+    settings(page, max_tokens="40")
+    answer_to(page, "Write a Python function that adds two numbers.")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
+    for name in ("Send", "New chat", "Settings", "Edit", "Regenerate"):
+        box = page.get_by_role("button", name=name, exact=True).bounding_box()
+        assert box and 0 <= box["x"] and box["x"] + box["width"] <= 375, name
+    page.fill("#prompt", "one")
+    page.press("#prompt", "Shift+Enter")  # a new line, not a send
+    page.keyboard.type("two")
+    assert page.input_value("#prompt") == "one\ntwo" and page.locator(".message.user").count() == 1
 
 
 def test_a_screenshot_of_an_exchange(page, server, tmp_path):
