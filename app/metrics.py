@@ -1,4 +1,9 @@
-"""Prometheus metrics for /metrics: what each model runner reports, on a registry per app."""
+"""Prometheus metrics for /metrics: what each model runner reports, on a registry per app; beside
+llamba's own, vLLM's names for the gauges that routers and schedulers read (the Gateway API
+Inference Extension's endpoint picker, llm-d and KServe read `vllm:num_requests_waiting`,
+`vllm:num_requests_running`, `vllm:kv_cache_usage_perc` and `vllm:cache_config_info`; the
+production-stack router the older `vllm:gpu_cache_usage_perc` and `vllm:gpu_prefix_cache_*`),
+labelled `model_name` as vLLM labels them."""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -29,6 +34,31 @@ class Metrics:
                                       labels, buckets=LATENCY_BUCKETS, registry=r)
         self.per_token = Histogram("llamba_time_per_output_token_seconds", "Between consecutive tokens",
                                    labels, buckets=LATENCY_BUCKETS, registry=r)
+        self.load: dict[str, int] = {}  # requests running + waiting per model (GET /get_load)
+        self.cache_config: dict[str, tuple[str, str]] = {}  # a loaded model's (block_size, num_gpu_blocks)
+        vllm = ["model_name"]
+        self.vllm_running = Gauge("vllm:num_requests_running", "Requests being generated", vllm, registry=r)
+        self.vllm_waiting = Gauge("vllm:num_requests_waiting", "Requests queued", vllm, registry=r)
+        self.vllm_kv_usage = [Gauge(name, "Fraction of the KV pool's blocks in use (1 = full)", vllm, registry=r)
+                              for name in ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")]
+        self.vllm_cache_config = Gauge("vllm:cache_config_info", "The KV pool: positions per block, blocks",
+                                       vllm + ["block_size", "num_gpu_blocks"], registry=r)
+        self.vllm_prefix_queries = [Counter(name, "Prompt tokens looked up in the prefix cache", vllm, registry=r)
+                                    for name in ("vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries")]
+        self.vllm_prefix_hits = [Counter(name, "Prompt tokens found in the prefix cache", vllm, registry=r)
+                                 for name in ("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits")]
+
+    def model_loaded(self, model: str, seconds: float, block_size: int, blocks: int) -> None:
+        self.loaded.labels(model).set(1)
+        self.load_seconds.labels(model).observe(seconds)
+        self.cache_config[model] = (str(block_size), str(blocks))
+        self.vllm_cache_config.labels(model, *self.cache_config[model]).set(1)
+
+    def model_unloaded(self, model: str) -> None:
+        self.loaded.labels(model).set(0)
+        self.load.pop(model, None)
+        if model in self.cache_config:
+            self.vllm_cache_config.remove(model, *self.cache_config.pop(model))
 
     def observer(self, model: str) -> Observer:
         return _ModelObserver(self, model)
@@ -41,14 +71,22 @@ class _ModelObserver(Observer):
     def __init__(self, m: Metrics, model: str):
         self.m, self.model = m, model
 
-    def queue(self, running: int, waiting: int, busy_slots: int) -> None:
+    def queue(self, running: int, waiting: int, busy_slots: int, kv_usage: float) -> None:
         self.m.running.labels(self.model).set(running)
         self.m.waiting.labels(self.model).set(waiting)
         self.m.busy_slots.labels(self.model).set(busy_slots)
+        self.m.load[self.model] = running + waiting
+        self.m.vllm_running.labels(self.model).set(running)
+        self.m.vllm_waiting.labels(self.model).set(waiting)
+        for gauge in self.m.vllm_kv_usage:
+            gauge.labels(self.model).set(kv_usage)
 
     def admitted(self, job: Job) -> None:
         self.m.requests.labels(self.model).inc()
         self.m.prompt_tokens.labels(self.model).inc(job.prompt_tokens)
+        for queries, hits in zip(self.m.vllm_prefix_queries, self.m.vllm_prefix_hits):
+            queries.labels(self.model).inc(job.prompt_tokens)
+            hits.labels(self.model).inc(job.cached_tokens)
         if job.cached_tokens:
             self.m.cached_tokens.labels(self.model).inc(job.cached_tokens)
             self.m.cache_hits.labels(self.model).inc()

@@ -160,8 +160,7 @@ class ModelPool:
                 raise OpenAIError(400, f"The model '{model.id}' cannot be loaded: {e}", param="model",
                                   code="model_load_failed") from None
         seconds = time.perf_counter() - began
-        self.metrics.loaded.labels(model.id).set(1)
-        self.metrics.load_seconds.labels(model.id).observe(seconds)
+        self.metrics.model_loaded(model.id, seconds, model.runner.cache.block_size, model.runner.cache.n_blocks)
         log.info("model %s loaded in %.1f s", model.id, seconds)
 
     def _fits(self, model: Model, others: list[Model]) -> bool:
@@ -198,7 +197,7 @@ class ModelPool:
         del runner
         gc.collect()  # (the weights' mapping and the KV pool go with the last reference)
         release_freed_memory()
-        self.metrics.loaded.labels(model.id).set(0)
+        self.metrics.model_unloaded(model.id)
         log.info("model %s unloaded (%s)", model.id, why)
 
     async def unload_idle(self) -> None:

@@ -125,6 +125,19 @@ class KVCache:
         for pool in self.pools:
             pool.share(src, dst, n)
 
+    def usage(self) -> float:
+        """The fraction of the full layers' pool in use (vLLM's kv_cache_usage_perc: blocks held
+        over blocks in the pool; a finished prompt kept for prefix reuse holds its blocks)."""
+        pool = self.pools[0]
+        return 1 - len(pool.free) / len(pool.holders)
+
+    block_size = ops.TILE  # positions per block
+
+    @property
+    def n_blocks(self) -> int:
+        """Blocks in the full layers' pool."""
+        return len(self.pools[0].holders)
+
     def reusable(self, slot: int, n: int) -> int:
         """How many of a slot's first n positions a sequence can go on from: n, or 0 where a
         windowed pool has given back positions that position n still sees."""

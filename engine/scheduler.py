@@ -302,7 +302,8 @@ class ModelRunner:
         self._report()
 
     def _report(self) -> None:
-        self.observer.queue(len({c.job for c in self.running}), len(self._waiting), sum(s.busy for s in self.slots))
+        self.observer.queue(len({c.job for c in self.running}), len(self._waiting), sum(s.busy for s in self.slots),
+                            self.cache.usage())
 
     def _step(self) -> None:
         for job in {c.job for c in self.running if c.job.cancelled.is_set()}:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, create_model, model_validator
 
 from llamba.engine.sampling import TUNABLE
 
@@ -26,10 +26,22 @@ class ModelRequest(APIModel):
 
 
 class TokenizeRequest(APIModel):
-    content: str
+    """llama-server's body (`content`), or vLLM's (`prompt`, or `messages` with `tools`, rendered
+    as /v1/chat/completions would render them), which routers send."""
+    content: str | None = None
     add_special: bool = False
     parse_special: bool = True
+    prompt: str | None = None
+    messages: list[dict] | None = None
+    tools: list[dict] | None = None
+    add_special_tokens: bool = True
     model: str | None = None
+
+    @model_validator(mode="after")
+    def one_input(self) -> "TokenizeRequest":
+        if sum(x is not None for x in (self.content, self.prompt, self.messages)) != 1:
+            raise ValueError("give one of content (llama-server's form), prompt or messages (vLLM's)")
+        return self
 
 
 class DetokenizeRequest(APIModel):

@@ -11,9 +11,9 @@ from sse_starlette.sse import EventSourceResponse
 from llamba.app.errors import bad_request
 from llamba.app.protocol import completions as p
 from llamba.app.serving import completions as serving
-from llamba.app.serving.base import AnswerStream, refusals, run_chat, submit, token_lists
+from llamba.app.serving.base import AnswerStream, plan, refusals, run_chat, submit, token_lists
 
-from .common import authorize, generation, head, runner_for
+from .common import ERRORS, authorize, generation, head, runner_for
 
 router = APIRouter()
 
@@ -26,6 +26,21 @@ async def chat_completions(request: Request, body: p.ChatCompletionRequest):
     if body.stream:
         return EventSourceResponse(serving.chat_chunks(answers, tok, body, first), ping=3600)
     return serving.chat_completion(await answers.whole(request), tok, body, first)
+
+
+@router.post("/v1/chat/completions/render", dependencies=[Depends(authorize)], responses=ERRORS)
+async def render_chat(request: Request, body: p.ChatCompletionRequest) -> dict:
+    """The token ids of the exact prompt this request would run: its template, tools and output
+    format (vLLM's render endpoint: vllm-router's cache-aware policy asks each replica for them)."""
+    runner = await runner_for(request, body)
+    return {"token_ids": plan(runner, body.chat(runner.defaults), body.fields()).prompt_ids}
+
+
+@router.post("/v1/completions/render", dependencies=[Depends(authorize)], responses=ERRORS)
+async def render_completion(request: Request, body: p.CompletionRequest) -> list[dict]:
+    """Each prompt's token ids, as /v1/completions would run them (vLLM's render endpoint)."""
+    runner = await runner_for(request, body)
+    return [{"token_ids": ids} for ids in token_lists(body.prompt, runner.loaded.tokenizer, parse_special=True)]
 
 
 @router.post("/v1/completions", dependencies=[Depends(authorize)], responses=generation(p.Completion))

@@ -12,7 +12,7 @@ from llamba.app.errors import OpenAIError
 from llamba.app.protocol import responses as p
 from llamba.app.protocol.common import new_id
 from llamba.app.serving import responses as serving
-from llamba.app.serving.base import AnswerStream, run_chat
+from llamba.app.serving.base import AnswerStream, plan, run_chat
 
 from .common import ERRORS, authorize, generation, json_answer, runner_for, state
 
@@ -23,14 +23,7 @@ router = APIRouter()
 async def create_response(request: Request, body: p.ResponseCreateRequest):
     runner = await runner_for(request, body)
     st = state(request)
-    previous = []
-    if body.previous_response_id:
-        kept = st.responses.get(body.previous_response_id)
-        if kept is None:
-            raise OpenAIError(404, f"Previous response with id '{body.previous_response_id}' not found.",
-                              param="previous_response_id", code="previous_response_not_found")
-        previous = kept[1]
-    history = serving.conversation(body, previous)
+    history = conversation(request, body)
     plan, job = run_chat(runner, body.chat(runner.defaults, history), p.FIELDS)
     answers, head = AnswerStream(runner, job, plan), dict(id=new_id("resp_"), created_at=time.time(), model=body.model)
 
@@ -42,6 +35,26 @@ async def create_response(request: Request, body: p.ResponseCreateRequest):
     done = serving.finished(head, body, await answers.whole(request), {})
     keep(done)
     return json_answer(done)
+
+
+@router.post("/v1/responses/render", dependencies=[Depends(authorize)], responses=ERRORS)
+async def render_response(request: Request, body: p.ResponseCreateRequest) -> dict:
+    """The token ids of the prompt this request would run (vLLM's render endpoint: vllm-router's
+    cache-aware policy asks each replica for them)."""
+    runner = await runner_for(request, body)
+    return {"token_ids": plan(runner, body.chat(runner.defaults, conversation(request, body)), p.FIELDS).prompt_ids}
+
+
+def conversation(request: Request, body: p.ResponseCreateRequest) -> list[dict]:
+    """The request's input after the stored conversation it continues (previous_response_id)."""
+    previous = []
+    if body.previous_response_id:
+        kept = state(request).responses.get(body.previous_response_id)
+        if kept is None:
+            raise OpenAIError(404, f"Previous response with id '{body.previous_response_id}' not found.",
+                              param="previous_response_id", code="previous_response_not_found")
+        previous = kept[1]
+    return serving.conversation(body, previous)
 
 
 def kept(request: Request, response_id: str) -> p.Response:

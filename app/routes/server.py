@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from llamba.engine.errors import InvalidRequest
 from llamba.engine.sampling import TUNABLE
 from llamba.app.protocol import server as s
+from llamba.app.protocol.completions import ChatCompletionRequest
 from llamba.app.errors import bad_request
+from llamba.app.serving.base import plan
 
 from .common import ERRORS, authorize, runner_for, state
 
@@ -82,11 +85,29 @@ async def unload_model(request: Request, body: s.ModelRequest) -> s.Model:
     return model_card(request, body.model)
 
 
+@router.get("/get_load", dependencies=[Depends(authorize)], responses=ERRORS)
+async def get_load(request: Request) -> dict:
+    """Requests running and waiting, all models (vllm-router's power-of-two policy polls it)."""
+    return {"load": sum(state(request).metrics.load.values())}
+
+
 # --- tokenizer --------------------------------------------------------------------------------------
 @router.post("/tokenize", dependencies=[Depends(authorize)], responses=ERRORS)
 async def tokenize(request: Request, body: s.TokenizeRequest):
-    tok = (await runner_for(request, body)).loaded.tokenizer
-    return {"tokens": tok.encode(body.content, add_special=body.add_special, parse_special=body.parse_special)}
+    runner = await runner_for(request, body)
+    tok = runner.loaded.tokenizer
+    if body.content is not None:  # llama-server's
+        return {"tokens": tok.encode(body.content, add_special=body.add_special, parse_special=body.parse_special)}
+    if body.prompt is not None:
+        tokens = tok.encode(body.prompt, add_special=body.add_special_tokens, parse_special=True)
+    else:
+        try:
+            chat = ChatCompletionRequest.model_validate(dict(model=body.model or "", messages=body.messages,
+                                                             tools=body.tools))
+        except ValidationError as e:
+            raise bad_request(f"messages: {e.errors()[0]['msg']}", param="messages") from None
+        tokens = plan(runner, chat.chat(runner.defaults), chat.fields()).prompt_ids
+    return {"count": len(tokens), "max_model_len": runner.n_ctx, "tokens": tokens, "token_strs": None}
 
 
 @router.post("/detokenize", dependencies=[Depends(authorize)], responses=ERRORS)

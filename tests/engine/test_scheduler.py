@@ -20,7 +20,7 @@ class Recorder(Observer):
     def __init__(self):
         self.queues = []
 
-    def queue(self, running: int, waiting: int, busy_slots: int) -> None:
+    def queue(self, running: int, waiting: int, busy_slots: int, kv_usage: float) -> None:
         self.queues.append((running, waiting))
 
 
