@@ -177,7 +177,11 @@ function edit(view, index) {
   box.setAttribute("aria-label", "Edit message");
   content.replaceChildren(box);
   view.querySelector(".actions").replaceChildren(
-    button("Send", () => { current.messages = current.messages.slice(0, index); ask(box.value); }),
+    button("Send", () => {
+      if (!box.value.trim() || controller) return;  // (an empty edit keeps the conversation as it is)
+      current.messages = current.messages.slice(0, index);
+      ask(box.value);
+    }),
     button("Cancel", render));
   box.focus();
 }
