@@ -5,18 +5,13 @@ float32 rounding alone): tokenization equal, and every step's logprobs.
 Measured: 3e-6 at most over 1,600 logprobs per family with a float32 KV cache."""
 import pytest
 
-from llamba.engine.loader import LoadedModel
-from tests.support import assert_batch_matches_alone, exact_activations, reference, reference_steps_followed
-from tests.support.families import FAMILY_MODELS, family_model, sha256
+from tests.support import assert_batch_matches_alone, exact_activations, reference_steps_followed
+from tests.support.families import FAMILY_MODELS, checked
 
 
 @pytest.fixture(scope="module", params=list(FAMILY_MODELS))
 def family(request):
-    name = request.param
-    path = family_model(name)
-    ref = reference(name)
-    assert sha256(path) == ref["file_sha256"], f"{path} is not the file llama.cpp's reference was made on"
-    return name, LoadedModel.load(path), ref
+    return request.param, *checked(request.param)
 
 
 def test_the_architecture_is_the_familys(family):

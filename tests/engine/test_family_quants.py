@@ -10,11 +10,10 @@ computation's logprobs, 0.31 from llama.cpp's (its Q4_K_M rounding; 0.05-0.10 on
 perplexity within 5e-5 of the exact one and 2.1e-3 of llama.cpp's."""
 import pytest
 
-from llamba.engine.loader import LoadedModel
 from llamba.engine.perplexity import perplexity
 from tests.support import (GPL_TEXT, assert_batch_matches_alone, exact_activations, reference,
                            reference_steps_followed, require_file)
-from tests.support.families import QUANT_STEPS, QUANTIZED_MODELS, family_model, sha256
+from tests.support.families import QUANT_STEPS, QUANTIZED_MODELS, checked
 
 EXACT_TOLERANCE = 0.01
 LLAMA_CPP_TOLERANCE = 0.5  # llama.cpp's own rounding: 8-bit activations before every product
@@ -22,11 +21,7 @@ LLAMA_CPP_TOLERANCE = 0.5  # llama.cpp's own rounding: 8-bit activations before 
 
 @pytest.fixture(scope="module", params=list(QUANTIZED_MODELS))
 def family(request):
-    name = request.param
-    path = family_model(name)
-    ref = reference(name)
-    assert sha256(path) == ref["file_sha256"], f"{path} is not the file llama.cpp's reference was made on"
-    return name, LoadedModel.load(path), ref, reference(name, exact=True)
+    return request.param, *checked(request.param), reference(request.param, exact=True)
 
 
 @exact_activations

@@ -115,15 +115,18 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
+def step(logprobs: np.ndarray) -> dict:
+    """A reference's greedy step: {id, logprob, top: [[id, logprob] x 5]}."""
+    top = np.argsort(-logprobs, kind="stable")[:5]
+    return dict(id=int(top[0]), logprob=float(logprobs[top[0]]), top=[[int(i), float(logprobs[i])] for i in top])
+
+
 def greedy(model: ExactModel, prompt_ids: list[int], n: int) -> list[dict]:
-    """n greedy steps: {id, logprob, top: [[id, logprob] x 5]} each, recomputing the sequence."""
+    """n greedy steps (`step`), recomputing the sequence."""
     ids, steps = list(prompt_ids), []
     for _ in range(n):
-        logprobs = log_softmax(model.logits(ids, slice(len(ids) - 1, len(ids)))[0])
-        top = np.argsort(-logprobs, kind="stable")[:5]
-        steps.append(dict(id=int(top[0]), logprob=float(logprobs[top[0]]),
-                          top=[[int(i), float(logprobs[i])] for i in top]))
-        ids.append(int(top[0]))
+        steps.append(step(log_softmax(model.logits(ids, slice(len(ids) - 1, len(ids)))[0])))
+        ids.append(steps[-1]["id"])
     return steps
 
 

@@ -208,27 +208,17 @@ def make_reference(name: str) -> dict:
     PROMPTS 40 greedy steps with the top 5 logprobs of its raw logits (KV cache in float32, so
     that a float32 model's numbers are llama.cpp's float32 arithmetic alone)."""
     import llama_cpp
-    from llama_cpp import Llama
+
+    from . import llama_cpp_reference as llama
 
     path = family_model(name)
-    llm = Llama(str(path), n_ctx=256, n_batch=256, logits_all=True, verbose=False, seed=0, n_threads=2,
-                type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
+    llm = llama_cpp.Llama(str(path), n_ctx=256, n_batch=256, logits_all=True, verbose=False, seed=0, n_threads=2,
+                          type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
     tokenize = [dict(text=t, ids=llm.tokenize(t.encode(), add_bos=False, special=False)) for t in TOKENIZE]
     greedy = []
     for prompt in PROMPTS:
         ids = llm.tokenize(prompt.encode(), add_bos=True, special=True)
-        llm.reset()
-        llm.eval(ids)
-        steps, out = [], []
-        for _ in range(40):
-            logits = np.asarray(llm.eval_logits[-1], np.float64)
-            logprobs = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
-            top = np.argsort(-logprobs, kind="stable")[:5]
-            steps.append(dict(id=int(top[0]), logprob=float(logprobs[top[0]]),
-                              top=[[int(i), float(logprobs[i])] for i in top]))
-            out.append(int(top[0]))
-            llm.eval([int(top[0])])
-        greedy.append(dict(prompt=prompt, prompt_ids=ids, output_ids=out, steps=steps))
+        greedy.append(llama.case(prompt, ids, llama.greedy(llm, ids, 40)))
     return dict(file_sha256=sha256(path), llama_cpp_python=llama_cpp.__version__, tokenize=tokenize, greedy=greedy)
 
 
@@ -239,8 +229,8 @@ def make_quant_references(name: str) -> tuple[dict, dict]:
     QUANT_TEXT_CHARS characters in chunks of QUANT_CTX tokens."""
     import llama_cpp
 
-    from . import GPL_TEXT
-    from .exact import ExactModel, greedy, log_softmax, perplexity
+    from . import GPL_TEXT, llama_cpp_reference as llama
+    from .exact import ExactModel, greedy, perplexity
 
     path = family_model(name)
     llm = llama_cpp.Llama(str(path), n_ctx=QUANT_CTX, n_batch=QUANT_CTX, logits_all=True, verbose=False, seed=0,
@@ -250,34 +240,26 @@ def make_quant_references(name: str) -> tuple[dict, dict]:
     exact = dict(file_sha256=ours["file_sha256"], greedy=[])
     for prompt in PROMPTS:
         ids = llm.tokenize(prompt.encode(), add_bos=True, special=True)
-        llm.reset()
-        llm.eval(ids)
-        steps = []
-        for _ in range(QUANT_STEPS):
-            logprobs = log_softmax(llm.scores[llm.n_tokens - 1].astype(np.float64))
-            top = np.argsort(-logprobs, kind="stable")[:5]
-            steps.append(dict(id=int(top[0]), logprob=float(logprobs[top[0]]),
-                              top=[[int(i), float(logprobs[i])] for i in top]))
-            llm.eval([int(top[0])])
-        ours["greedy"].append(dict(prompt=prompt, prompt_ids=ids, output_ids=[s["id"] for s in steps], steps=steps))
-        steps = greedy(exact_model, ids, QUANT_STEPS)
-        exact["greedy"].append(dict(prompt=prompt, prompt_ids=ids, output_ids=[s["id"] for s in steps], steps=steps))
+        ours["greedy"].append(llama.case(prompt, ids, llama.greedy(llm, ids, QUANT_STEPS)))
+        exact["greedy"].append(llama.case(prompt, ids, greedy(exact_model, ids, QUANT_STEPS)))
     text_ids = llm.tokenize(GPL_TEXT.read_text()[:QUANT_TEXT_CHARS].encode(), add_bos=True, special=False)
     bos = llm.token_bos() if llm.token_bos() >= 0 else text_ids[0]
-    nll, count, first = 0.0, 0, QUANT_CTX // 2
-    for chunk in range(len(text_ids) // QUANT_CTX):  # llama-perplexity's protocol (engine/perplexity.py)
-        ids = [bos] + text_ids[chunk * QUANT_CTX + 1:(chunk + 1) * QUANT_CTX]
-        llm.reset()
-        llm.eval(ids)
-        logprobs = log_softmax(llm.scores[first:QUANT_CTX - 1].astype(np.float64))
-        nll -= logprobs[np.arange(len(logprobs)), ids[first + 1:]].sum()
-        count += len(logprobs)
-    chunks = len(text_ids) // QUANT_CTX
-    ours["perplexity"] = dict(text="GPL-2", chars=QUANT_TEXT_CHARS, n_ctx=QUANT_CTX, chunks=chunks,
-                              ppl=float(np.exp(nll / count)))
-    ppl, chunks = perplexity(exact_model, text_ids, QUANT_CTX, bos)
-    exact["perplexity"] = dict(text="GPL-2", chars=QUANT_TEXT_CHARS, n_ctx=QUANT_CTX, chunks=chunks, ppl=ppl)
+    for ref, model, measure in ((ours, llm, llama.perplexity), (exact, exact_model, perplexity)):
+        ppl, chunks = measure(model, text_ids, QUANT_CTX, bos)
+        ref["perplexity"] = dict(text="GPL-2", chars=QUANT_TEXT_CHARS, n_ctx=QUANT_CTX, chunks=chunks, ppl=ppl)
     return ours, exact
+
+
+def checked(name: str):
+    """The family file `name`, loaded, with its llama.cpp reference, once its bytes are checked to
+    be the file that reference was made on."""
+    from llamba.engine.loader import LoadedModel
+
+    from . import reference
+    path = family_model(name)
+    ref = reference(name)
+    assert sha256(path) == ref["file_sha256"], f"{path} is not the file llama.cpp's reference was made on"
+    return LoadedModel.load(path), ref
 
 
 if __name__ == "__main__":

@@ -49,9 +49,9 @@ def chat_prompts() -> list[str]:
 
 def make_references() -> tuple[dict, dict]:
     import llama_cpp
-    import numpy as np
 
-    from .exact import ExactModel, greedy, log_softmax, perplexity
+    from . import llama_cpp_reference as llama
+    from .exact import ExactModel, greedy, perplexity
 
     path = gemma3_path()
     llm = llama_cpp.Llama(str(path), n_ctx=N_CTX, n_batch=N_CTX, logits_all=True, verbose=False, seed=0, n_threads=2)
@@ -64,27 +64,10 @@ def make_references() -> tuple[dict, dict]:
     exact = dict(file_sha256=ours["file_sha256"], greedy=[])
     for prompt in chat_prompts():
         ids = llm.tokenize(prompt.encode(), add_bos=True, special=True)
-        llm.reset()
-        llm.eval(ids)
-        steps = []
-        for _ in range(32):
-            logprobs = log_softmax(llm.scores[llm.n_tokens - 1].astype(np.float64))
-            top = np.argsort(-logprobs, kind="stable")[:5]
-            steps.append(dict(id=int(top[0]), logprob=float(logprobs[top[0]]),
-                              top=[[int(i), float(logprobs[i])] for i in top]))
-            llm.eval([int(top[0])])
-        ours["greedy"].append(dict(prompt=prompt, prompt_ids=ids, output_ids=[s["id"] for s in steps], steps=steps))
-        steps = greedy(exact_model, ids, 32)
-        exact["greedy"].append(dict(prompt=prompt, prompt_ids=ids, output_ids=[s["id"] for s in steps], steps=steps))
-    nll, count = 0.0, 0
-    for chunk in range(len(text_ids) // N_CTX):  # llama-perplexity's protocol (engine/perplexity.py)
-        ids = [llm.token_bos()] + text_ids[chunk * N_CTX + 1:(chunk + 1) * N_CTX]
-        llm.reset()
-        llm.eval(ids)
-        logprobs = log_softmax(llm.scores[N_CTX // 2:N_CTX - 1].astype(np.float64))
-        nll -= logprobs[np.arange(len(logprobs)), ids[N_CTX // 2 + 1:]].sum()
-        count += len(logprobs)
-    ours["perplexity"] = dict(text="GPL-2", n_ctx=N_CTX, chunks=len(text_ids) // N_CTX, ppl=float(np.exp(nll / count)))
+        ours["greedy"].append(llama.case(prompt, ids, llama.greedy(llm, ids, 32)))
+        exact["greedy"].append(llama.case(prompt, ids, greedy(exact_model, ids, 32)))
+    ppl, chunks = llama.perplexity(llm, text_ids, N_CTX, llm.token_bos())
+    ours["perplexity"] = dict(text="GPL-2", n_ctx=N_CTX, chunks=chunks, ppl=ppl)
     ppl, chunks = perplexity(exact_model, text_ids, N_CTX, llm.token_bos())
     exact["perplexity"] = dict(text="GPL-2", n_ctx=N_CTX, chunks=chunks, ppl=ppl)
     return ours, exact
