@@ -8,7 +8,7 @@ SLOW = {
     "test_agents_sdk", "test_anthropic_sdk", "test_batching", "test_concurrency", "test_defaults",
     "test_deployment", "test_embeddings", "test_fuzz_api", "test_models_dir", "test_openai_sdk",
     "test_readme_examples", "test_reliability", "test_responses", "test_soak", "test_threads", "test_tool_loops",
-    "test_family_tools", "test_chat_page", "test_router_hooks",
+    "test_family_tools", "test_chat_page", "test_router_hooks", "test_router",
     # fresh processes: forced kernel paths, a wheel installed in a new venv, memory and warm-up probes, the CLI
     "test_kernel_paths", "test_install", "test_memory", "test_warmup", "test_cli", "test_fuzz_gguf",
     # every reference model's perplexity over a long text, greedy decoding against the references,

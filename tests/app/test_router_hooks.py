@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support import MODEL
 from tests.support.server import metrics, running_server, wait_until_idle
 
-LONG = {"model": MODEL, "max_tokens": 400, "ignore_eos": True, "temperature": 0, "stream": True,
+LONG = {"model": MODEL, "max_tokens": 2000, "ignore_eos": True, "temperature": 0, "stream": True,
         "messages": [{"role": "user", "content": "Tell me a long story."}]}
 
 
@@ -23,13 +23,17 @@ def server():
 
 def test_get_load_counts_running_requests_and_vllm_gauges_follow(server):
     assert httpx.get(f"{server}/get_load").json() == {"load": 0}
-    seen, started, stop = {}, threading.Event(), threading.Event()
+    seen, started, deeper, stop = {}, threading.Event(), threading.Event(), threading.Event()
 
     def stream():
+        tokens = 0
         with httpx.stream("POST", f"{server}/v1/chat/completions", json=LONG, timeout=300) as r:
             for line in r.iter_lines():
                 if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                    tokens += 1
                     started.set()  # a token has been generated (the first chunk only names the role)
+                    if tokens == 600:
+                        deeper.set()
                     if stop.is_set():
                         break
     reader = threading.Thread(target=stream)
@@ -38,6 +42,8 @@ def test_get_load_counts_running_requests_and_vllm_gauges_follow(server):
         assert started.wait(300)
         seen["load"] = httpx.get(f"{server}/get_load").json()["load"]
         seen["metrics"] = metrics(server)
+        assert deeper.wait(300)
+        seen["deeper"] = metrics(server)  # 600 tokens on: more of the pool's blocks in use
     finally:
         stop.set()
         reader.join(300)
@@ -46,6 +52,7 @@ def test_get_load_counts_running_requests_and_vllm_gauges_follow(server):
     assert m["vllm:num_requests_running"] == m["llamba_requests_running"] == 1
     assert m["vllm:num_requests_waiting"] == 0
     assert 0 < m["vllm:kv_cache_usage_perc"] == m["vllm:gpu_cache_usage_perc"] <= 1
+    assert m["vllm:kv_cache_usage_perc"] < seen["deeper"]["vllm:kv_cache_usage_perc"] <= 1
     idle = wait_until_idle(server)
     assert idle["vllm:num_requests_running"] == 0 and httpx.get(f"{server}/get_load").json() == {"load": 0}
 

@@ -21,7 +21,7 @@ def nginx_in_front(upstream: str, tmp_path: Path):
     upstream_port = upstream.rsplit(":", 1)[1]
     port = free_port()
     site = (ROOT / "deploy" / "nginx.conf").read_text()
-    site = site.replace("server llamba:8000;", f"server 127.0.0.1:{upstream_port};").replace("listen 80;", f"listen 127.0.0.1:{port};")
+    site = site.replace("server router:8000;", f"server 127.0.0.1:{upstream_port};").replace("listen 80;", f"listen 127.0.0.1:{port};")
     assert f"127.0.0.1:{upstream_port}" in site
     conf = tmp_path / "nginx.conf"
     conf.write_text(f"""

@@ -26,16 +26,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_healthy(base: str, proc: subprocess.Popen, patience: float) -> None:
-    """Until `base`/health says 200 (llamba's or llama-server's); RuntimeError with the end of
-    `proc.log` if the process ends or `patience` seconds pass first."""
+def wait_until_healthy(base: str, proc: subprocess.Popen, patience: float, path: str = "/health") -> None:
+    """Until `base` + `path` says 200 (llamba's /health, llama-server's, vllm-router's /readiness);
+    RuntimeError with the end of `proc.log` if the process ends or `patience` seconds pass first."""
     deadline = time.monotonic() + patience
     while True:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.log.seek(0)
             raise RuntimeError(f"{' '.join(map(str, proc.args[:4]))} did not become ready: {proc.log.read()[-2000:]}")
         try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{base}{path}", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -43,11 +43,11 @@ def wait_until_healthy(base: str, proc: subprocess.Popen, patience: float) -> No
 
 
 @contextmanager
-def llamba_server(flags: list[str], env: dict | None = None, log=None, patience: float = 300):
-    """`llamba serve` on a free loopback port, its log (the access log too) to `log`, a file open
-    for writing and reading (a temporary one by default, kept as `proc.log`): yields (base URL,
-    process) once /health says ok; terminates it after (SIGTERM: it drains first)."""
-    port = free_port()
+def llamba_server(flags: list[str], env: dict | None = None, log=None, patience: float = 300, port: int = 0):
+    """`llamba serve` on `port` (a free loopback port by default), its log (the access log too) to
+    `log`, a file open for writing and reading (a temporary one by default, kept as `proc.log`):
+    yields (base URL, process) once /health says ok; terminates it after (SIGTERM: it drains first)."""
+    port = port or free_port()
     log = log or tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "-m", "llamba", "serve", "--port", str(port), *flags], cwd=ROOT,
                             stdout=log, stderr=log, env={**os.environ, **(env or {})})
@@ -77,7 +77,7 @@ def running_server(*flags: str, env: dict | None = None):
 
 
 @contextmanager
-def server_process(*flags: str, env: dict | None = None):
+def server_process(*flags: str, env: dict | None = None, port: int = 0):
     """A real `llamba serve` on a free port: yields its base URL and its
     process, whose log is `proc.log`. A short shutdown grace, so that tests end quickly."""
     default = model_path(SMOLLM2)  # skips with the reason when the default model is absent
@@ -86,7 +86,8 @@ def server_process(*flags: str, env: dict | None = None):
             # the same tests with the default model in a models folder, loaded by the first request
             (Path(folder) / f"{MODEL}.gguf").symlink_to(default)
             flags = (*flags, "--models-dir", folder)
-        with llamba_server(list(flags), env={"LLAMBA_SHUTDOWN_GRACE": "2", **(env or {})}, patience=180) as (base, proc):
+        with llamba_server(list(flags), env={"LLAMBA_SHUTDOWN_GRACE": "2", **(env or {})}, patience=180,
+                           port=port) as (base, proc):
             yield base, proc
 
 
