@@ -185,14 +185,15 @@ def log_lines(proc, marker: str = "HTTP/1.1") -> list[str]:
     return [line for line in proc.log.read().splitlines() if "HTTP/1.1" in line or marker in line]
 
 
-def test_a_replica_killed_stopped_or_loading_loses_no_request():
+def test_a_replica_killed_stopped_or_loading_loses_no_request(three):
     """4 requests a second for 20 s (chat and completions, alternating) through cache_aware over
     four replicas: one is SIGKILLed at 5 s, one given SIGTERM at 10 s (it drains), and the fourth
-    only starts at 2 s, answering 503 while it loads. Every request is answered whole."""
+    only starts at 2 s, answering 503 while it loads. Every request is answered whole. (The last
+    test here: it ends two of the module's replicas.)"""
     late_port = free_port()
     answers, errors = [], []
+    first = three
     with ExitStack() as stack:
-        first = stack.enter_context(replicas(3))
         router = stack.enter_context(vllm_router([base for base, _ in first] + [f"http://127.0.0.1:{late_port}"],
                                                  "cache_aware", *FLAGS))
 
