@@ -11,7 +11,7 @@ from tests.support import MODEL, ROOT, SMOLLM2, model_path
 
 def test_a_small_soak_leaves_no_errors_and_an_idle_server(tmp_path):
     model_path(SMOLLM2)  # skips with the reason when the default model is absent
-    done = subprocess.run([sys.executable, "-m", "bench.soak", "--requests", "120", "--concurrency", "12",
+    done = subprocess.run([sys.executable, "-m", "bench.soak", "--requests", "60", "--concurrency", "12",
                            "--parallel", "4", "--seed", "3", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     summary = json.loads((tmp_path / f"soak-{MODEL}.json").read_text())
