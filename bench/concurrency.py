@@ -77,9 +77,11 @@ def story(run: int, client: int) -> list[dict]:
     return [{"role": "user", "content": f"Request {run}-{client}. Write a long story about {TOPICS[client]}."}]
 
 
-def aggregate(base: str, model_id: str, clients: int, run: int) -> float:
+def aggregate(base: str | list[str], model_id: str, clients: int, run: int) -> float:
+    """Streamed tokens/s of `clients` at once; with several bases, the clients take them in turn."""
+    bases = [base] if isinstance(base, str) else base
     with ThreadPoolExecutor(clients) as pool:
-        results = list(pool.map(lambda c: stream_chat(base, model_id, story(run, c)), range(clients)))
+        results = list(pool.map(lambda c: stream_chat(bases[c % len(bases)], model_id, story(run, c)), range(clients)))
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     return sum(r["tokens"] for r in results) / wall
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from llamba.engine.kernels import isa
@@ -21,7 +20,7 @@ from tests.support import MODEL
 from tests.support.router import deployed_flags, replicas, vllm_router
 
 from . import write_results
-from .concurrency import CLIENTS, TOKENS, aggregate, story, stream_chat
+from .concurrency import CLIENTS, TOKENS, aggregate
 from .synth_model import ROOT
 
 
@@ -31,13 +30,6 @@ from .synth_model import ROOT
 ROUTERS = {"round_robin": ("round_robin",), "cache_aware": ("cache_aware",),
            "cache_aware, deploy/'s flags": ("cache_aware", *deployed_flags())}
 LABELS = {"one": "one replica, 1 thread", "split": "2 replicas, clients split evenly by hand (no router)"}
-
-
-def split(bases: list[str], run: int) -> float:
-    """The clients sent alternately to each replica directly: the most two replicas give here."""
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        results = list(pool.map(lambda c: stream_chat(bases[c % len(bases)], MODEL, story(run, c)), range(CLIENTS)))
-    return sum(r["tokens"] for r in results) / (max(r["end"] for r in results) - min(r["start"] for r in results))
 
 
 def main() -> None:
@@ -53,7 +45,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             run = 10_000 * repeat
             runs["one"].append(aggregate(bases[0], MODEL, CLIENTS, run))
-            runs["split"].append(split(bases, run + 1))
+            runs["split"].append(aggregate(bases, MODEL, CLIENTS, run + 1))  # (by hand: no router)
             for k, (name, flags) in enumerate(ROUTERS.items()):
                 with vllm_router(bases, *flags) as router:
                     runs[name].append(aggregate(router, MODEL, CLIENTS, run + 1000 * (k + 2)))

@@ -192,9 +192,8 @@ def test_a_replica_killed_stopped_or_loading_loses_no_request(three):
     test here: it ends two of the module's replicas.)"""
     late_port = free_port()
     answers, errors = [], []
-    first = three
     with ExitStack() as stack:
-        router = stack.enter_context(vllm_router([base for base, _ in first] + [f"http://127.0.0.1:{late_port}"],
+        router = stack.enter_context(vllm_router([base for base, _ in three] + [f"http://127.0.0.1:{late_port}"],
                                                  "cache_aware", *FLAGS))
 
         def ask(n: int):
@@ -222,12 +221,12 @@ def test_a_replica_killed_stopped_or_loading_loses_no_request(three):
                     cold = {"NUMBA_CACHE_DIR": stack.enter_context(tempfile.TemporaryDirectory())}
                     late = pool.submit(stack.enter_context, server_process("--threads", "1", env=cold, port=late_port))
                 elif n == 20:
-                    os.kill(first[0][1].pid, signal.SIGKILL)
+                    os.kill(three[0][1].pid, signal.SIGKILL)
                 elif n == 40:
-                    first[1][1].send_signal(signal.SIGTERM)
+                    three[1][1].send_signal(signal.SIGTERM)
         assert not errors and len(answers) == 80, errors
         assert all(reason in ("stop", "length") and text and 0 < tokens <= 6 for reason, text, tokens in answers)
-        drained = first[1][1]
+        drained = three[1][1]
         drained.wait(120)
         # what it was asked to generate: everything before SIGTERM answered, then those it was running
         # answered and new ones refused with 503, which the router retried elsewhere (it answers the
