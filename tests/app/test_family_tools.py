@@ -1,8 +1,9 @@
-"""A Qwen-template model served for real: forced tool calls in Qwen's own format (`<tool_call>`,
-engine/chat/formats/hermes.py) through chat completions, the Responses API and the Messages API,
-each read by its own SDK; streamed arguments equal the whole; its thinking apart from its answer,
-and given back in a later turn. (The model is tests/support/families.py's synthetic Qwen 3: random
-weights, so only the grammar makes it call, or think.)"""
+"""A Qwen-template model served for real: forced and automatic tool calls in Qwen's own format
+(`<tool_call>`, engine/chat/formats/hermes.py) through chat completions, the Responses API and the
+Messages API, each read by its own SDK; streamed arguments equal the whole; its thinking apart from
+its answer, and given back in a later turn. (The model is tests/support/families.py's synthetic
+Qwen 3, with Qwen's added tokens: random weights, so only the grammar makes it call or think, or
+a logit_bias on the `<tool_call>` token makes it choose to call.)"""
 import json
 
 import anthropic
@@ -18,6 +19,7 @@ CITY = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Ly
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
                                             "parameters": CITY}}
 ASK = [{"role": "user", "content": "What is the weather in Lyon?"}]
+OPEN_CALL = {"151657": 100}  # Qwen's <tool_call> token: what a model that chooses to call writes first
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,38 @@ def test_messages_forced_tool_use(base):
                                extra_body={"temperature": 0})  # (this SDK takes no sampling arguments)
     uses = [block for block in m.content if block.type == "tool_use"]
     assert m.stop_reason == "tool_use" and uses[0].name == "get_weather" and uses[0].input["city"] in ("Lyon", "Paris")
+
+
+def test_automatic_calls_start_at_the_call_token_in_every_api(base):
+    """tool_choice "auto": nothing is forced until the model writes <tool_call> (here made likely by
+    a logit_bias: random weights would not choose it); from that token on, the lazy grammar makes it
+    a call, which each SDK reads as a call. Unbiased, the same request answers in text."""
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused")
+    ask = dict(model=NAME, messages=ASK, tools=[WEATHER], tool_choice="auto", parallel_tool_calls=False,
+               max_tokens=64, temperature=0)
+    plain = client.chat.completions.create(**ask)
+    assert plain.choices[0].message.tool_calls is None and plain.choices[0].finish_reason == "length"
+    whole = client.chat.completions.create(**ask, logit_bias=OPEN_CALL)
+    call = whole.choices[0].message.tool_calls[0]
+    assert whole.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments)["city"] in ("Lyon", "Paris") and not whole.choices[0].message.content
+    pieces = [d.function.arguments or "" for chunk in client.chat.completions.create(**ask, logit_bias=OPEN_CALL,
+                                                                                     stream=True)
+              if chunk.choices for d in chunk.choices[0].delta.tool_calls or []]
+    assert len(pieces) > 1 and "".join(pieces) == call.function.arguments
+
+    r = client.responses.create(model=NAME, input="What is the weather in Lyon?", tool_choice="auto",
+                                tools=[{"type": "function", **WEATHER["function"]}], max_output_tokens=64,
+                                temperature=0, extra_body={"logit_bias": OPEN_CALL})
+    assert [item.type for item in r.output] == ["function_call"] and r.output[0].name == "get_weather"
+    assert json.loads(r.output[0].arguments)["city"] in ("Lyon", "Paris")
+
+    m = anthropic.Anthropic(base_url=base, api_key="unused").messages.create(
+        model=NAME, max_tokens=64, messages=ASK, tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+        tools=[{"name": "get_weather", "description": "The weather in a city", "input_schema": CITY}],
+        extra_body={"temperature": 0, "logit_bias": OPEN_CALL})
+    assert m.stop_reason == "tool_use" and [b.type for b in m.content] == ["tool_use"]
+    assert m.content[0].name == "get_weather" and m.content[0].input["city"] in ("Lyon", "Paris")
 
 
 def test_thinking_comes_apart_from_the_answer_whole_and_streamed(base):

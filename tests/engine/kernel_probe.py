@@ -2,14 +2,14 @@
 
     python -m tests.engine.kernel_probe outputs FILE.npz   # every kernel's products and every reference
                                                            # model's logits, computed
-    python -m tests.engine.kernel_probe arguments FILE     # every quant kernel's arguments, pickled
+    python -m tests.engine.kernel_probe arguments FILE     # a quant kernel's arguments per weight width, pickled
     python -m tests.engine.kernel_probe asm FILE           # those kernels compiled, never run: JSON
 
 `outputs` runs on a path this CPU can execute (LLAMBA_KERNELS). `arguments` runs natively and
-pickles the arrays each quant kernel takes (packing the weights and quantizing the activations
+pickles the arrays the quant kernels of ASM_TYPES take (packing the weights and quantizing the activations
 runs jitted code). `asm` runs with NUMBA_CPU_NAME / NUMBA_CPU_FEATURES set for another CPU: it
 unpickles those arrays and only compiles, so it executes nothing built for that CPU (an AVX-512
-instruction would stop it on an AVX2 machine); it prints the chosen path and, for each quant type,
+instruction would stop it on an AVX2 machine); it prints the chosen path and, for each of those types,
 how often each byte-dot-product instruction and each vector register width occurs in the
 kernel's assembly."""
 import json
@@ -48,10 +48,15 @@ def outputs(path: str) -> None:
     np.savez(path, **results)
 
 
+# one kernel per weight width, each a branch of dot.py (4, 5, 6 and 8 bits): the others differ from
+# these only in their float arithmetic, and each costs a compile (~5 s on a Zen 1) per CPU class
+ASM_TYPES = (T.Q4_K, T.Q5_K, T.Q6_K, T.Q8_0)
+
+
 def arguments(path: str) -> None:
     rng = np.random.default_rng(0)
     found = {}
-    for ttype in QUANT_KERNELS:
+    for ttype in ASM_TYPES:
         weight, _, _ = random_weight(ttype, 16, 256, rng)
         found[ttype.name] = product(weight, Activations(np.ones((1, 256), np.float32)), np.empty((1, 16), np.float32))[1]
     Path(path).write_bytes(pickle.dumps(found))

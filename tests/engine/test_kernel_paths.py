@@ -116,12 +116,12 @@ def test_every_path_gives_the_same_products_and_logits_bit_for_bit(runs):
 @pytest.mark.parametrize("path", list(X86_CPUS))
 def test_x86_kernels_compile_to_their_paths_instructions(path, runs):
     """Compiled (never run: the probe only unpickles arguments made natively and compiles) for a
-    CPU of the path's class: the path is the one chosen, its dot instruction is in every kernel,
-    and no register is wider than the class has."""
+    CPU of the path's class: the path is the one chosen, its dot instruction is in a kernel of
+    each weight width, and no register is wider than the class has."""
     result = runs[f"asm-{path}"].result()
     assert result.returncode == 0, result.stderr[-2000:]
     probe = json.loads(result.stdout.splitlines()[-1])
-    assert probe["path"] == path
+    assert probe["path"] == path and sorted(probe["kernels"]) == sorted(t.name for t in kernel_probe.ASM_TYPES)
     widths = ["xmm", "ymm", "zmm"]
     for name, kernel in probe["kernels"].items():
         # bytes (Q8_0) would saturate vpmaddubsw: those paths multiply them in 16 bits (vpmaddwd)

@@ -33,15 +33,24 @@ CACHE = Path(os.environ.get("LLAMBA_CACHE", Path.home() / ".cache" / "llamba")) 
 # name -> architecture, vocabulary, template, and what differs in its shape
 FAMILY_MODELS = {
     "synth-qwen2-f32": dict(arch="qwen2", vocab="qwen2", template="Qwen-Qwen2.5-7B-Instruct.jinja", eos="<|im_end|>",
-                            biases=True),
+                            biases=True, added="qwen2.5"),
     "synth-qwen3-f32": dict(arch="qwen3", vocab="qwen2", template="Qwen-Qwen3-0.6B.jinja", eos="<|im_end|>",
-                            qk_norm=True, key_length=48),
+                            qk_norm=True, key_length=48, added="qwen3"),
     "synth-phi3-f32": dict(arch="phi3", vocab="phi-3", template="microsoft-Phi-3.5-mini-instruct.jinja", eos="<|end|>",
                            fused=True),
     # a Llama with a SentencePiece vocabulary: Llama 2, Mistral 7B, TinyLlama
     "synth-llama-spm-f32": dict(arch="llama", vocab="llama-spm", template="mistralai-Mistral-Nemo-Instruct-2407.jinja",
                                 eos="</s>"),
 }
+# Qwen 2.5's and Qwen 3's added tokens, which llama.cpp's ggml-vocab-qwen2.gguf (Qwen 2's) leaves as
+# [PADn]: at their ids, as a real file has them, so that `<tool_call>` and `<think>` are tokens of their
+# own (convert_hf_to_gguf makes a token CONTROL when it looks like <|...|>, else USER_DEFINED, as these two are).
+_QWEN25_ADDED = ["<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>", "<|quad_start|>",
+                 "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>",
+                 "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
+                 "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]
+ADDED_TOKENS = {"qwen2.5": (151646, _QWEN25_ADDED),
+                "qwen3": (151646, _QWEN25_ADDED + ["<tool_response>", "</tool_response>", "<think>", "</think>"])}
 SHAPE = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn=128, context=4096, rope_base=1e6, eps=1e-6)
 # The same families quantized as llama-quantize lays out what people download, wide enough (256) for
 # K-quants' blocks: synth-<family>-<q4_0|q8_0|q4_k_m>.
@@ -53,7 +62,8 @@ PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time, i
            "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n", "Ein kleiner Test auf Deutsch:",
            "日本語のテキストです。", "🦙 llamas and 🐪 camels", "1, 2, 3, 4, 5,"]
 TOKENIZE = PROMPTS + ["", " ", "   leading spaces", "tabs\tand\nnewlines\r\n", "<|im_start|> as text",
-                      "Hello, World! 12345678 ünï", "    def f(x):\n        return x ** 2\n"]
+                      "Hello, World! 12345678 ünï", "    def f(x):\n        return x ** 2\n",
+                      "<tool_call>\n{}\n</tool_call> and <think>why</think>"]  # (user-defined tokens in Qwen's)
 QUANT_STEPS = 64  # greedy steps per prompt in a quantized file's references
 QUANT_TEXT_CHARS = 6000  # of the GPL-2 text, for a quantized file's perplexity in chunks of QUANT_CTX
 QUANT_CTX = 256
@@ -126,14 +136,17 @@ def write(name: str, path: Path, shape: dict | None = None) -> None:
     w.add_file_type(QUANTS.get(quant, 0))
     for key in ("model", "pre"):
         w.add_string(f"tokenizer.ggml.{key}", vocab[f"tokenizer.ggml.{key}"])
-    w.add_token_list(vocab["tokenizer.ggml.tokens"].as_bytes())
-    w.add_token_types(vocab["tokenizer.ggml.token_type"].tolist())
+    tokens, types = vocab["tokenizer.ggml.tokens"].as_bytes(), vocab["tokenizer.ggml.token_type"].tolist()
+    first, added = ADDED_TOKENS.get(spec.get("added"), (0, []))
+    for i, text in enumerate(added, first):
+        tokens[i], types[i] = text.encode(), 3 if text.startswith("<|") else 4  # CONTROL, USER_DEFINED
+    w.add_token_list(tokens)
+    w.add_token_types(types)
     if "tokenizer.ggml.merges" in vocab:
         w.add_token_merges(vocab["tokenizer.ggml.merges"].as_bytes())
     if "tokenizer.ggml.scores" in vocab:
         w.add_token_scores(vocab["tokenizer.ggml.scores"].tolist())
-    tokens = vocab["tokenizer.ggml.tokens"].as_str()
-    w.add_eos_token_id(tokens.index(spec["eos"]))
+    w.add_eos_token_id(tokens.index(spec["eos"].encode()))
     w.add_bos_token_id(vocab["tokenizer.ggml.bos_token_id"])
     w.add_add_bos_token(bool(vocab.get("tokenizer.ggml.add_bos_token", False)))
     w.add_chat_template((DATA / "templates" / spec["template"]).read_text())
