@@ -1,10 +1,11 @@
 """The byte dot product every quantized kernel is built on: one implementation per instruction-set
 path (isa.py), all computing the same exact integer sums.
 
-    dot(w, hi, lo, even, odd, p, bits) -> I32x16
+    dot(w, hi, lo, even, odd, p, bits, tokens) -> I32x16
 
 Each vector w_i of the tuple w (4 or 8: 16 or 32 values) holds, per lane (an output row), 4
-unsigned weight bytes, below 2^bits (`bits` is a literal 4, 5, 6 or 8). Element p + i of each
+unsigned weight bytes, below 2^bits (`bits` is a literal 4, 5, 6 or 8); `tokens` is how many tokens
+the kernel multiplies (a literal 1 in the one-token kernels). Element p + i of each
 activation row describes the 4 activations w_i multiplies, each a = 256 hi + lo with 16-bit
 activations, a = hi with 8-bit ones (activations.py, isa.ACTIVATION_BITS): hi and lo hold their 4
 signed bytes hi and lo; even and odd hold a of values 0 and 2, and of values 1 and 3, as two
@@ -16,7 +17,13 @@ How each path multiplies:
   (With 8-bit activations every path skips lo: half the byte products.)
 - avx2, avx512bw: `vpmaddubsw` (u8 x s8 pairs into saturating i16) summed in i16 while no sum can
   saturate, then `vpmaddwd` into i32. Bytes (Q8_0) would saturate: they take `vpmaddwd` on 16-bit
-  activations instead (`_sixteen_bit`), as does the generic path for every width.
+  activations instead (`_sixteen_bit`), as does the generic path for every width. So do avx2's
+  products over many tokens with 16-bit activations, and its 6-bit weights: there `vpmaddubsw`
+  needs two passes (hi, lo) and a widening `vpmaddwd` for the 32 byte products that `vpmaddwd`
+  does alone on the weights unpacked to 16 bits — unpacked once per block and kept while the
+  tokens go by, so the cost that remains is one multiply and one add per two products (Zen 1, one
+  thread, 2048 x 2048, 64 tokens: Q4_0 +12%, Q4_K +20%, Q6_K +34%; one token: Q6_K +11%, but
+  Q4_0 -10% and Q4_K -4%, which keep `vpmaddubsw`). avx512bw is unmeasured and keeps it.
 - neon: `sdot` (s8 x s8): weights below 128 as they are, bytes as two nibbles.
 A 16-lane vector is cut into the lanes one instruction covers (16 on AVX-512, 8 on AVX2, 4 on
 NEON), each piece multiplied alone and the pieces joined: LLVM keeps pieces in separate registers,
@@ -183,9 +190,16 @@ def _maddubs(builder, w, hi, lo, bits):
     return [_sum(builder, t) for t in terms]
 
 
-def dot_ir(builder, path, w, hi, lo, even, odd, bits, activation_bits=16):
+def _byte_products(path: str, bits: int, activation_bits: int, one_token: bool) -> bool:
+    """Whether an avx2 or avx512bw dot multiplies bytes (`_maddubs`) rather than 16-bit values."""
+    if path == "avx512bw" or activation_bits == 8:
+        return bits <= 6
+    return path == "avx2" and bits <= 5 and one_token
+
+
+def dot_ir(builder, path, w, hi, lo, even, odd, bits, activation_bits=16, one_token=False):
     """The IR of `dot` for `path`: w four or eight <16 x i32>; hi, lo, even and odd as many i32
-    scalars each (lo unused with 8-bit activations)."""
+    scalars each (lo unused with 8-bit activations); one_token: for a kernel of one token."""
     lanes = LANES[path]
     w = [_pieces(builder, wi, lanes) if lanes < 16 else [wi] for wi in w]
     hi, lo, even, odd = ([_splat(builder, x, lanes) for x in acts] for acts in (hi, lo, even, odd))
@@ -194,7 +208,7 @@ def dot_ir(builder, path, w, hi, lo, even, odd, bits, activation_bits=16):
         pieces = _accumulating(builder, w, hi, lo, bits, _vpdpbusd)
     elif path == "neon":
         pieces = _accumulating(builder, w, hi, lo, bits, _sdot)
-    elif path in ("avx512bw", "avx2") and bits <= 6:
+    elif path in ("avx512bw", "avx2") and _byte_products(path, bits, activation_bits, one_token):
         pieces = _maddubs(builder, w, hi, lo, bits)
     else:
         pieces = _sixteen_bit(builder, w, even, odd, _madd_x86 if path != "generic" else _madd_generic)
@@ -202,9 +216,10 @@ def dot_ir(builder, path, w, hi, lo, even, odd, bits, activation_bits=16):
 
 
 @intrinsic(prefer_literal=True)
-def dot(typingctx, w, hi, lo, even, odd, p, bits):
+def dot(typingctx, w, hi, lo, even, odd, p, bits, tokens):
     """sum over the vectors of w (a tuple of 4 or 8) of their bytes times the activations from
-    int32 index p of the rows hi, lo, even and odd (one token's, see activations.py)."""
+    int32 index p of the rows hi, lo, even and odd (one token's, see activations.py), in a kernel of
+    `tokens` tokens."""
     if not isinstance(bits, types.IntegerLiteral) or bits.literal_value not in (4, 5, 6, 8):
         raise TypeError(f"dot: bits must be a literal 4, 5, 6 or 8, not {bits}")
     if not (isinstance(w, types.UniTuple) and w.dtype == I32x16 and w.count in (4, 8)):
@@ -218,5 +233,6 @@ def dot(typingctx, w, hi, lo, even, odd, p, bits):
             data = cgutils.create_struct_proxy(array_type)(context, builder, value=array).data
             acts.append([builder.load(builder.gep(data, [builder.add(index, ir.Constant(index.type, i))]))
                          for i in range(len(vectors))])
-        return dot_ir(builder, PATH, vectors, *acts, bits.literal_value, ACTIVATION_BITS)
-    return I32x16(w, hi, lo, even, odd, p, bits), codegen
+        return dot_ir(builder, PATH, vectors, *acts, bits.literal_value, ACTIVATION_BITS, one_token)
+    one_token = isinstance(tokens, types.IntegerLiteral) and tokens.literal_value == 1
+    return I32x16(w, hi, lo, even, odd, p, bits, tokens), codegen

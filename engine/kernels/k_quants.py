@@ -64,8 +64,8 @@ def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 @njit(inline="always")
-def _q4_k_q5_k_rows(quants, tops, sc, mn, d, dmin, xq, a, out, task, tokens):
-    """Q4_K, or Q5_K when `tops` holds the fifth bits (an empty array for Q4_K)."""
+def _q4_k_q5_k_rows(bits, quants, tops, sc, mn, d, dmin, xq, a, out, task, tokens):
+    """Q4_K (bits 4), or Q5_K (5) with `tops` holding the fifth bits (an empty array for Q4_K)."""
     scale, _, sums32 = a
     acc = np.empty((tokens, 16), np.float32)
     for g in groups_of(task, quants):
@@ -73,13 +73,13 @@ def _q4_k_q5_k_rows(quants, tops, sc, mn, d, dmin, xq, a, out, task, tokens):
         for c in range(scale.shape[1]):  # sub-blocks of 32
             prefetch_ahead(quants[g], 256 * c, 256)
             v = nibbles(quants[g], 256 * c)
-            if tops.shape[1] > 0:
+            if bits == 5:
                 prefetch_ahead(tops[g], 64 * c, 64)
                 v = with_fifth_bits(v, load_bytes(tops[g], 64 * c))
             row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
             row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
             for t in range(tokens):
-                s = to_f32(dot(v, xq, t, 8 * c, 5)) * (row_scale * splat_f32(scale[t, c]))
+                s = to_f32(dot(v, xq, t, 8 * c, bits, tokens)) * (row_scale * splat_f32(scale[t, c]))
                 accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
         write_rows(acc, g, out)
 
@@ -87,13 +87,13 @@ def _q4_k_q5_k_rows(quants, tops, sc, mn, d, dmin, xq, a, out, task, tokens):
 @njit(inline="always")
 def _q4_k_rows(w, xq, a, out, task, tokens):
     quants, sc, mn, d, dmin = w
-    _q4_k_q5_k_rows(quants, np.empty((0, 0), np.uint8), sc, mn, d, dmin, xq, a, out, task, tokens)
+    _q4_k_q5_k_rows(4, quants, np.empty((0, 0), np.uint8), sc, mn, d, dmin, xq, a, out, task, tokens)
 
 
 @njit(inline="always")
 def _q5_k_rows(w, xq, a, out, task, tokens):
     quants, tops, sc, mn, d, dmin = w
-    _q4_k_q5_k_rows(quants, tops, sc, mn, d, dmin, xq, a, out, task, tokens)
+    _q4_k_q5_k_rows(5, quants, tops, sc, mn, d, dmin, xq, a, out, task, tokens)
 
 
 @njit(inline="always")
@@ -117,8 +117,8 @@ def _q6_k_rows(w, xq, a, out, task, tokens):
             scale_first = row_d * load_i8(sc[g], 32 * c)
             scale_second = row_d * load_i8(sc[g], 32 * c + 16)
             for t in range(tokens):
-                s1 = dot(first, xq, t, 8 * c, 6) - splat_i32(32 * sums16[t, 2 * c])
-                s2 = dot(second, xq, t, 8 * c + 4, 6) - splat_i32(32 * sums16[t, 2 * c + 1])
+                s1 = dot(first, xq, t, 8 * c, 6, tokens) - splat_i32(32 * sums16[t, 2 * c])
+                s2 = dot(second, xq, t, 8 * c + 4, 6, tokens) - splat_i32(32 * sums16[t, 2 * c + 1])
                 f = to_f32(s1) * scale_first + to_f32(s2) * scale_second
                 accumulate(acc, t, f * splat_f32(scale[t, c]))
         write_rows(acc, g, out)

@@ -83,12 +83,13 @@ def with_fifth_bits(v, h):
 
 
 @njit(inline="always")
-def dot(v, xq, t, p, bits):
+def dot(v, xq, t, p, bits, tokens):
     """Per row: sum over the values of v (4 vectors: 16 values, or 8: 32) of weight * activation,
     the activations of token t from int32 index p of xq = (hi, lo, even, odd) (activations.py);
-    weights below 2^bits."""
+    weights below 2^bits; in a kernel of `tokens` tokens (a literal 1 in the one-token kernels:
+    dot.py multiplies differently for one token and for many)."""
     hi, lo, even, odd = xq
-    return byte_dot(v, hi[t], lo[t], even[t], odd[t], p, bits)
+    return byte_dot(v, hi[t], lo[t], even[t], odd[t], p, bits, tokens)
 
 
 GROUPS_PER_TASK = 8  # row groups per parallel task: one scratch accumulator each

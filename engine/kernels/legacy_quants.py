@@ -90,7 +90,7 @@ def _zero_point_rows(bits, quants, fifth, d, xq, a, out, task, tokens):
             prefetch_ahead(d[g], 16 * b, 32)
             row_scale = load_f16(d[g], 16 * b)
             for t in range(tokens):
-                s = dot(v, xq, t, 8 * b, bits) - splat_i32(zero * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
+                s = dot(v, xq, t, 8 * b, bits, tokens) - splat_i32(zero * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
                 accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
         write_rows(acc, g, out)
 
@@ -108,7 +108,7 @@ def _minimum_rows(bits, quants, fifth, d, m, xq, a, out, task, tokens):
             prefetch_ahead(m[g], 16 * b, 32)
             row_scale, row_min = load_f16(d[g], 16 * b), load_f16(m[g], 16 * b)
             for t in range(tokens):
-                s = to_f32(dot(v, xq, t, 8 * b, bits)) * (row_scale * splat_f32(scale[t, b]))
+                s = to_f32(dot(v, xq, t, 8 * b, bits, tokens)) * (row_scale * splat_f32(scale[t, b]))
                 accumulate(acc, t, s + row_min * splat_f32(sums32[t, b]))
         write_rows(acc, g, out)
 

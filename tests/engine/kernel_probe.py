@@ -2,14 +2,14 @@
 
     python -m tests.engine.kernel_probe outputs FILE.npz   # every kernel's products and every reference
                                                            # model's logits, computed
-    python -m tests.engine.kernel_probe arguments FILE     # a quant kernel's arguments per weight width, pickled
+    python -m tests.engine.kernel_probe arguments FILE     # ASM_KERNELS' arguments, pickled
     python -m tests.engine.kernel_probe asm FILE           # those kernels compiled, never run: JSON
 
 `outputs` runs on a path this CPU can execute (LLAMBA_KERNELS). `arguments` runs natively and
-pickles the arrays the quant kernels of ASM_TYPES take (packing the weights and quantizing the activations
+pickles the arrays the quant kernels of ASM_KERNELS take (packing the weights and quantizing the activations
 runs jitted code). `asm` runs with NUMBA_CPU_NAME / NUMBA_CPU_FEATURES set for another CPU: it
 unpickles those arrays and only compiles, so it executes nothing built for that CPU (an AVX-512
-instruction would stop it on an AVX2 machine); it prints the chosen path and, for each of those types,
+instruction would stop it on an AVX2 machine); it prints the chosen path and, for each of those kernels,
 how often each byte-dot-product instruction and each vector register width occurs in the
 kernel's assembly."""
 import json
@@ -48,24 +48,27 @@ def outputs(path: str) -> None:
     np.savez(path, **results)
 
 
-# one kernel per weight width, each a branch of dot.py (4, 5, 6 and 8 bits): the others differ from
-# these only in their float arithmetic, and each costs a compile (~5 s on a Zen 1) per CPU class
-ASM_TYPES = (T.Q4_K, T.Q5_K, T.Q6_K, T.Q8_0)
+# a product kernel per weight width, each a branch of dot.py (4, 5, 6 and 8 bits), and a one-token
+# kernel (which avx2 multiplies differently): the others differ from these only in their float
+# arithmetic, and each costs a compile (~5 s on a Zen 1) per CPU class
+ASM_KERNELS = {"Q4_K": (T.Q4_K, 1), "Q5_K": (T.Q5_K, 1), "Q6_K": (T.Q6_K, 1), "Q8_0": (T.Q8_0, 1),
+               "Q4_K-one": (T.Q4_K, 2)}  # -> (type, index in QUANT_KERNELS' entry)
 
 
 def arguments(path: str) -> None:
     rng = np.random.default_rng(0)
     found = {}
-    for ttype in ASM_TYPES:
+    for name, (ttype, _) in ASM_KERNELS.items():
         weight, _, _ = random_weight(ttype, 16, 256, rng)
-        found[ttype.name] = product(weight, Activations(np.ones((1, 256), np.float32)), np.empty((1, 16), np.float32))[1]
+        found[name] = product(weight, Activations(np.ones((1, 256), np.float32)), np.empty((1, 16), np.float32))[1]
     Path(path).write_bytes(pickle.dumps(found))
 
 
 def assembly(path: str) -> None:
     found = {}
     for name, args in pickle.loads(Path(path).read_bytes()).items():
-        kernel = QUANT_KERNELS[T[name]][1]
+        ttype, which = ASM_KERNELS[name]
+        kernel = QUANT_KERNELS[ttype][which]
         signature = tuple(numba.typeof(x) for x in args)
         kernel.compile(signature)
         asm = kernel.inspect_asm(signature)
