@@ -8,7 +8,9 @@ For each file and thread count the two engines alternate, each run in a fresh pr
 SIMD features, the kernel path llamba chose and llama.cpp's build), medians and the ratio
 llamba / llama.cpp for every figure, and writes perf-<cpu>-<kernels>.json and .png to --out.
 --long adds, for each model and thread count, the long-prompt figures (pp2048, decode at each
-depth given, bench/engines.py --long), in a process of their own per engine and repeat.
+depth given, bench/engines.py --long), in a process of their own per engine and repeat. Each
+decode figure is also given as the share of the machine's memory bandwidth it reaches (weight
+bytes read a second over the triad's, bench/bandwidth.py).
 
 --kernels forces llamba's kernel path (LLAMBA_KERNELS). A path below AVX-512 on an AVX-512
 machine is compared with llama.cpp built for AVX2 only (bench/llama_cpp_avx2.py), so that both
@@ -25,11 +27,14 @@ import sys
 from pathlib import Path
 
 from . import write_results
+from .bandwidth import bandwidth_gbs, weight_bytes_per_token
 from .synth_model import BENCH_MODELS, ROOT, bench_file
 
 ENGINES = ("llamba", "llama.cpp")
 # figure -> (label, True if higher is better)
-FIGURES = {"tg64_tps": ("decode tg64, tokens/s", True), "pp128_tps": ("prefill pp128, tokens/s", True),
+FIGURES = {"tg64_tps": ("decode tg64, tokens/s", True),
+           "tg64_bandwidth": ("decode tg64, share of the memory bandwidth", True),
+           "pp128_tps": ("prefill pp128, tokens/s", True),
            "load_to_first_token_s": ("load to first token, s", False),
            "rss_after_512_mb": ("resident memory after 512 tokens, MB", False),
            "start_to_first_answer_s": ("server start to first answer, s", False),
@@ -122,12 +127,17 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args()
     results, systems = {}, {}
+    bandwidth = {t: bandwidth_gbs(t) for t in args.threads}  # (in this process, before the engines run)
+    print("memory bandwidth (triad): " + ", ".join(f"{t} thread(s) {gbs:.1f} GB/s" for t, gbs in bandwidth.items()))
     for model in args.models:
         for threads in args.threads:
             http = threads in args.http_threads and model in ("q4_0", "q8_0", "smollm2")
-            results[f"{model}/{threads}"] = measure(model, threads, args.repeats, http, args.kernels, systems,
-                                                    args.long)
-    machine = dict(systems, repeats=args.repeats)
+            key = f"{model}/{threads}"
+            results[key] = measure(model, threads, args.repeats, http, args.kernels, systems, args.long)
+            per_token = weight_bytes_per_token(bench_file(model))
+            for figures in results[key].values():  # weight bytes a second over the bandwidth
+                figures["tg64_bandwidth"] = figures["tg64_tps"] * per_token / (bandwidth[threads] * 1e9)
+    machine = dict(systems, repeats=args.repeats, triad_gbs=bandwidth)
     print("\n".join(f"{k}: {v}" for k, v in machine.items()))
     print(table(results))
     stem = f"perf-{systems['llamba']['cpu_name']}-{systems['llamba']['kernels']}"

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .layout import (accumulate, dot, each_task, each_task_of_one, groups_of, interleave, interleave_f16,
-                     interleave_scales, nibbles, pack_nibbles, prefetch_ahead, tops, with_fifth_bits, write_rows)
+from .layout import (accumulate, dot, each_task, each_task_of_one, interleave, interleave_f16, interleave_scales,
+                     nibbles, pack_nibbles, prefetch_ahead, tops, with_fifth_bits)
 from .simd import load_bytes, load_f16, load_i8, splat_f32, splat_i32, to_f32
 
 
@@ -64,64 +64,56 @@ def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 @njit(inline="always")
-def _q4_k_q5_k_rows(bits, quants, tops, sc, mn, d, dmin, xq, a, out, task, tokens):
-    """Q4_K (bits 4), or Q5_K (5) with `tops` holding the fifth bits (an empty array for Q4_K)."""
+def _q4_k_q5_k_block(bits, quants, tops, sc, mn, d, dmin, xq, a, acc, g, c, tokens):
+    """Q4_K (bits 4), or Q5_K (5) with `tops` holding the fifth bits (an empty array for Q4_K):
+    sub-block c (32 values)."""
     scale, _, sums32 = a
-    acc = np.empty((tokens, 16), np.float32)
-    for g in groups_of(task, quants):
-        acc[:] = 0
-        for c in range(scale.shape[1]):  # sub-blocks of 32
-            prefetch_ahead(quants[g], 256 * c, 256)
-            v = nibbles(quants[g], 256 * c)
-            if bits == 5:
-                prefetch_ahead(tops[g], 64 * c, 64)
-                v = with_fifth_bits(v, load_bytes(tops[g], 64 * c))
-            row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
-            row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
-            for t in range(tokens):
-                s = to_f32(dot(v, xq, t, 8 * c, bits, tokens)) * (row_scale * splat_f32(scale[t, c]))
-                accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
-        write_rows(acc, g, out)
+    prefetch_ahead(quants[g], 256 * c, 256)
+    v = nibbles(quants[g], 256 * c)
+    if bits == 5:
+        prefetch_ahead(tops[g], 64 * c, 64)
+        v = with_fifth_bits(v, load_bytes(tops[g], 64 * c))
+    row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
+    row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
+    for t in range(tokens):
+        s = to_f32(dot(v, xq, t, 8 * c, bits, tokens)) * (row_scale * splat_f32(scale[t, c]))
+        accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
 
 
 @njit(inline="always")
-def _q4_k_rows(w, xq, a, out, task, tokens):
+def _q4_k_block(w, xq, a, acc, g, c, tokens):
     quants, sc, mn, d, dmin = w
-    _q4_k_q5_k_rows(4, quants, np.empty((0, 0), np.uint8), sc, mn, d, dmin, xq, a, out, task, tokens)
+    _q4_k_q5_k_block(4, quants, np.empty((0, 0), np.uint8), sc, mn, d, dmin, xq, a, acc, g, c, tokens)
 
 
 @njit(inline="always")
-def _q5_k_rows(w, xq, a, out, task, tokens):
+def _q5_k_block(w, xq, a, acc, g, c, tokens):
     quants, tops, sc, mn, d, dmin = w
-    _q4_k_q5_k_rows(5, quants, tops, sc, mn, d, dmin, xq, a, out, task, tokens)
+    _q4_k_q5_k_block(5, quants, tops, sc, mn, d, dmin, xq, a, acc, g, c, tokens)
 
 
 @njit(inline="always")
-def _q6_k_rows(w, xq, a, out, task, tokens):
+def _q6_k_block(w, xq, a, acc, g, c, tokens):
+    """32 values: sub-blocks 2c and 2c + 1."""
     (quants, tops, sc, d), (scale, sums16, _) = w, a
     two_bits = splat_i32(0x03030303)
-    acc = np.empty((tokens, 16), np.float32)
-    for g in groups_of(task, quants):
-        acc[:] = 0
-        for c in range(scale.shape[1]):  # 32 values: sub-blocks 2c and 2c + 1
-            prefetch_ahead(quants[g], 256 * c, 256)
-            prefetch_ahead(tops[g], 128 * c, 128)
-            prefetch_ahead(sc[g], 32 * c, 32)
-            v = nibbles(quants[g], 256 * c)
-            h0, h1 = load_bytes(tops[g], 128 * c), load_bytes(tops[g], 128 * c + 64)
-            first = (v[0] | ((h0 & two_bits) << 4), v[1] | (((h0 >> 2) & two_bits) << 4),
-                     v[2] | (((h0 >> 4) & two_bits) << 4), v[3] | (((h0 >> 6) & two_bits) << 4))
-            second = (v[4] | ((h1 & two_bits) << 4), v[5] | (((h1 >> 2) & two_bits) << 4),
-                      v[6] | (((h1 >> 4) & two_bits) << 4), v[7] | (((h1 >> 6) & two_bits) << 4))
-            row_d = load_f16(d[g], 16 * (c // 8))
-            scale_first = row_d * load_i8(sc[g], 32 * c)
-            scale_second = row_d * load_i8(sc[g], 32 * c + 16)
-            for t in range(tokens):
-                s1 = dot(first, xq, t, 8 * c, 6, tokens) - splat_i32(32 * sums16[t, 2 * c])
-                s2 = dot(second, xq, t, 8 * c + 4, 6, tokens) - splat_i32(32 * sums16[t, 2 * c + 1])
-                f = to_f32(s1) * scale_first + to_f32(s2) * scale_second
-                accumulate(acc, t, f * splat_f32(scale[t, c]))
-        write_rows(acc, g, out)
+    prefetch_ahead(quants[g], 256 * c, 256)
+    prefetch_ahead(tops[g], 128 * c, 128)
+    prefetch_ahead(sc[g], 32 * c, 32)
+    v = nibbles(quants[g], 256 * c)
+    h0, h1 = load_bytes(tops[g], 128 * c), load_bytes(tops[g], 128 * c + 64)
+    first = (v[0] | ((h0 & two_bits) << 4), v[1] | (((h0 >> 2) & two_bits) << 4),
+             v[2] | (((h0 >> 4) & two_bits) << 4), v[3] | (((h0 >> 6) & two_bits) << 4))
+    second = (v[4] | ((h1 & two_bits) << 4), v[5] | (((h1 >> 2) & two_bits) << 4),
+              v[6] | (((h1 >> 4) & two_bits) << 4), v[7] | (((h1 >> 6) & two_bits) << 4))
+    row_d = load_f16(d[g], 16 * (c // 8))
+    scale_first = row_d * load_i8(sc[g], 32 * c)
+    scale_second = row_d * load_i8(sc[g], 32 * c + 16)
+    for t in range(tokens):
+        s1 = dot(first, xq, t, 8 * c, 6, tokens) - splat_i32(32 * sums16[t, 2 * c])
+        s2 = dot(second, xq, t, 8 * c + 4, 6, tokens) - splat_i32(32 * sums16[t, 2 * c + 1])
+        f = to_f32(s1) * scale_first + to_f32(s2) * scale_second
+        accumulate(acc, t, f * splat_f32(scale[t, c]))
 
 
 # The entry points, written out one by one on purpose: numba's on-disk cache knows a function by
@@ -129,29 +121,29 @@ def _q6_k_rows(w, xq, a, out, task, tokens):
 # entry, and one quant type's kernel could come back from the cache for another.
 @njit(parallel=True, cache=True, nogil=True)
 def q4_k_product(w, xq, a, out):
-    each_task(_q4_k_rows, w, xq, a, out)
+    each_task(_q4_k_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_k_decode(w, xq, a, out):
-    each_task_of_one(_q4_k_rows, w, xq, a, out)
+    each_task_of_one(_q4_k_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_k_product(w, xq, a, out):
-    each_task(_q5_k_rows, w, xq, a, out)
+    each_task(_q5_k_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_k_decode(w, xq, a, out):
-    each_task_of_one(_q5_k_rows, w, xq, a, out)
+    each_task_of_one(_q5_k_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q6_k_product(w, xq, a, out):
-    each_task(_q6_k_rows, w, xq, a, out)
+    each_task(_q6_k_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q6_k_decode(w, xq, a, out):
-    each_task_of_one(_q6_k_rows, w, xq, a, out)
+    each_task_of_one(_q6_k_block, w, xq, a, out)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .layout import (accumulate, dot, each_task, each_task_of_one, groups_of, interleave, interleave_f16, nibbles,
-                     prefetch_ahead, tops, with_fifth_bits, write_rows)
+from .layout import (accumulate, dot, each_task, each_task_of_one, interleave, interleave_f16, nibbles, prefetch_ahead,
+                     tops, with_fifth_bits)
 from .simd import load_bytes, load_f16, splat_f32, splat_i32, to_f32
 
 
@@ -78,69 +78,59 @@ def _values(bits, quants, fifth, g, b):
 
 
 @njit(inline="always")
-def _zero_point_rows(bits, quants, fifth, d, xq, a, out, task, tokens):
+def _zero_point_block(bits, quants, fifth, d, xq, a, acc, g, b, tokens):
     """Q4_0, Q5_0 and Q8_0: d * (q - zero) per value, zero = 2^(bits - 1)."""
     scale, sums16, _ = a
     zero = 1 << (bits - 1)
-    acc = np.empty((tokens, 16), np.float32)
-    for g in groups_of(task, quants):
-        acc[:] = 0
-        for b in range(scale.shape[1]):
-            v = _values(bits, quants, fifth, g, b)
-            prefetch_ahead(d[g], 16 * b, 32)
-            row_scale = load_f16(d[g], 16 * b)
-            for t in range(tokens):
-                s = dot(v, xq, t, 8 * b, bits, tokens) - splat_i32(zero * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
-                accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
-        write_rows(acc, g, out)
+    v = _values(bits, quants, fifth, g, b)
+    prefetch_ahead(d[g], 16 * b, 32)
+    row_scale = load_f16(d[g], 16 * b)
+    for t in range(tokens):
+        s = dot(v, xq, t, 8 * b, bits, tokens) - splat_i32(zero * (sums16[t, 2 * b] + sums16[t, 2 * b + 1]))
+        accumulate(acc, t, to_f32(s) * (row_scale * splat_f32(scale[t, b])))
 
 
 @njit(inline="always")
-def _minimum_rows(bits, quants, fifth, d, m, xq, a, out, task, tokens):
+def _minimum_block(bits, quants, fifth, d, m, xq, a, acc, g, b, tokens):
     """Q4_1 and Q5_1: d * q + m per value."""
     scale, _, sums32 = a
-    acc = np.empty((tokens, 16), np.float32)
-    for g in groups_of(task, quants):
-        acc[:] = 0
-        for b in range(scale.shape[1]):
-            v = _values(bits, quants, fifth, g, b)
-            prefetch_ahead(d[g], 16 * b, 32)
-            prefetch_ahead(m[g], 16 * b, 32)
-            row_scale, row_min = load_f16(d[g], 16 * b), load_f16(m[g], 16 * b)
-            for t in range(tokens):
-                s = to_f32(dot(v, xq, t, 8 * b, bits, tokens)) * (row_scale * splat_f32(scale[t, b]))
-                accumulate(acc, t, s + row_min * splat_f32(sums32[t, b]))
-        write_rows(acc, g, out)
+    v = _values(bits, quants, fifth, g, b)
+    prefetch_ahead(d[g], 16 * b, 32)
+    prefetch_ahead(m[g], 16 * b, 32)
+    row_scale, row_min = load_f16(d[g], 16 * b), load_f16(m[g], 16 * b)
+    for t in range(tokens):
+        s = to_f32(dot(v, xq, t, 8 * b, bits, tokens)) * (row_scale * splat_f32(scale[t, b]))
+        accumulate(acc, t, s + row_min * splat_f32(sums32[t, b]))
 
 
 @njit(inline="always")
-def _q4_0_rows(w, xq, a, out, task, tokens):
+def _q4_0_block(w, xq, a, acc, g, b, tokens):
     quants, d = w
-    _zero_point_rows(4, quants, np.empty((0, 0), np.uint8), d, xq, a, out, task, tokens)
+    _zero_point_block(4, quants, np.empty((0, 0), np.uint8), d, xq, a, acc, g, b, tokens)
 
 
 @njit(inline="always")
-def _q5_0_rows(w, xq, a, out, task, tokens):
+def _q5_0_block(w, xq, a, acc, g, b, tokens):
     quants, fifth, d = w
-    _zero_point_rows(5, quants, fifth, d, xq, a, out, task, tokens)
+    _zero_point_block(5, quants, fifth, d, xq, a, acc, g, b, tokens)
 
 
 @njit(inline="always")
-def _q8_0_rows(w, xq, a, out, task, tokens):
+def _q8_0_block(w, xq, a, acc, g, b, tokens):
     quants, d = w
-    _zero_point_rows(8, quants, np.empty((0, 0), np.uint8), d, xq, a, out, task, tokens)
+    _zero_point_block(8, quants, np.empty((0, 0), np.uint8), d, xq, a, acc, g, b, tokens)
 
 
 @njit(inline="always")
-def _q4_1_rows(w, xq, a, out, task, tokens):
+def _q4_1_block(w, xq, a, acc, g, b, tokens):
     quants, d, m = w
-    _minimum_rows(4, quants, np.empty((0, 0), np.uint8), d, m, xq, a, out, task, tokens)
+    _minimum_block(4, quants, np.empty((0, 0), np.uint8), d, m, xq, a, acc, g, b, tokens)
 
 
 @njit(inline="always")
-def _q5_1_rows(w, xq, a, out, task, tokens):
+def _q5_1_block(w, xq, a, acc, g, b, tokens):
     quants, fifth, d, m = w
-    _minimum_rows(5, quants, fifth, d, m, xq, a, out, task, tokens)
+    _minimum_block(5, quants, fifth, d, m, xq, a, acc, g, b, tokens)
 
 
 # The entry points, written out one by one on purpose: numba's on-disk cache knows a function by
@@ -148,49 +138,49 @@ def _q5_1_rows(w, xq, a, out, task, tokens):
 # entry, and one quant type's kernel could come back from the cache for another.
 @njit(parallel=True, cache=True, nogil=True)
 def q4_0_product(w, xq, a, out):
-    each_task(_q4_0_rows, w, xq, a, out)
+    each_task(_q4_0_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_0_decode(w, xq, a, out):
-    each_task_of_one(_q4_0_rows, w, xq, a, out)
+    each_task_of_one(_q4_0_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q8_0_product(w, xq, a, out):
-    each_task(_q8_0_rows, w, xq, a, out)
+    each_task(_q8_0_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q8_0_decode(w, xq, a, out):
-    each_task_of_one(_q8_0_rows, w, xq, a, out)
+    each_task_of_one(_q8_0_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_1_product(w, xq, a, out):
-    each_task(_q4_1_rows, w, xq, a, out)
+    each_task(_q4_1_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_1_decode(w, xq, a, out):
-    each_task_of_one(_q4_1_rows, w, xq, a, out)
+    each_task_of_one(_q4_1_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_0_product(w, xq, a, out):
-    each_task(_q5_0_rows, w, xq, a, out)
+    each_task(_q5_0_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_0_decode(w, xq, a, out):
-    each_task_of_one(_q5_0_rows, w, xq, a, out)
+    each_task_of_one(_q5_0_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_1_product(w, xq, a, out):
-    each_task(_q5_1_rows, w, xq, a, out)
+    each_task(_q5_1_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_1_decode(w, xq, a, out):
-    each_task_of_one(_q5_1_rows, w, xq, a, out)
+    each_task_of_one(_q5_1_block, w, xq, a, out)
