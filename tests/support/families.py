@@ -49,8 +49,9 @@ _QWEN25_ADDED = ["<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", 
                  "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>",
                  "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
                  "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]
-ADDED_TOKENS = {"qwen2.5": (151646, _QWEN25_ADDED),
-                "qwen3": (151646, _QWEN25_ADDED + ["<tool_response>", "</tool_response>", "<think>", "</think>"])}
+ADDED_TOKENS = {"qwen2.5": _QWEN25_ADDED,
+                "qwen3": _QWEN25_ADDED + ["<tool_response>", "</tool_response>", "<think>", "</think>"]}
+QWEN_FIRST_ADDED = 151646  # the id of the first, in both
 SHAPE = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn=128, context=4096, rope_base=1e6, eps=1e-6)
 # The same families quantized as llama-quantize lays out what people download, wide enough (256) for
 # K-quants' blocks: synth-<family>-<q4_0|q8_0|q4_k_m>.
@@ -137,8 +138,7 @@ def write(name: str, path: Path, shape: dict | None = None) -> None:
     for key in ("model", "pre"):
         w.add_string(f"tokenizer.ggml.{key}", vocab[f"tokenizer.ggml.{key}"])
     tokens, types = vocab["tokenizer.ggml.tokens"].as_bytes(), vocab["tokenizer.ggml.token_type"].tolist()
-    first, added = ADDED_TOKENS.get(spec.get("added"), (0, []))
-    for i, text in enumerate(added, first):
+    for i, text in enumerate(ADDED_TOKENS.get(spec.get("added"), []), QWEN_FIRST_ADDED):
         tokens[i], types[i] = text.encode(), 3 if text.startswith("<|") else 4  # CONTROL, USER_DEFINED
     w.add_token_list(tokens)
     w.add_token_types(types)
