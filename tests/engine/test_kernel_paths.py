@@ -8,10 +8,8 @@ AMD, NEON on x86) are compiled for a CPU of their class and their assembly searc
 instruction they are built on; for NEON, whose kernels numba can only compile on aarch64, the byte
 dot product's own IR is compiled for aarch64 with llvmlite."""
 import json
-import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -21,7 +19,7 @@ from llvmlite import ir
 from llamba.engine.kernels import isa
 from llamba.engine.kernels.dot import dot_ir
 from tests.engine import kernel_probe
-from tests.support import ROOT
+from tests.support import ROOT, background
 
 HERE = ROOT / "tests" / "engine"
 PROBE = [sys.executable, "-m", "tests.engine.kernel_probe"]  # (run from ROOT)
@@ -41,14 +39,10 @@ DOT_INSTRUCTION = {"avx512vnni": "vpdpbusd", "avx512bw": "vpmaddubsw", "avxvnni"
 WIDEST_REGISTER = {"avx512vnni": "zmm", "avx512bw": "zmm", "avxvnni": "ymm", "avx2": "ymm", "generic": "xmm"}
 
 
-def run(args: list[str], env: dict, timeout: int = 1500) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=timeout)
-
-
 def run_tests(files: list[str], env: dict) -> subprocess.CompletedProcess:
     """These test files of tests/engine, in a fresh process with `env` set."""
-    return run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(HERE / f) for f in files)], env)
+    return background.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           *(str(HERE / f) for f in files)], env)
 
 
 def assert_passed(result: subprocess.CompletedProcess) -> None:
@@ -56,38 +50,47 @@ def assert_passed(result: subprocess.CompletedProcess) -> None:
     assert " passed" in result.stdout and " failed" not in result.stdout
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Every fresh process this module needs, started at once, two at a time on one thread each: a
-    fresh process spends most of its time compiling, which numba does on one core."""
-    tmp = tmp_path_factory.mktemp("paths")
-    one_thread = {"NUMBA_NUM_THREADS": "1"}
+def start_in_background() -> dict:
+    """Every fresh process this module needs, on one thread each (a fresh process spends most of
+    its time compiling, which numba does on one core), each with a numba cache of its own: its
+    kernels compiled afresh, and no other process's cache index rewritten under it."""
+    return background.once(__name__, _start)
+
+
+def _start() -> dict:
+    tmp = background.folder() / "paths"
+    tmp.mkdir()
+
+    def env(name: str, **more) -> dict:
+        return {"NUMBA_NUM_THREADS": "1", "NUMBA_CACHE_DIR": str(tmp / f"numba-{name}"), **more}
 
     def products(path: str):
-        return run(PROBE + ["outputs", str(tmp / f"{path}.npz")], {**one_thread, "LLAMBA_KERNELS": path})
+        return background.run(PROBE + ["outputs", str(tmp / f"{path}.npz")], env(path, LLAMBA_KERNELS=path))
 
     def assembly(path: str):
         cpu, features = X86_CPUS[path]
-        cache = tmp / f"numba-{path}"  # compiled afresh, not found in a cache
-        return run(PROBE + ["asm", str(arguments.result())],
-                   {**one_thread, "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": features,
-                    "NUMBA_CACHE_DIR": str(cache), "LLAMBA_KERNELS": "auto"})
+        return background.run(PROBE + ["asm", str(arguments.result())],
+                              env(f"asm-{path}", NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=features,
+                                  LLAMBA_KERNELS="auto"))
 
     def make_arguments():
         """Every quant kernel's arguments, made natively (making them runs jitted code), pickled."""
-        result = run(PROBE + ["arguments", str(tmp / "arguments.pickle")], one_thread)
+        result = background.run(PROBE + ["arguments", str(tmp / "arguments.pickle")], env("native"))
         assert result.returncode == 0, result.stderr[-2000:]
         return tmp / "arguments.pickle"
 
-    pool = ThreadPoolExecutor(max_workers=2)
-    found = {path: pool.submit(products, path) for path in OTHER_PATHS}
-    found |= {f"8bit-{path}": pool.submit(run_tests, ["test_kernels.py"], {
-        **one_thread, "LLAMBA_KERNELS": path, "LLAMBA_ACTIVATIONS": "8"}) for path in EIGHT_BIT_PATHS}
-    arguments = pool.submit(make_arguments)  # before the jobs that wait for it: no deadlock
-    found |= {f"asm-{path}": pool.submit(assembly, path) for path in X86_CPUS}
+    found = {path: background.submit(products, path) for path in OTHER_PATHS}
+    found |= {f"8bit-{path}": background.submit(run_tests, ["test_kernels.py"], env(
+        f"8bit-{path}", LLAMBA_KERNELS=path, LLAMBA_ACTIVATIONS="8")) for path in EIGHT_BIT_PATHS}
+    arguments = background.submit(make_arguments)  # before the jobs that wait for it: no deadlock
+    found |= {f"asm-{path}": background.submit(assembly, path) for path in X86_CPUS}
     found["outputs"] = tmp
-    yield found
-    pool.shutdown(cancel_futures=True)
+    return found
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return start_in_background()
 
 
 @pytest.mark.parametrize("path", EIGHT_BIT_PATHS)

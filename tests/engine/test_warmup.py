@@ -4,13 +4,12 @@ decoding) compiles nothing and decodes with the one-token kernels, giving the to
 before they were in. Fresh numba and packed-weight caches, in a fresh process, as a first start
 after install."""
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.support import ROOT, SMOLLM2, model_path
+from tests.support import SMOLLM2, background, model_path
 
 PROBE = r"""
 import json, sys, time
@@ -48,12 +47,28 @@ print(json.dumps(dict(seconds=seconds, compiled=compiled, tokens=tokens, before=
 """
 
 
-@pytest.mark.parametrize("name", [SMOLLM2, "synth-llama3-small-q4_k_m"])
-def test_after_compile_kernels_a_generation_compiles_nothing(name, tmp_path):
-    path = model_path(name)
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "LLAMBA_CACHE": str(tmp_path / "llamba")}
-    run = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=env,
-                         cwd=ROOT, timeout=600)
+MODELS = [SMOLLM2, "synth-llama3-small-q4_k_m"]
+
+
+def start_in_background() -> dict:
+    """Each model's probe in a fresh process with fresh caches (tests/support/background.py)."""
+    return background.once(__name__, lambda: {name: background.submit(probe, name) for name in MODELS})
+
+
+def probe(name: str) -> subprocess.CompletedProcess | None:
+    try:
+        path = model_path(name)
+    except BaseException:  # (absent: the test names it)
+        return None
+    caches = background.folder() / f"warmup-{name}"
+    return background.run([sys.executable, "-c", PROBE, str(path)], {
+        "NUMBA_CACHE_DIR": str(caches / "numba"), "LLAMBA_CACHE": str(caches / "llamba")}, timeout=600)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_after_compile_kernels_a_generation_compiles_nothing(name):
+    model_path(name)
+    run = start_in_background()[name].result()
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.splitlines()[-1])
     print(f"{name}: kernels compiled in {result['seconds']:.1f} s, one-token ones deferred: {result['deferred']}")
