@@ -191,10 +191,13 @@ def _maddubs(builder, w, hi, lo, bits):
 
 
 def _byte_products(path: str, bits: int, activation_bits: int, one_token: bool) -> bool:
-    """Whether an avx2 or avx512bw dot multiplies bytes (`_maddubs`) rather than 16-bit values."""
+    """Whether the dot multiplies bytes with `vpmaddubsw` (`_maddubs`, avx2 and avx512bw only)
+    rather than 16-bit values."""
+    if path not in ("avx2", "avx512bw"):
+        return False
     if path == "avx512bw" or activation_bits == 8:
         return bits <= 6
-    return path == "avx2" and bits <= 5 and one_token
+    return bits <= 5 and one_token
 
 
 def dot_ir(builder, path, w, hi, lo, even, odd, bits, activation_bits=16, one_token=False):
@@ -208,7 +211,7 @@ def dot_ir(builder, path, w, hi, lo, even, odd, bits, activation_bits=16, one_to
         pieces = _accumulating(builder, w, hi, lo, bits, _vpdpbusd)
     elif path == "neon":
         pieces = _accumulating(builder, w, hi, lo, bits, _sdot)
-    elif path in ("avx512bw", "avx2") and _byte_products(path, bits, activation_bits, one_token):
+    elif _byte_products(path, bits, activation_bits, one_token):
         pieces = _maddubs(builder, w, hi, lo, bits)
     else:
         pieces = _sixteen_bit(builder, w, even, odd, _madd_x86 if path != "generic" else _madd_generic)

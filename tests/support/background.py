@@ -55,8 +55,7 @@ def once(name: str, start: Callable[[], object]) -> object:
 def run(args: list, env: dict | None = None, timeout: int = 1500, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """args in a fresh process at the lowest priority, with env added to this one's: its output."""
     proc = subprocess.Popen(args, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(19),
-                            start_new_session=True)  # (its own group: stop() ends its children too)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_idle)
     with _lock:
         _running.add(proc)
     try:
@@ -69,6 +68,15 @@ def run(args: list, env: dict | None = None, timeout: int = 1500, cwd: Path = RO
         with _lock:
             _running.discard(proc)
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def _idle() -> None:
+    """In the child: run only on a core nothing else wants (SCHED_IDLE), in a process group of its
+    own (stop() ends its children too) but in this session: Linux schedules each session (its
+    autogroup) fairly against the others whatever their priorities, so a session of its own would
+    take a whole core's share from the tests."""
+    os.setpgid(0, 0)
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _kill(proc: subprocess.Popen) -> None:
