@@ -45,6 +45,14 @@ class _PackageStamp:
 class KernelCacheDirLocator(_PackageStamp, UserProvidedCacheLocator):
     """NUMBA_CACHE_DIR, when set."""
 
+    @classmethod
+    def get_suitable_cache_subpath(cls, py_file):
+        """A folder named by the engine's stamp and the file's place in the package, not by where
+        the package is: the same sources installed elsewhere (a wheel in a fresh virtual
+        environment, a release installed again) find their kernels compiled already."""
+        folder = Path(py_file).resolve().parent.relative_to(ENGINE.parent)
+        return "-".join(("llamba", engine_stamp()[:16], *folder.parts))
+
 
 class KernelInTreeLocator(_PackageStamp, InTreeCacheLocator):
     """__pycache__ beside the sources, as numba's default."""
