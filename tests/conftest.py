@@ -27,6 +27,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.module.__name__.rsplit(".", 1)[-1] in SLOW:
             item.add_marker(pytest.mark.slow)
+    # the modules with background work last, so that it has the whole session to run in
+    items.sort(key=lambda item: hasattr(item.module, "start_in_background"))
 
 
 def pytest_collection_finish(session):
