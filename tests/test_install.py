@@ -1,6 +1,7 @@
 """llamba as a user installs it: `pip install .` (not editable) into a fresh virtual environment
 serves with the packaged configuration and claims no generic top-level module; a configuration
 that cannot be used stops `llamba serve` with one line."""
+import functools
 import os
 import subprocess
 import sys
@@ -14,8 +15,9 @@ from tests.support.server import free_port
 from tests.support import ROOT, SMOLLM2, background, model_path
 
 
+@functools.cache
 def start_in_background():
-    return background.once(__name__, lambda: background.submit(install))
+    return background.submit(install)
 
 
 def install() -> tuple[Path, subprocess.CompletedProcess]:

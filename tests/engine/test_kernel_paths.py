@@ -7,6 +7,7 @@ activation kernels match llama.cpp's rounding. Paths it cannot run (AVX-512 on a
 AMD, NEON on x86) are compiled for a CPU of their class and their assembly searched for the
 instruction they are built on; for NEON, whose kernels numba can only compile on aarch64, the byte
 dot product's own IR is compiled for aarch64 with llvmlite."""
+import functools
 import json
 import subprocess
 import sys
@@ -50,14 +51,11 @@ def assert_passed(result: subprocess.CompletedProcess) -> None:
     assert " passed" in result.stdout and " failed" not in result.stdout
 
 
+@functools.cache
 def start_in_background() -> dict:
     """Every fresh process this module needs, on one thread each (a fresh process spends most of
     its time compiling, which numba does on one core), each with a numba cache of its own: its
     kernels compiled afresh, and no other process's cache index rewritten under it."""
-    return background.once(__name__, _start)
-
-
-def _start() -> dict:
     tmp = background.folder() / "paths"
     tmp.mkdir()
 

@@ -4,7 +4,7 @@ Some checks run in fresh Python processes that spend minutes compiling kernels o
 kernel for another instruction-set path, a warm-up from empty caches, a wheel installed in a new
 virtual environment), while the tests around them leave the machine's second core mostly idle. A
 module whose tests are selected names that work in `start_in_background()` (tests/conftest.py
-calls it once collection is done); it runs two jobs at a time at the lowest priority, so that it
+calls it once collection is done; its tests call it again for the jobs' futures, so it is cached); it runs two jobs at a time at the lowest priority, so that it
 takes only what the tests in front leave, and a test waits for its job's result when it gets there.
 """
 from __future__ import annotations
@@ -22,9 +22,8 @@ from typing import Callable
 from .fixtures import ROOT
 
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="background")
-_started: dict[str, object] = {}
 _running: set[subprocess.Popen] = set()
-_lock = threading.RLock()  # (once() holds it while start() takes a folder)
+_lock = threading.Lock()
 _folder: Path | None = None
 
 
@@ -41,15 +40,6 @@ def submit(job: Callable, *args) -> Future:
     """job(*args) in the background; jobs start in the order submitted (one may wait for one
     submitted before it: the other worker is running that one)."""
     return _pool.submit(job, *args)
-
-
-def once(name: str, start: Callable[[], object]) -> object:
-    """start()'s result, calling it only the first time `name` is asked for: the same jobs whether
-    collection started them or the test that reads them does (a module run on its own)."""
-    with _lock:
-        if name not in _started:
-            _started[name] = start()
-        return _started[name]
 
 
 def run(args: list, env: dict | None = None, timeout: int = 1500, cwd: Path = ROOT) -> subprocess.CompletedProcess:
