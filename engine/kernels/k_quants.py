@@ -83,7 +83,7 @@ def _q4_k_q5_k_block(bits, quants, tops, sc, mn, d, dmin, xq, a, acc, g, c, toke
 @njit(inline="always")
 def _q4_k_block(w, xq, a, acc, g, c, tokens):
     quants, sc, mn, d, dmin = w
-    _q4_k_q5_k_block(4, quants, np.empty((0, 0), np.uint8), sc, mn, d, dmin, xq, a, acc, g, c, tokens)
+    _q4_k_q5_k_block(4, quants, quants, sc, mn, d, dmin, xq, a, acc, g, c, tokens)  # (tops never read: see _q4_0_block)
 
 
 @njit(inline="always")

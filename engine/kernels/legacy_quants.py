@@ -105,8 +105,10 @@ def _minimum_block(bits, quants, fifth, d, m, xq, a, acc, g, b, tokens):
 
 @njit(inline="always")
 def _q4_0_block(w, xq, a, acc, g, b, tokens):
+    """(4 and 8 bits read no fifth bits: the quants stand in for them. An empty array made here
+    instead was allocated, and reference-counted, at every block.)"""
     quants, d = w
-    _zero_point_block(4, quants, np.empty((0, 0), np.uint8), d, xq, a, acc, g, b, tokens)
+    _zero_point_block(4, quants, quants, d, xq, a, acc, g, b, tokens)
 
 
 @njit(inline="always")
@@ -118,13 +120,13 @@ def _q5_0_block(w, xq, a, acc, g, b, tokens):
 @njit(inline="always")
 def _q8_0_block(w, xq, a, acc, g, b, tokens):
     quants, d = w
-    _zero_point_block(8, quants, np.empty((0, 0), np.uint8), d, xq, a, acc, g, b, tokens)
+    _zero_point_block(8, quants, quants, d, xq, a, acc, g, b, tokens)
 
 
 @njit(inline="always")
 def _q4_1_block(w, xq, a, acc, g, b, tokens):
     quants, d, m = w
-    _minimum_block(4, quants, np.empty((0, 0), np.uint8), d, m, xq, a, acc, g, b, tokens)
+    _minimum_block(4, quants, quants, d, m, xq, a, acc, g, b, tokens)
 
 
 @njit(inline="always")
