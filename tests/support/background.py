@@ -4,8 +4,9 @@ Some checks run in fresh Python processes that spend minutes compiling kernels o
 kernel for another instruction-set path, a warm-up from empty caches, a wheel installed in a new
 virtual environment), while the tests around them leave the machine's second core mostly idle. A
 module whose tests are selected names that work in `start_in_background()` (tests/conftest.py
-calls it once collection is done; its tests call it again for the jobs' futures, so it is cached); it runs two jobs at a time at the lowest priority, so that it
-takes only what the tests in front leave, and a test waits for its job's result when it gets there.
+calls it once collection is done; its tests call it again for the jobs' futures, so it is cached);
+it runs two jobs at a time at the lowest priority, so that it takes only what the tests in front
+leave, and a test waits for its job's result when it gets there.
 """
 from __future__ import annotations
 
