@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-unload", type=float, help="seconds before an unused model unloads (0: never)")
     p.add_argument("--no-webui", dest="webui", action="store_false", default=None,
                    help="no chat page at / (it answers 404)")
+    p.add_argument("--no-speculative", dest="speculative", action="store_false", default=None,
+                   help="no drafts from each request's context (the same answers, one token per step)")
     p.set_defaults(func=None)
     return parser
 

@@ -153,7 +153,8 @@ def serve(args) -> int:
     overrides = dict(host=args.host, port=args.port, threads=args.threads, context_length=args.ctx,
                      queue_size=args.queue_size, parallel=args.parallel, api_keys=args.api_keys,
                      models_dir=args.models_dir, max_loaded_models=args.max_loaded_models,
-                     idle_unload=args.idle_unload, webui=args.webui)
+                     idle_unload=args.idle_unload, webui=args.webui,
+                     speculative=args.speculative)
     if args.model:
         path = args.model
         if path.startswith("hf://"):  # pulled into the models folder first (nothing new if it is there)

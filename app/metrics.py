@@ -27,6 +27,10 @@ class Metrics:
                                      labels, registry=r)
         self.cache_hits = Counter("llamba_prefix_cache_hits", "Requests that reused a cached prefix", labels, registry=r)
         self.generated = Counter("llamba_generated_tokens", "Tokens generated", labels, registry=r)
+        self.drafted = Counter("llamba_draft_tokens", "Tokens drafted from requests' contexts (speculation)",
+                               labels, registry=r)
+        self.accepted = Counter("llamba_draft_tokens_accepted", "Drafted tokens the model generated too",
+                                labels, registry=r)
         self.ttft = Histogram("llamba_time_to_first_token_seconds", "From submission to the first token",
                               labels, buckets=LATENCY_BUCKETS, registry=r)
         self.loaded = Gauge("llamba_model_loaded", "1 while the model is loaded", labels, registry=r)
@@ -43,6 +47,8 @@ class Metrics:
                               for name in ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")]
         self.vllm_cache_config = Gauge("vllm:cache_config_info", "The KV pool: positions per block, blocks",
                                        vllm + ["block_size", "num_gpu_blocks"], registry=r)
+        self.vllm_drafted = Counter("vllm:spec_decode_num_draft_tokens", "Tokens drafted", vllm, registry=r)
+        self.vllm_accepted = Counter("vllm:spec_decode_num_accepted_tokens", "Drafted tokens accepted", vllm, registry=r)
         self.vllm_prefix_queries = [Counter(name, "Prompt tokens looked up in the prefix cache", vllm, registry=r)
                                     for name in ("vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries")]
         self.vllm_prefix_hits = [Counter(name, "Prompt tokens found in the prefix cache", vllm, registry=r)
@@ -94,6 +100,11 @@ class _ModelObserver(Observer):
     def token(self, job: Job, seconds: float, first: bool) -> None:
         self.m.generated.labels(self.model).inc()
         (self.m.ttft if first else self.m.per_token).labels(self.model).observe(seconds)
+
+    def drafted(self, job: Job, drafted: int, accepted: int) -> None:
+        for counter, n in ((self.m.drafted, drafted), (self.m.accepted, accepted),
+                           (self.m.vllm_drafted, drafted), (self.m.vllm_accepted, accepted)):
+            counter.labels(self.model).inc(n)
 
     def rejected(self) -> None:
         self.m.rejected.labels(self.model).inc()

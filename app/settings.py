@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     parallel: int = Field(8, ge=1)
     step_tokens: int = Field(256, ge=1)
     cache_slots: int = Field(4, ge=0)
+    speculative: bool = True  # drafts from each request's context, checked in its next step
     kv_cache_type: KVType = "f16"
     request_timeout: float | None = Field(600, gt=0)
     api_keys: list[str] = []
@@ -86,7 +87,7 @@ class Settings(BaseSettings):
         return RunnerConfig(**{**dict(
             n_ctx=self.context_length, parallel=self.parallel, queue_size=self.queue_size, step_tokens=self.step_tokens,
             cache_slots=self.cache_slots, kv_type=self.kv_cache_type, timeout=self.request_timeout,
-            max_tokens_limit=self.max_tokens_limit, threads=self.threads), **overrides})
+            max_tokens_limit=self.max_tokens_limit, threads=self.threads, speculative=self.speculative), **overrides})
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

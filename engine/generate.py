@@ -11,7 +11,7 @@ from .errors import InvalidRequest
 from .grammar import Constraint
 from .kv_cache import KVCache
 from .model import Llama
-from .sampling import Sampler, SamplingParams, log_softmax
+from .sampling import Sampler, SamplingParams, largest, log_softmax
 from .tokenizer import StreamDecoder, Tokenizer
 
 
@@ -99,7 +99,7 @@ class Sequence:
         if params.logprobs is not None:
             lp = log_softmax(logits)
             event.logprob = float(lp[token])
-            top = np.argsort(-lp, kind="stable")[:params.logprobs]
+            top = largest(lp, params.logprobs) if params.logprobs else []
             event.top_logprobs = [(int(i), float(lp[i])) for i in top]
         grammar_done = self.constraint is not None and self.constraint.finished
         if token in tokenizer.stop_ids and (not params.ignore_eos or grammar_done):

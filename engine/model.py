@@ -158,10 +158,13 @@ def project(projection: Projection, x: Activations) -> np.ndarray:
 
 @dataclass
 class Span:
-    """Tokens of one slot for a step: ids at positions start, start + 1, ... of KV slot `slot`."""
+    """Tokens of one slot for a step: ids at positions start, start + 1, ... of KV slot `slot`;
+    the step returns the logits after each of its last `logits` tokens (a draft's check needs
+    every one: speculation.py)."""
     slot: int
     start: int
     tokens: list[int]
+    logits: int = 1
 
 
 def embed(f: GGUFFile, token_embd: Tensor, tokens: np.ndarray) -> np.ndarray:
@@ -200,9 +203,9 @@ class Llama:
              with_hidden: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Run spans of several slots as one batch: every weight is read once for all of them,
         and each token's result is the same as if it ran alone. Appends their keys and values to
-        `cache`. Returns the logits of each span's last token (len(spans), vocab), or of every
-        token (n, vocab) if `all_logits`; `with_hidden`: and every token's final hidden state,
-        normed (n, dim), which embeddings pool."""
+        `cache`. Returns the logits after each span's last `span.logits` tokens, span after
+        span (their sum, vocab), or after every token (n, vocab) if `all_logits`; `with_hidden`:
+        and every token's final hidden state, normed (n, dim), which embeddings pool."""
         c, w = self.config, self.weights
         tokens = np.concatenate([np.asarray(sp.tokens, dtype=np.int64) for sp in spans])
         positions = np.concatenate([np.arange(sp.start, sp.start + len(sp.tokens)) for sp in spans])
@@ -245,9 +248,10 @@ class Llama:
             gate_up = project(layer.w13, h)
             x = x + post_norm(matmul(layer.w2, ops.geglu(gate_up) if c.family.gelu else ops.swiglu(gate_up)),
                               layer.ffn_post_norm, c.rms_eps)
-        last = np.cumsum([len(sp.tokens) for sp in spans]) - 1
-        hidden = ops.rmsnorm(x if all_logits or with_hidden else x[last], w.output_norm, c.rms_eps)
-        logits = matmul(w.output, hidden if all_logits or not with_hidden else hidden[last])
+        ends = np.cumsum([len(sp.tokens) for sp in spans])
+        rows = np.concatenate([np.arange(end - sp.logits, end) for sp, end in zip(spans, ends)])
+        hidden = ops.rmsnorm(x if all_logits or with_hidden else x[rows], w.output_norm, c.rms_eps)
+        logits = matmul(w.output, hidden if all_logits or not with_hidden else hidden[rows])
         if c.logit_softcap:
             logits = np.float32(c.logit_softcap) * np.tanh(logits / np.float32(c.logit_softcap))
         return (logits, hidden) if with_hidden else logits

@@ -12,6 +12,9 @@ A request's life, and the names it goes by:
   choice, then pieces of the prompts of newly admitted ones (up to `step_tokens` tokens), so every
   weight is read once per step for all of them. The choices of one prompt share it: the first
   computes it, the others share its keys and values and start from the same logits.
+- A decoding choice whose context repeats itself may also run a draft of its next tokens in the
+  step, looked up in its own context (speculation.py), while the step is small: the logits after
+  each drafted token say how many of them are the tokens it would have generated anyway.
 - Each choice's new token becomes a `TokenEvent` (with the choice's index) on its job's queue;
   when every choice of a job has finished, or the job is cancelled (the client went away), the
   job ends and its slots are free for the next.
@@ -42,12 +45,13 @@ import numpy as np
 from .compute_lock import COMPUTE
 from .embeddings import Embedding, check_inputs
 from .errors import InvalidRequest
-from .generate import Sequence, check_request
+from .generate import Sequence, TokenEvent, check_request
 from .job import Job, Observer, QueueFull
 from .loader import LoadedModel, set_threads
 from .kv_cache import KVCache
 from .model import Span
 from .sampling import SamplingParams
+from .speculation import Drafter
 from .warmup import Warmup
 
 
@@ -64,6 +68,13 @@ class RunnerConfig:
     timeout: float | None         # seconds a job may run (None: no limit)
     max_tokens_limit: int | None  # a request's max_tokens at most (None: the context)
     threads: int | None           # compute threads (None: every core)
+    speculative: bool             # drafts from the context checked in each step (speculation.py)
+
+
+# Drafts run only in a step of at most SPEC_START tokens without them (a step of prompt pieces or
+# of several choices is bound by compute, not by reading the weights, and drafts would slow it),
+# and make it at most SPEC_STEP tokens.
+SPEC_START, SPEC_STEP = 2, 16
 
 
 @dataclass
@@ -84,6 +95,7 @@ class Choice:
     sequence: Sequence | Embedding  # a generation's state, or an embedding's
     last_event: float       # when its previous token (or its admission) happened
     leader: "Choice | None" = None  # the choice that computes the prompt this one shares
+    drafter: Drafter | None = None  # its drafts' lengths and pauses, where the runner speculates
 
     @property
     def pending(self) -> list[int]:
@@ -258,7 +270,8 @@ class ModelRunner:
                 sequence = Sequence(self.loaded.tokenizer, prompt, job.params, self.n_ctx, index=i,
                                     constraint=job.constraint.copy() if job.constraint else None)
                 choice = Choice(job, p * job.n + i, self._take_slot(job, prompt, shared=leader is None),
-                                sequence, last_event=job.submitted, leader=leader)
+                                sequence, last_event=job.submitted, leader=leader,
+                                drafter=Drafter() if self.config.speculative else None)
                 self.running.append(choice)
                 leader = leader or choice
         self.observer.admitted(job)
@@ -312,12 +325,13 @@ class ModelRunner:
         # a choice sharing another's prompt waits for it
         batch, budget = [], self.step_tokens
         for c in sorted(self.running, key=lambda c: len(c.pending) > 1):
-            tokens = [] if c.leader and c.leader.pending else c.pending[:budget]
+            tokens = [] if c.leader and not c.leader.sequence.generated else c.pending[:budget]
             if tokens:
                 batch.append((c, Span(c.slot.index, len(c.slot.tokens), tokens)))
                 budget -= len(tokens)
         if not batch:
             return
+        self._add_drafts(batch)
         self._make_room([span for _, span in batch])
         embedding = any(isinstance(c.sequence, Embedding) for c, _ in batch)
         with COMPUTE:  # (another model's step, or its warm-up, waits for this one: compute_lock.py)
@@ -326,7 +340,11 @@ class ModelRunner:
             logits, hidden = logits
             ends = np.cumsum([len(span.tokens) for _, span in batch])
         now = time.monotonic()
-        for k, ((c, span), row) in enumerate(zip(batch, logits)):
+        firsts = np.cumsum([0] + [span.logits for _, span in batch])
+        for k, ((c, span), row) in enumerate(zip(batch, logits[firsts[:-1]])):
+            if span.logits > 1:
+                self._check_draft(c, span, logits[firsts[k]:firsts[k + 1]], now)
+                continue
             c.slot.tokens.extend(span.tokens)
             if isinstance(c.sequence, Embedding):
                 if event := c.sequence.take(hidden[ends[k] - len(span.tokens):ends[k]], whole=not c.pending):
@@ -334,17 +352,58 @@ class ModelRunner:
                 continue
             if c.pending:  # the prompt is not all in yet
                 continue
-            followers = [f for f in self.running if f.leader is c and len(f.slot.tokens) < len(c.slot.tokens)]
-            for f in followers:  # the prompt is in: the choices sharing it start from here too
-                self.cache.share(c.slot.index, f.slot.index, len(c.slot.tokens))
-                f.slot.tokens = list(c.slot.tokens)
-                self._emit(f, row, now)
+            if not c.sequence.generated:  # the prompt is in: the choices sharing it start from here too
+                for f in [f for f in self.running if f.leader is c]:
+                    self.cache.share(c.slot.index, f.slot.index, len(c.slot.tokens))
+                    f.slot.tokens = list(c.slot.tokens)
+                    self._emit(f, row, now)
             self._emit(c, row, now)
 
+    def _add_drafts(self, batch: list[tuple[Choice, Span]]) -> None:
+        """Drafts for the decoding choices of a small step (SPEC_START, SPEC_STEP), each within
+        what its choice may still generate."""
+        tokens = sum(len(span.tokens) for _, span in batch)
+        if tokens > SPEC_START:
+            return
+        room = min(SPEC_STEP, self.step_tokens) - tokens
+        for c, span in batch:
+            if c.drafter is None or not c.sequence.generated or len(span.tokens) > 1 or room <= 0:
+                continue  # (a choice starts drafting once others sharing its prompt have it)
+            draft = c.drafter.draft(c.sequence.context, min(room, c.sequence.max_tokens - len(c.sequence.generated) - 1))
+            span.tokens += draft
+            span.logits = len(span.tokens)
+            room -= len(draft)
+
+    def _check_draft(self, c: Choice, span: Span, logits: np.ndarray, now: float) -> None:
+        """Sample from the logits after the last token, then after each drafted token while the
+        draft held the token sampled: the keys and values of the tokens it got wrong are dropped.
+        (The counts are in before the events go: the last one may end the response, with its usage.)"""
+        draft, events = span.tokens[1:], []
+        c.slot.tokens.append(span.tokens[0])
+        for row, drafted in zip(logits, draft + [None]):
+            events.append(self._sample(c, row, now))
+            if events[-1].finish_reason or events[-1].token_id != drafted:
+                break
+            c.slot.tokens.append(drafted)
+        self.cache.truncate(c.slot.index, len(c.slot.tokens))
+        accepted = len(events) - 1
+        c.drafter.record(len(draft), accepted)
+        c.job.drafted_tokens += len(draft)
+        c.job.accepted_tokens += accepted
+        self.observer.drafted(c.job, len(draft), accepted)
+        for event in events:
+            self._send(c, event)
+
     def _emit(self, c: Choice, logits, now: float) -> None:
+        self._send(c, self._sample(c, logits, now))
+
+    def _sample(self, c: Choice, logits, now: float) -> TokenEvent:
         event = c.sequence.accept(logits, last=c.job.deadline is not None and now > c.job.deadline)
         self.observer.token(c.job, now - c.last_event, first=len(c.sequence.generated) == 1)
         c.last_event = now
+        return event
+
+    def _send(self, c: Choice, event: TokenEvent) -> None:
         if event.finish_reason:
             self._finish(c, event)
         else:

@@ -231,6 +231,10 @@ class PromptTokensDetails(BaseModel):
 
 class CompletionTokensDetails(BaseModel):
     reasoning_tokens: int = 0
+    # OpenAI's, for its predicted outputs: here the tokens that speculation drafted from the
+    # context (engine/speculation.py) and the model generated too, or did not
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
 
 
 class Usage(BaseModel):

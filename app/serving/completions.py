@@ -13,10 +13,13 @@ from .base import DONE, AnswerStream, sse
 
 
 def usage(answers: AnswerStream) -> p.Usage:
-    prompt = answers.job.prompt_tokens
-    return p.Usage(prompt_tokens=prompt, completion_tokens=answers.generated, total_tokens=prompt + answers.generated,
-                   prompt_tokens_details=p.PromptTokensDetails(cached_tokens=answers.job.cached_tokens),
-                   completion_tokens_details=p.CompletionTokensDetails(reasoning_tokens=answers.reasoning_tokens))
+    job = answers.job
+    return p.Usage(prompt_tokens=job.prompt_tokens, completion_tokens=answers.generated,
+                   total_tokens=job.prompt_tokens + answers.generated,
+                   prompt_tokens_details=p.PromptTokensDetails(cached_tokens=job.cached_tokens),
+                   completion_tokens_details=p.CompletionTokensDetails(
+                       reasoning_tokens=answers.reasoning_tokens, accepted_prediction_tokens=job.accepted_tokens,
+                       rejected_prediction_tokens=job.drafted_tokens - job.accepted_tokens))
 
 
 def chunk_event(chunk: p.ChatCompletionChunk | p.Completion) -> dict:

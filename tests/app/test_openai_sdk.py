@@ -5,7 +5,9 @@ import httpx
 import openai
 import pytest
 
+from tests.support.edits import EDITS
 from tests.support import MODEL, SMOLLM2, loaded
+from tests.support.server import metrics
 from llamba.engine.generate import generate
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -27,6 +29,24 @@ def test_greedy_chat_equals_engine_greedy(client):
     r = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=24, temperature=0)
     assert r.choices[0].message.content == "".join(e.text for e in events)
     assert r.usage.completion_tokens == len(events)
+
+
+def test_edit_is_drafted_from_its_prompt_and_the_answer_is_the_engines_without_drafts(client, server):
+    """Speculation, on by default: an edit of a given text gets the greedy answer `generate`
+    gives one token at a time; usage and /metrics count the drafts."""
+    lm, edit = loaded(SMOLLM2), [{"role": "user", "content": EDITS[1]}]
+    events = list(generate(lm.model, lm.tokenizer, lm.chat_prompt_ids(edit),
+                           replace(lm.sampling, temperature=0, max_tokens=64), lm.model.new_cache(512)))
+    before = metrics(server)
+    r = client.chat.completions.create(model=MODEL, messages=edit, max_tokens=64, temperature=0)
+    after = metrics(server)
+    assert r.choices[0].message.content == "".join(e.text for e in events)
+    details = r.usage.completion_tokens_details
+    assert details.accepted_prediction_tokens > 16
+    drafted = details.accepted_prediction_tokens + details.rejected_prediction_tokens
+    assert after["llamba_draft_tokens_total"] - before["llamba_draft_tokens_total"] == drafted
+    assert (after["vllm:spec_decode_num_accepted_tokens_total"] - before["vllm:spec_decode_num_accepted_tokens_total"]
+            == details.accepted_prediction_tokens)
 
 
 def test_streaming_chat_with_usage(client):

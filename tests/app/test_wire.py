@@ -36,7 +36,9 @@ def test_a_chat_completion_has_openais_fields_and_counts_its_tokens():
     prompt = len(runner.jobs[0].prompts[0])
     assert body["usage"] == {"prompt_tokens": prompt, "completion_tokens": 6, "total_tokens": prompt + 6,
                              "prompt_tokens_details": {"cached_tokens": 0},
-                             "completion_tokens_details": {"reasoning_tokens": 0}}
+                             "completion_tokens_details": {"reasoning_tokens": 0,
+                                                           "accepted_prediction_tokens": 0,
+                                                           "rejected_prediction_tokens": 0}}
     assert runner.jobs[0].params.max_tokens == 256  # left out: the runner's default
 
 
