@@ -94,7 +94,7 @@ class Choice:
     slot: Slot
     sequence: Sequence | Embedding  # a generation's state, or an embedding's
     last_event: float       # when its previous token (or its admission) happened
-    leader: "Choice | None" = None  # the choice that computes the prompt this one shares
+    leader: "Choice | None" = None  # the choice computing the prompt this one shares (until it has)
     drafter: Drafter | None = None  # its drafts' lengths and pauses, where the runner speculates
 
     @property
@@ -325,7 +325,7 @@ class ModelRunner:
         # a choice sharing another's prompt waits for it
         batch, budget = [], self.step_tokens
         for c in sorted(self.running, key=lambda c: len(c.pending) > 1):
-            tokens = [] if c.leader and not c.leader.sequence.generated else c.pending[:budget]
+            tokens = [] if c.leader else c.pending[:budget]
             if tokens:
                 batch.append((c, Span(c.slot.index, len(c.slot.tokens), tokens)))
                 budget -= len(tokens)
@@ -352,11 +352,11 @@ class ModelRunner:
                 continue
             if c.pending:  # the prompt is not all in yet
                 continue
-            if not c.sequence.generated:  # the prompt is in: the choices sharing it start from here too
-                for f in [f for f in self.running if f.leader is c]:
-                    self.cache.share(c.slot.index, f.slot.index, len(c.slot.tokens))
-                    f.slot.tokens = list(c.slot.tokens)
-                    self._emit(f, row, now)
+            # the prompt is in: the choices sharing it start from here too, each on its own from now
+            for f in [f for f in self.running if f.leader is c]:
+                self.cache.share(c.slot.index, f.slot.index, len(c.slot.tokens))
+                f.slot.tokens, f.leader = list(c.slot.tokens), None
+                self._emit(f, row, now)
             self._emit(c, row, now)
 
     def _add_drafts(self, batch: list[tuple[Choice, Span]]) -> None:
@@ -368,7 +368,7 @@ class ModelRunner:
         room = min(SPEC_STEP, self.step_tokens) - tokens
         for c, span in batch:
             if c.drafter is None or not c.sequence.generated or len(span.tokens) > 1 or room <= 0:
-                continue  # (a choice starts drafting once others sharing its prompt have it)
+                continue
             draft = c.drafter.draft(c.sequence.context, min(room, c.sequence.max_tokens - len(c.sequence.generated) - 1))
             span.tokens += draft
             span.logits = len(span.tokens)
