@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -51,7 +52,7 @@ from .loader import LoadedModel, set_threads
 from .kv_cache import KVCache
 from .model import Span
 from .sampling import SamplingParams
-from .speculation import Drafter
+from .speculation import Drafter, add_drafts
 from .warmup import Warmup
 
 
@@ -69,12 +70,6 @@ class RunnerConfig:
     max_tokens_limit: int | None  # a request's max_tokens at most (None: the context)
     threads: int | None           # compute threads (None: every core)
     speculative: bool             # drafts from the context checked in each step (speculation.py)
-
-
-# Drafts run only in a step of at most SPEC_START tokens without them (a step of prompt pieces or
-# of several choices is bound by compute, not by reading the weights, and drafts would slow it),
-# and make it at most SPEC_STEP tokens.
-SPEC_START, SPEC_STEP = 2, 16
 
 
 @dataclass
@@ -104,15 +99,6 @@ class Choice:
 
 
 _DONE = object()
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class ModelRunner:
@@ -282,8 +268,9 @@ class ModelRunner:
         the least recently used free one, sharing the other's blocks."""
         free = [s for s in self.slots if not s.busy]
         # reuse at most all but the last prompt token: its logits start the generation
-        # (a sliding-window model goes on only from where the cache still holds the window: reusable())
-        prefix, source = max(((self.cache.reusable(s.index, min(common_prefix(s.tokens, prompt), len(prompt) - 1))
+        # (a sliding-window model goes on only from where the cache still holds the window: reusable();
+        # os.path.commonprefix takes any sequences)
+        prefix, source = max(((self.cache.reusable(s.index, min(len(os.path.commonprefix([s.tokens, prompt])), len(prompt) - 1))
                                if shared else 0, s) for s in self.slots),
                              key=lambda pair: (pair[0], not pair[1].busy, -pair[1].last_used))
         slot = source if source in free else min(free, key=lambda s: s.last_used)
@@ -331,7 +318,7 @@ class ModelRunner:
                 budget -= len(tokens)
         if not batch:
             return
-        self._add_drafts(batch)
+        add_drafts(batch, self.step_tokens)
         self._make_room([span for _, span in batch])
         embedding = any(isinstance(c.sequence, Embedding) for c, _ in batch)
         with COMPUTE:  # (another model's step, or its warm-up, waits for this one: compute_lock.py)
@@ -358,21 +345,6 @@ class ModelRunner:
                 f.slot.tokens, f.leader = list(c.slot.tokens), None
                 self._emit(f, row, now)
             self._emit(c, row, now)
-
-    def _add_drafts(self, batch: list[tuple[Choice, Span]]) -> None:
-        """Drafts for the decoding choices of a small step (SPEC_START, SPEC_STEP), each within
-        what its choice may still generate."""
-        tokens = sum(len(span.tokens) for _, span in batch)
-        if tokens > SPEC_START:
-            return
-        room = min(SPEC_STEP, self.step_tokens) - tokens
-        for c, span in batch:
-            if c.drafter is None or not c.sequence.generated or len(span.tokens) > 1 or room <= 0:
-                continue
-            draft = c.drafter.draft(c.sequence.context, min(room, c.sequence.max_tokens - len(c.sequence.generated) - 1))
-            span.tokens += draft
-            span.logits = len(span.tokens)
-            room -= len(draft)
 
     def _check_draft(self, c: Choice, span: Span, logits: np.ndarray, now: float) -> None:
         """Sample from the logits after the last token, then after each drafted token while the

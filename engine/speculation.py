@@ -16,11 +16,21 @@ a draft with nothing accepted it waits 1, 2, 4, ... steps before drafting again.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from .model import Span
+    from .scheduler import Choice
 
 NGRAM = (4, 3, 2)  # suffix lengths looked up, longest first (a single token matches too often)
 MAX_DRAFT = 8      # tokens per draft at most
 MAX_PAUSE = 64     # steps without drafting at most, after drafts that missed
+# Drafts run only in a step of at most STEP_START tokens without them (a step of prompt pieces or
+# of several decoding choices is bound by compute, not by reading the weights, and drafts would
+# slow it), and make it at most STEP_MAX tokens.
+STEP_START, STEP_MAX = 2, 16
 
 
 def lookup(context: list[int] | np.ndarray, limit: int) -> list[int]:
@@ -65,3 +75,20 @@ class Drafter:
         else:
             self.pause = min(2 * self.pause or 1, MAX_PAUSE)
             self.wait = self.pause
+
+
+def add_drafts(batch: list[tuple[Choice, Span]], step_tokens: int) -> None:
+    """Drafts for the decoding choices of a step (the scheduler's batch) if it is small
+    (STEP_START, STEP_MAX), each within what its choice may still generate: appended to its span,
+    whose every token's logits the step then returns."""
+    tokens = sum(len(span.tokens) for _, span in batch)
+    if tokens > STEP_START:
+        return
+    room = min(STEP_MAX, step_tokens) - tokens
+    for c, span in batch:
+        if c.drafter is None or not c.sequence.generated or len(span.tokens) > 1 or room <= 0:
+            continue
+        draft = c.drafter.draft(c.sequence.context, min(room, c.sequence.max_tokens - len(c.sequence.generated) - 1))
+        span.tokens += draft
+        span.logits = len(span.tokens)
+        room -= len(draft)
