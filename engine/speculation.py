@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .model import Span
     from .scheduler import Choice
 
-NGRAM = (4, 3, 2)  # suffix lengths looked up, longest first (a single token matches too often)
+NGRAM = (5, 4, 3)  # suffix lengths looked up, longest first (shorter ones match by chance too often)
 MAX_DRAFT = 8      # tokens per draft at most
 MAX_PAUSE = 64     # steps without drafting at most, after drafts that missed
 # Drafts run only in a step of at most STEP_START tokens without them (a step of prompt pieces or
