@@ -119,10 +119,11 @@ class Sequence:
 
 
 def generate(model: Llama, tokenizer: Tokenizer, prompt_ids: list[int], params: SamplingParams,
-             cache: KVCache) -> Iterator[TokenEvent]:
-    """One sequence alone: prefill the prompt as one batch, then decode a token at a time."""
+             cache: KVCache, index: int = 0) -> Iterator[TokenEvent]:
+    """One sequence alone: prefill the prompt as one batch, then decode a token at a time.
+    `index`: which choice of a request it is (its stream of random numbers, as Sequence's)."""
     check_request(model, prompt_ids, params, cache.n_ctx)
-    seq = Sequence(tokenizer, prompt_ids, params, cache.n_ctx)
+    seq = Sequence(tokenizer, prompt_ids, params, cache.n_ctx, index=index)
     logits = model.forward(prompt_ids, 0, cache)
     while True:
         event = seq.accept(logits)

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from llamba.engine.errors import InvalidRequest
-from llamba.engine.generate import Sequence, generate
+from llamba.engine.generate import generate
 from llamba.engine.sampling import SamplingParams
 from llamba.engine.job import Observer, QueueFull
 from llamba.engine.scheduler import ModelRunner
@@ -172,17 +172,8 @@ def test_n_choices_share_the_prompt_each_with_its_own_seed(lm):
     assert first == again and len({tuple(t) for t in first.values()}) > 1
     # each choice is the sequence its own stream of random numbers draws alone, from its own
     # tokens (the first, the one n = 1 with the same seed draws)
-    assert first == {i: alone_choice(lm, ids, seeded, i) for i in range(3)}
-
-
-def alone_choice(lm, ids: list[int], params: SamplingParams, index: int) -> list[int]:
-    """The tokens of choice `index` generated alone, a token at a time."""
-    sequence, cache, out = Sequence(lm.tokenizer, ids, params, 512, index=index), lm.model.new_cache(512), []
-    logits = lm.model.forward(ids, 0, cache)
-    while not (event := sequence.accept(logits)).finish_reason:
-        out.append(event.token_id)
-        logits = lm.model.forward([event.token_id], len(sequence.context) - 1, cache)
-    return out + [event.token_id]
+    assert first == {i: [e.token_id for e in generate(lm.model, lm.tokenizer, ids, seeded, lm.model.new_cache(512), i)]
+                     for i in range(3)}
 
 
 def test_a_deadline_cut_flushes_the_text_held_back(lm):
