@@ -11,18 +11,26 @@ from numba.extending import overload
 from .kernels.simd import exp_f32, load_f32, load_i8, load_lanes, max_lanes, prefetch, splat_f32, store_f32, sum_lanes
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always")
+def _rmsnorm_row(x, weight, eps, out, t):
+    squares = 0.0
+    for j in range(x.shape[1]):
+        squares += np.float64(x[t, j]) * np.float64(x[t, j])
+    scale = np.float32(1.0 / np.sqrt(squares / x.shape[1] + eps))
+    for j in range(x.shape[1]):
+        out[t, j] = (x[t, j] * scale) * weight[j]
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def rmsnorm(x, weight, eps):
-    """x (n, dim) / sqrt(mean(x^2) + eps) * weight; the sum of squares in float64, as ggml."""
-    n, dim = x.shape
+    """x (n, dim) / sqrt(mean(x^2) + eps) * weight; the sum of squares in float64, as ggml. Rows
+    in parallel, but one row (decoding) without starting the threads (2 us a call)."""
     out = np.empty_like(x)
-    for t in range(n):
-        squares = 0.0
-        for j in range(dim):
-            squares += np.float64(x[t, j]) * np.float64(x[t, j])
-        scale = np.float32(1.0 / np.sqrt(squares / dim + eps))
-        for j in range(dim):
-            out[t, j] = (x[t, j] * scale) * weight[j]
+    if x.shape[0] == 1:
+        _rmsnorm_row(x, weight, eps, out, 0)
+    else:
+        for t in prange(x.shape[0]):
+            _rmsnorm_row(x, weight, eps, out, t)
     return out
 
 
@@ -237,13 +245,19 @@ def geglu(gate_up: np.ndarray) -> np.ndarray:
 
 @njit(parallel=True, cache=True, nogil=True)
 def swiglu(gate_up):
-    """silu(gate) * up, for gate_up (n, 2 ffn_dim) holding gate and up side by side."""
+    """silu(gate) * up, for gate_up (n, 2 ffn_dim) holding gate and up side by side: 16 values at a
+    time through exp_f32 (libm's expf, one value per call, was 3 ns a value: 3% of a prefill)."""
     n, width = gate_up.shape
     ffn = width // 2
     out = np.empty((n, ffn), np.float32)
+    one = splat_f32(1)
     for job in prange(n * 16):  # 16 slices per token: work for every thread even at n = 1
         t, part = job // 16, job % 16
-        for j in range(part * ffn // 16, (part + 1) * ffn // 16):
-            g = gate_up[t, j]
-            out[t, j] = g / (np.float32(1) + np.exp(-g)) * gate_up[t, ffn + j]
+        row = gate_up[t]
+        for j in range(part * ffn // 256 * 16, (part + 1) * ffn // 256 * 16, 16):
+            g = load_f32(row, j)
+            store_f32(out[t], j, g / (one + exp_f32(splat_f32(0) - g)) * load_f32(row, ffn + j))
+        if part == 15:  # the last slice's values past a multiple of 16 (ffn % 16)
+            for j in range(ffn // 16 * 16, ffn):
+                out[t, j] = gate_up[t, j] / (np.float32(1) + np.exp(-gate_up[t, j])) * gate_up[t, ffn + j]
     return out

@@ -180,7 +180,7 @@ def to_f32(typingctx, vec):
     return F32x16(vec), codegen
 
 
-# --- arithmetic: + - * between vectors of one kind, & | between int vectors, shifts by an int ---
+# --- arithmetic: + - * between vectors of one kind, / between float vectors, & | between int vectors, shifts by an int ---
 
 def _binary(int_op, float_op):
     @intrinsic
@@ -215,6 +215,7 @@ _by_int = lambda a, b: a == I32x16 and isinstance(b, types.Integer)  # noqa: E73
 _register(operator.add, _binary("add", "fadd"), _same)
 _register(operator.sub, _binary("sub", "fsub"), _same)
 _register(operator.mul, _binary("mul", "fmul"), _same)
+_register(operator.truediv, _binary("sdiv", "fdiv"), lambda a, b: a == F32x16 and b == F32x16)
 _register(operator.and_, _binary("and_", "and_"), _ints)
 _register(operator.or_, _binary("or_", "or_"), _ints)
 _register(operator.rshift, _shift("lshr"), _by_int)
