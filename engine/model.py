@@ -156,6 +156,14 @@ def project(projection: Projection, x: Activations) -> np.ndarray:
     return np.concatenate([matmul(w, x) for w in projection], axis=1)
 
 
+# Tokens per step of `forward`. A step's arrays past 32 MB (glibc's largest mapping threshold) are
+# mapped afresh each time and every page faulted in: 512-token steps of a Mistral-shaped file
+# (its gate and up outputs 58 MB) spent 10% of their products' time so. 128 tokens keep them under
+# it for an FFN up to ~30k wide, and cost no extra pass over the weights (each product already
+# takes 128 tokens at a time: kernels.TOKENS_PER_CALL).
+FORWARD_PIECE = 128
+
+
 @dataclass
 class Span:
     """Tokens of one slot for a step: ids at positions start, start + 1, ... of KV slot `slot`;
@@ -195,9 +203,13 @@ class Llama:
 
     def forward(self, tokens, start: int, cache: KVCache, all_logits: bool = False) -> np.ndarray:
         """One sequence (slot 0): tokens (n,) at positions start..start+n-1. Returns logits
-        (n, vocab) if `all_logits`, else those of the last token (vocab,)."""
-        logits = self.step([Span(0, start, list(tokens))], cache, all_logits)
-        return logits if all_logits else logits[0]
+        (n, vocab) if `all_logits`, else those of the last token (vocab,). Runs steps of at most
+        FORWARD_PIECE tokens: the same results (a token's maths does not depend on its batch),
+        without the page faults of a step's larger arrays (see FORWARD_PIECE)."""
+        tokens = list(tokens)
+        logits = [self.step([Span(0, start + i, tokens[i:i + FORWARD_PIECE])], cache, all_logits)
+                  for i in range(0, len(tokens), FORWARD_PIECE)]
+        return np.concatenate(logits) if all_logits else logits[-1][0]
 
     def step(self, spans: list[Span], cache: KVCache, all_logits: bool = False,
              with_hidden: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
