@@ -208,7 +208,7 @@ class Llama:
         without the page faults of a step's larger arrays (see FORWARD_PIECE)."""
         tokens = list(tokens)
         logits = [self.step([Span(0, start + i, tokens[i:i + FORWARD_PIECE])], cache, all_logits)
-                  for i in range(0, len(tokens), FORWARD_PIECE)]
+                  for i in range(0, max(len(tokens), 1), FORWARD_PIECE)]  # (no tokens: step's error)
         return np.concatenate(logits) if all_logits else logits[-1][0]
 
     def step(self, spans: list[Span], cache: KVCache, all_logits: bool = False,
