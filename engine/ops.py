@@ -11,26 +11,18 @@ from numba.extending import overload
 from .kernels.simd import exp_f32, load_f32, load_i8, load_lanes, max_lanes, prefetch, splat_f32, store_f32, sum_lanes
 
 
-@njit(inline="always")
-def _rmsnorm_row(x, weight, eps, out, t):
-    squares = 0.0
-    for j in range(x.shape[1]):
-        squares += np.float64(x[t, j]) * np.float64(x[t, j])
-    scale = np.float32(1.0 / np.sqrt(squares / x.shape[1] + eps))
-    for j in range(x.shape[1]):
-        out[t, j] = (x[t, j] * scale) * weight[j]
-
-
-@njit(parallel=True, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def rmsnorm(x, weight, eps):
-    """x (n, dim) / sqrt(mean(x^2) + eps) * weight; the sum of squares in float64, as ggml. Rows
-    in parallel, but one row (decoding) without starting the threads (2 us a call)."""
+    """x (n, dim) / sqrt(mean(x^2) + eps) * weight; the sum of squares in float64, as ggml."""
+    n, dim = x.shape
     out = np.empty_like(x)
-    if x.shape[0] == 1:
-        _rmsnorm_row(x, weight, eps, out, 0)
-    else:
-        for t in prange(x.shape[0]):
-            _rmsnorm_row(x, weight, eps, out, t)
+    for t in range(n):
+        squares = 0.0
+        for j in range(dim):
+            squares += np.float64(x[t, j]) * np.float64(x[t, j])
+        scale = np.float32(1.0 / np.sqrt(squares / dim + eps))
+        for j in range(dim):
+            out[t, j] = (x[t, j] * scale) * weight[j]
     return out
 
 

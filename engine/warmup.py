@@ -95,11 +95,11 @@ def kernel_calls(c: ModelConfig, weights: list[Weight], norm: np.ndarray,
         cos, sin = ops.rope_tables(np.arange(2), c.rope_dim or c.head_dim, c.rope_base, None)
         ops.apply_rope(np.zeros((2, c.n_heads, c.head_dim), np.float32), cos, sin, c.family.rope_halves)
 
-    return [(SMALL_COST, rope),  # first (start() tries it on the cache): the cheapest, and serial
+    return [(SMALL_COST, lambda: ops.rmsnorm(x, norm, c.rms_eps)),  # first: the cheapest, and serial
             (ATTENTION_COST, attention),
             *[(PRODUCT_COST, matmul_call(weight)) for weight in weights],
             *[(QUANTIZE_COST, lambda block=block: Activations(x).quantized(block)) for block in activation_blocks(weights)],
-            (SMALL_COST, lambda: ops.rmsnorm(x, norm, c.rms_eps)),
+            (SMALL_COST, rope),
             (SMALL_COST, lambda: ops.swiglu(np.zeros((2, 2 * c.ffn_dim), np.float32)))]
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .isa import ACTIVATION_BITS
 
@@ -36,39 +36,31 @@ def _store_block(t, b, a, even, odd, sums16):
     sums16[t, 2 * b], sums16[t, 2 * b + 1] = a[:16].sum(), a[16:].sum()
 
 
-@njit(cache=True, nogil=True)  # (not inlined: in a parallel function its sums would start threads)
-def _quantize_row(x, t, hi, lo, even, odd, scale, sums16, sums32):
-    a = np.empty(32, np.int32)
-    for b in range(x.shape[1] // 32):
-        amax = np.float32(0)
-        total = np.float32(0)
-        for j in range(32 * b, 32 * b + 32):
-            amax = max(amax, abs(x[t, j]))
-            total += x[t, j]
-        sums32[t, b] = total
-        inverse = np.float32(127) / amax if amax > 0 else np.float32(0)
-        scale[t, b] = amax / np.float32(127 * 256)
-        for j in range(32):
-            v = x[t, 32 * b + j] * inverse
-            h = np.rint(v)
-            low = min(max(np.rint((v - h) * np.float32(256)), np.float32(-127)), np.float32(127))
-            hi[t, 32 * b + j], lo[t, 32 * b + j] = np.int8(h), np.int8(low)
-            a[j] = np.int32(256) * np.int32(h) + np.int32(low)
-        _store_block(t, b, a, even, odd, sums16)
-
-
-@njit(parallel=True, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def quantize_rows(x, hi, lo, even, odd, scale, sums16, sums32):
     """16 bits. x (n, k) float32 -> hi, lo (n, k) int8; scale (n, k/32) float32 such that a value
     is scale * (256 hi + lo); even, odd (n, k/2) int16: 256 hi + lo (_store_block); sums16
     (n, k/16) int32: sum of 256 hi + lo over each 16 values (the kernels' zero-point terms);
-    sums32 (n, k/32) float32: the exact sum of x over each 32. Rows in parallel, but one row
-    (decoding) without starting the threads."""
-    if x.shape[0] == 1:
-        _quantize_row(x, 0, hi, lo, even, odd, scale, sums16, sums32)
-    else:
-        for t in prange(x.shape[0]):
-            _quantize_row(x, t, hi, lo, even, odd, scale, sums16, sums32)
+    sums32 (n, k/32) float32: the exact sum of x over each 32."""
+    n, k = x.shape
+    a = np.empty(32, np.int32)
+    for t in range(n):
+        for b in range(k // 32):
+            amax = np.float32(0)
+            total = np.float32(0)
+            for j in range(32 * b, 32 * b + 32):
+                amax = max(amax, abs(x[t, j]))
+                total += x[t, j]
+            sums32[t, b] = total
+            inverse = np.float32(127) / amax if amax > 0 else np.float32(0)
+            scale[t, b] = amax / np.float32(127 * 256)
+            for j in range(32):
+                v = x[t, 32 * b + j] * inverse
+                h = np.rint(v)
+                low = min(max(np.rint((v - h) * np.float32(256)), np.float32(-127)), np.float32(127))
+                hi[t, 32 * b + j], lo[t, 32 * b + j] = np.int8(h), np.int8(low)
+                a[j] = np.int32(256) * np.int32(h) + np.int32(low)
+            _store_block(t, b, a, even, odd, sums16)
 
 
 @njit(inline="always")
