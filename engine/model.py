@@ -18,6 +18,7 @@ from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
 
 from . import ops
+from .c_heap import keep_step_memory
 from .config import ModelConfig
 from .errors import InvalidRequest
 from .gguf_file import GGUFError, GGUFFile, Tensor
@@ -156,8 +157,9 @@ def project(projection: Projection, x: Activations) -> np.ndarray:
     return np.concatenate([matmul(w, x) for w in projection], axis=1)
 
 
-# Tokens per step of `forward`. A step's arrays past 32 MB (glibc's largest mapping threshold) are
-# mapped afresh each time and every page faulted in: 512-token steps of a Mistral-shaped file
+# Tokens per step of `forward`. A step's arrays past 32 MB (glibc's largest mapping threshold; below
+# it they come from the heap, whose freed pages c_heap.keep_step_memory keeps) are mapped afresh each
+# time and every page faulted in: 512-token steps of a Mistral-shaped file
 # (its gate and up outputs 58 MB) spent 10% of their products' time so. 128 tokens keep them under
 # it for an FFN up to ~30k wide, and cost no extra pass over the weights (each product already
 # takes 128 tokens at a time: kernels.TOKENS_PER_CALL).
@@ -189,6 +191,7 @@ class Llama:
         self.file = GGUFFile(path)
         self.config = ModelConfig.from_gguf(self.file)
         self.weights = Weights.from_gguf(self.file, self.config)
+        keep_step_memory()  # the steps' arrays, reused rather than faulted in afresh
 
     def new_cache(self, n_ctx: int, n_slots: int = 1, kv_type: str = "f16", n_blocks: int | None = None,
                   step_tokens: int | None = None) -> KVCache:
