@@ -1,11 +1,13 @@
-"""The first answer after installing: `llamba serve` with empty caches to the first chat answer.
+"""The first answer after installing: `llamba serve` with empty caches to the first chat answer,
+and again with the caches that start left (a restart).
 
     python -m bench.cold_start [--repeats 5] [--threads 2] [--model PATH]
 
 Each run gets a fresh NUMBA_CACHE_DIR and LLAMBA_CACHE (nothing compiled, no packed weights),
-starts the server on the default model, and posts one chat completion as soon as /health says
-ok. Prints the seconds from process start to that answer for every run, their median, and the
-server's own log of one run with the seconds since start on each line (where the time goes).
+starts the server on the default model, posts one chat completion as soon as /health says ok,
+stops it and starts it again on the same caches (warm). Prints the seconds from process start to
+that answer for every run, fresh and warm, their medians, and the server's own log of the last
+fresh and warm starts with the seconds since start on each line (where the time goes).
 """
 from __future__ import annotations
 
@@ -25,9 +27,10 @@ from tests.support.server import llamba_server
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def cold_run(threads: int, model: str | None) -> tuple[float, str]:
-    """(seconds from start to the first chat answer, the server's log with times since start)."""
-    with tempfile.TemporaryDirectory() as caches, tempfile.TemporaryFile("w+") as log:
+def first_answer(threads: int, model: str | None, caches: str) -> tuple[float, str]:
+    """(seconds from start to the first chat answer, the server's log with times since start),
+    with the numba and packed-weight caches in the folder `caches`."""
+    with tempfile.TemporaryFile("w+") as log:
         env = {"NUMBA_CACHE_DIR": f"{caches}/numba", "LLAMBA_CACHE": f"{caches}/llamba"}
         flags = ["--threads", str(threads), *(["--model", model] if model else [])]
         started, wall = time.perf_counter(), datetime.now()
@@ -60,15 +63,18 @@ def main() -> None:
     args = p.parse_args()
     cpu = isa.describe()
     print(f"cpu: {cpu['cpu']} ({cpu['kernels']} kernels), {args.threads} threads")
-    runs = []
+    runs, logs = {"fresh": [], "warm": []}, {}
     for i in range(args.repeats):
-        seconds, log = cold_run(args.threads, args.model)
-        runs.append(seconds)
-        print(f"run {i + 1}: {seconds:.1f} s", flush=True)
-    print(log)
-    print(f"start to first chat answer, fresh caches: median {statistics.median(runs):.1f} s "
-          f"(min {min(runs):.1f}, max {max(runs):.1f}, {len(runs)} runs)")
-
+        with tempfile.TemporaryDirectory() as caches:
+            for kind in ("fresh", "warm"):
+                seconds, logs[kind] = first_answer(args.threads, args.model, caches)
+                runs[kind].append(seconds)
+        print(f"run {i + 1}: fresh {runs['fresh'][-1]:.1f} s, warm {runs['warm'][-1]:.1f} s", flush=True)
+    for kind in ("fresh", "warm"):
+        print(f"{kind} start:\n{logs[kind]}")
+    for kind in ("fresh", "warm"):
+        print(f"start to first chat answer, {kind} caches: median {statistics.median(runs[kind]):.2f} s "
+              f"(min {min(runs[kind]):.2f}, max {max(runs[kind]):.2f}, {len(runs[kind])} runs)")
 
 if __name__ == "__main__":
     main()
