@@ -76,5 +76,6 @@ def main() -> None:
         print(f"start to first chat answer, {kind} caches: median {statistics.median(runs[kind]):.2f} s "
               f"(min {min(runs[kind]):.2f}, max {max(runs[kind]):.2f}, {len(runs[kind])} runs)")
 
+
 if __name__ == "__main__":
     main()
