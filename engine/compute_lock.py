@@ -4,7 +4,9 @@ Every step runs its kernels on all of numba's threads (one OpenMP team per calli
 models stepping at once on a machine of few cores run two teams on the same cores: each parallel
 region then waits for threads the other team has preempted, and a step of 200 regions takes
 several times as long (a stream's tokens stalled for 0.5-0.7 s while another model warmed up, on
-2 vCPU). Taking turns step by step costs each model at most the other's step.
+2 vCPU). Taking turns step by step costs each model at most the other's step. A load's heavy parts
+take turns too: repacking (every core) and building a vocabulary's tables (Python: each kernel of a
+step beside it waits for the GIL after it returns, and the stream crawled at 3-5x its gaps).
 """
 from __future__ import annotations
 

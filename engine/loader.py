@@ -10,6 +10,7 @@ from pathlib import Path
 import numba
 
 from .chat.template import ChatTemplate
+from .compute_lock import COMPUTE
 from .gguf_file import GGUFError
 from .grammar import Grammars
 from .model import Llama
@@ -88,7 +89,9 @@ class LoadedModel:
         with reading(path, "model"):
             model = Llama(path)
         meta = model.file.metadata
-        with reading(path, "tokenizer metadata"):
+        # building a vocabulary's tables is 0.1-0.3 s of Python (and tiktoken's GIL): beside another
+        # model's steps, whose every kernel waits for the GIL after it, both crawl; in turn, neither
+        with reading(path, "tokenizer metadata"), COMPUTE:
             tokenizer = Tokenizer.from_gguf(model.file)
         if tokenizer.vocab_size != model.config.vocab_size:
             raise GGUFError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model "

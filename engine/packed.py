@@ -20,6 +20,7 @@ from gguf import GGMLQuantizationType as T
 from gguf import GGUFWriter
 
 from .c_heap import release_freed_memory
+from .compute_lock import COMPUTE
 from .gguf_file import GGUFError, GGUFFile, Tensor
 from .kernels import Weight, pack
 
@@ -80,7 +81,10 @@ def packed_weights(source: GGUFFile, groups: dict[str, list[Tensor]]) -> dict[st
             return _read(path, list(groups))
         except (GGUFError, KeyError, ValueError) as e:
             log.warning("ignoring unreadable packed weights %s: %s", path, e)
-    weights = [_pack_group(name, parts) for name, parts in groups.items()]
+    weights = []
+    for name, parts in groups.items():
+        with COMPUTE:  # (repacking runs on every core: in turn with other models' steps, compute_lock.py)
+            weights.append(_pack_group(name, parts))
     source.release()  # repacking touched every page of the source; none is needed any more
     try:
         _write(path, weights)

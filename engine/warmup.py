@@ -25,6 +25,7 @@ from pathlib import Path
 from contextlib import nullcontext
 from typing import Callable
 
+import numba
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from numba.core import event
@@ -104,14 +105,18 @@ def kernel_calls(c: ModelConfig, weights: list[Weight], norm: np.ndarray,
 
 
 def one_token_calls(weights: list[Weight]) -> list[tuple[T, Callable[[], None]]]:
-    """(type, call) for each one-token product kernel of these weights."""
-    def call(weight: Weight) -> Callable[[], None]:
-        def run():
-            a = Activations(np.zeros((1, weight.shape[1]), np.float32))
-            _, args = product(weight, a, np.empty((1, weight.shape[0]), np.float32))
-            QUANT_KERNELS[weight.type][2](*args)
-        return run
-    return [(weight.type, call(weight)) for weight in weights if weight.type in QUANT_KERNELS]
+    """(type, call) for each one-token product kernel of these weights that this process has not
+    loaded yet: a model of the same types loaded before has them in use, and a second model's
+    warm-up must neither put them back on the general kernels nor start a process for them."""
+    calls = []
+    for weight in weights:
+        if weight.type in QUANT_KERNELS:
+            kernel = QUANT_KERNELS[weight.type][2]
+            _, args = product(weight, Activations(np.zeros((1, weight.shape[1]), np.float32)),
+                              np.empty((1, weight.shape[0]), np.float32))
+            if tuple(numba.typeof(arg) for arg in args) not in kernel.overloads:
+                calls.append((weight.type, lambda kernel=kernel, args=args: kernel(*args)))
+    return calls
 
 
 def activation_blocks(weights: list[Weight]) -> list[int]:

@@ -164,10 +164,11 @@ def test_a_loaded_model_keeps_streaming_while_another_loads(models_dir):
     print(f"load {load['ended'] - load['began']:.2f} s; gaps during: median {during[len(during) // 2] * 1e3:.1f} ms, "
           f"max {during[-1] * 1e3:.1f} ms; outside: median {median * 1e3:.1f} ms")
     # the stream slows (two cores now share a load and a model's steps) but does not stop: tokens
-    # arrive during the load, at a median gap within 3x the stream's own. (On an AMD EPYC Zen 5,
-    # 2 vCPU, its median gap went 14 -> 15-23 ms; its longest gaps, 100-230 ms, 320 ms with the
-    # weights repacked, are the GIL held by the load, tiktoken building its encoder for a 128k
-    # vocabulary among it: 81 ms, in one call. Absolute figures are bench/'s, not a test's.)
+    # arrive during the load, at a median gap within 3x the stream's own. (The load's heavy parts
+    # take turns with the steps, compute_lock.py: on an AMD EPYC Zen 4, 2 vCPU, weights repacked,
+    # the median gap went 13-16 -> 15-20 ms, its longest gaps, 120-230 ms, being those parts:
+    # building the tables of a 128k vocabulary takes ~200 ms. Before, beside the steps, gaps rose to
+    # 35-70 ms for the whole load. Absolute figures are bench/'s, not a test's.)
     assert during[len(during) // 2] < 3 * median, (during, median)
 
 
