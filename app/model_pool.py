@@ -159,6 +159,7 @@ class ModelPool:
                 log.error("model %s: %s", model.id, e)
                 raise OpenAIError(400, f"The model '{model.id}' cannot be loaded: {e}", param="model",
                                   code="model_load_failed") from None
+        await asyncio.to_thread(settle_python_heap)
         seconds = time.perf_counter() - began
         self.metrics.model_loaded(model.id, seconds, model.runner.cache.block_size, model.runner.cache.n_blocks)
         log.info("model %s loaded in %.1f s", model.id, seconds)
@@ -195,7 +196,7 @@ class ModelPool:
             return
         await asyncio.to_thread(runner.close, True)
         del runner
-        gc.collect()  # (the weights' mapping and the KV pool go with the last reference)
+        settle_python_heap()  # (the weights' mapping and the KV pool go with the last reference)
         release_freed_memory()
         self.metrics.model_unloaded(model.id)
         log.info("model %s unloaded (%s)", model.id, why)
@@ -221,6 +222,17 @@ class ModelPool:
     async def close(self) -> None:
         for model in self.loaded():
             await self.unload(model, "shutting down")
+
+
+def settle_python_heap() -> None:
+    """Collects the garbage, then sets what lives on aside from the collector (gc.freeze): a model
+    and the modules loaded with it are ~180k objects, which every full collection walked while
+    holding the GIL, stalling each stream for 90-120 ms twice in 48 requests (SmolLM2, 8 clients,
+    Zen 4); the collector now walks only what came after. Done after a load and an unload (when
+    the model's own objects must be collectable again), each a pause of that length."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def build_runner(settings: Settings, model: Model, metrics: Metrics) -> ModelRunner:
