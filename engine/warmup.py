@@ -7,7 +7,9 @@ processes compile the other parts into numba's on-disk cache while this one comp
 a real step (a prompt of two tokens, then one decoded) loads what they wrote. The products' one-
 token variants (layout.each_task_of_one, faster decoding, the same results) are compiled last, by
 one process in the background while the model serves: until they are in, one-token products run
-the general kernels (DEFERRED_DECODE). With the cache warm only that one process is started.
+the general kernels (DEFERRED_DECODE). Those already in the cache load at once, in milliseconds:
+with the cache warm no process is started (a restart's first answer came 0.5 s after it was ready
+while one loaded them, SmolLM2 on Zen 4; 0.2 s now).
 tests/engine/test_warmup.py checks that a generation after it compiles nothing.
 
     python -m llamba.engine.warmup MODEL KV_TYPE PART PARTS   # one part, as Warmup runs it
@@ -16,6 +18,7 @@ tests/engine/test_warmup.py checks that a generation after it compiles nothing.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import subprocess
@@ -40,6 +43,8 @@ from .kernels.isa import ACTIVATION_BITS
 from .kv_cache import KVCache
 from .loader import reading
 from .model import GGUF_NAMES, Llama, Span
+
+log = logging.getLogger("llamba")
 
 # seconds, roughly, that a fresh compile takes (Zen 4 core): what the parts are balanced by (a
 # helper spends its first ~1.5 s starting, this process about as long loading the model)
@@ -104,19 +109,30 @@ def kernel_calls(c: ModelConfig, weights: list[Weight], norm: np.ndarray,
             (SMALL_COST, lambda: ops.swiglu(np.zeros((2, 2 * c.ffn_dim), np.float32)))]
 
 
-def one_token_calls(weights: list[Weight]) -> list[tuple[T, Callable[[], None]]]:
-    """(type, call) for each one-token product kernel of these weights that this process has not
-    loaded yet: a model of the same types loaded before has them in use, and a second model's
-    warm-up must neither put them back on the general kernels nor start a process for them."""
-    calls = []
+def one_token_kernels(weights: list[Weight]) -> list[tuple[T, Callable, tuple]]:
+    """(type, kernel, arguments) for each one-token product kernel of these weights that this
+    process has not loaded yet: a model of the same types loaded before has them in use, and a
+    second model's warm-up must neither put them back on the general kernels nor start a process
+    for them."""
+    kernels = []
     for weight in weights:
         if weight.type in QUANT_KERNELS:
             kernel = QUANT_KERNELS[weight.type][2]
             _, args = product(weight, Activations(np.zeros((1, weight.shape[1]), np.float32)),
                               np.empty((1, weight.shape[0]), np.float32))
-            if tuple(numba.typeof(arg) for arg in args) not in kernel.overloads:
-                calls.append((weight.type, lambda kernel=kernel, args=args: kernel(*args)))
-    return calls
+            if signature(args) not in kernel.overloads:
+                kernels.append((weight.type, kernel, args))
+    return kernels
+
+
+def signature(args: tuple) -> tuple:
+    return tuple(numba.typeof(arg) for arg in args)
+
+
+def in_cache(kernel, args: tuple) -> bool:
+    """Whether numba's on-disk cache holds `kernel` compiled for these arguments (read from there
+    in milliseconds; compiled, in seconds). Asks the cache as a call would, without compiling."""
+    return kernel._cache.load_overload(signature(args), kernel.targetctx) is not None
 
 
 def activation_blocks(weights: list[Weight]) -> list[int]:
@@ -178,7 +194,7 @@ class Warmup:
 
     def run(self, model: Llama) -> float:
         """Compile (or load) this process's part of the kernels a step runs, wait for the helpers,
-        start compiling the one-token ones, then run a short real step of `model` that finds its
+        load the one-token ones in the cache and start compiling the others, then run a short real step of `model` that finds its
         kernels compiled. Returns the seconds it took."""
         start = time.perf_counter()
         # cached kernels load and run in turn with other models' steps; compiling them (seconds
@@ -189,8 +205,13 @@ class Warmup:
                 call()
         for helper in self.helpers:  # a helper that fails costs only time: the step below compiles what it lacks
             helper.wait()
-        # the one-token kernels: in their process even when cached (loading costs ~0.5 s here)
-        self.deferred = {ttype for ttype, _ in one_token_calls(self.weights)} - DEFERRED_DECODE
+        # the one-token kernels: loaded here if an earlier start's process compiled them (a start
+        # stopped too soon leaves some out), else compiled in that process after the model is ready
+        for _, kernel, args in [] if self.cold else one_token_kernels(self.weights):
+            if in_cache(kernel, args):
+                with turns:
+                    kernel(*args)
+        self.deferred = {ttype for ttype, _, _ in one_token_kernels(self.weights)} - DEFERRED_DECODE
         if self.deferred:
             DEFERRED_DECODE.update(self.deferred)
             self.decode = self.helper("decode")
@@ -206,12 +227,13 @@ class Warmup:
         the cache their process wrote; compiling here if it failed) and puts them in use."""
         if self.decode is None or self.decode.poll() is None:
             return self.decode is None
-        for ttype, call in one_token_calls(self.weights):
+        for ttype, kernel, args in one_token_kernels(self.weights):
             if ttype in self.deferred:
                 with COMPUTE:
-                    call()
+                    kernel(*args)
         DEFERRED_DECODE.difference_update(self.deferred)
         self.decode = None
+        log.info("%s: one-token kernels compiled, in use (%s)", self.path.name, ", ".join(sorted(t.name for t in self.deferred)))
         return True
 
     def close(self) -> None:
@@ -242,7 +264,7 @@ if __name__ == "__main__":
     warmup = Warmup(sys.argv[1], sys.argv[2])
     if sys.argv[3] == "decode":  # in the background, while the server serves: after its requests
         os.nice(10)
-        mine = [call for _, call in one_token_calls(warmup.weights)]
+        mine = [lambda kernel=kernel, args=args: kernel(*args) for _, kernel, args in one_token_kernels(warmup.weights)]
     else:
         mine = part(warmup.calls, int(sys.argv[3]), int(sys.argv[4]))
     for call in mine:

@@ -88,6 +88,18 @@ def test_after_compile_kernels_a_generation_compiles_nothing(name):
     assert result["second"] == dict(deferred=0, helper=False, compiled=[])
 
 
+def test_a_restart_loads_every_kernel_before_it_is_ready():
+    """The same probe again on the caches the first left: nothing compiles, and the one-token
+    kernels are in use from the start (no process is started for them)."""
+    name = MODELS[0]
+    assert start_in_background()[name].result().returncode == 0
+    run = probe(name)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["compiled"] == [] and result["tokens"] == result["before"] and len(result["tokens"]) == 3
+    assert result["deferred"] == [] and result["still_deferred"] == 0 and result["one_token_kernels"]
+
+
 def test_every_kernel_call_is_in_exactly_one_part():
     from llamba.engine.warmup import part
     calls = [(cost, object()) for cost in (5, 5, 5, 1, 1, 1, 1)]
