@@ -155,11 +155,11 @@ class ModelPool:
                 await asyncio.to_thread(model.config)  # its header, read off the event loop (once)
                 await self._make_room(model)
                 model.runner = await asyncio.to_thread(build_runner, self.settings, model, self.metrics)
+                model.last_used = time.monotonic()  # (a load longer than the idle timeout is not idle)
             except (GGUFError, OSError, ValueError) as e:  # (the reader's one line, naming the file)
                 log.error("model %s: %s", model.id, e)
                 raise OpenAIError(400, f"The model '{model.id}' cannot be loaded: {e}", param="model",
                                   code="model_load_failed") from None
-        await asyncio.to_thread(settle_python_heap)
         seconds = time.perf_counter() - began
         self.metrics.model_loaded(model.id, seconds, model.runner.cache.block_size, model.runner.cache.n_blocks)
         log.info("model %s loaded in %.1f s", model.id, seconds)
@@ -227,9 +227,9 @@ class ModelPool:
 def settle_python_heap() -> None:
     """Collects the garbage, then sets what lives on aside from the collector (gc.freeze): a model
     and the modules loaded with it are ~180k objects, which every full collection walked while
-    holding the GIL, stalling each stream for 90-120 ms twice in 48 requests (SmolLM2, 8 clients,
-    Zen 4); the collector now walks only what came after. Done after a load and an unload (when
-    the model's own objects must be collectable again), each a pause of that length."""
+    holding the GIL, stalling every stream for 90-120 ms (once in 192 requests of 8 SmolLM2
+    clients, Zen 4; none since); the collector now walks only what came after. Done after a load
+    and an unload (when the model's own objects must be collectable again): one such pause each."""
     gc.unfreeze()
     gc.collect()
     gc.freeze()
@@ -245,6 +245,7 @@ def build_runner(settings: Settings, model: Model, metrics: Metrics) -> ModelRun
     runner = ModelRunner(loaded, settings.runner_config(), metrics.observer(m.id),
                          replace(loaded.sampling, **m.sampling.given()), warmup)
     runner.ready.wait()
+    settle_python_heap()
     log.info("model %s: kernels ready in %.1f s; loaded from %s (context %d, %s KV cache)", m.id,
              runner.compile_seconds, loaded.path, runner.n_ctx, settings.kv_cache_type)
     return runner

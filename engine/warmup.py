@@ -194,8 +194,8 @@ class Warmup:
 
     def run(self, model: Llama) -> float:
         """Compile (or load) this process's part of the kernels a step runs, wait for the helpers,
-        load the one-token ones in the cache and start compiling the others, then run a short real step of `model` that finds its
-        kernels compiled. Returns the seconds it took."""
+        load the one-token ones in the cache and start compiling the others, then run a short real
+        step of `model` that finds its kernels compiled. Returns the seconds it took."""
         start = time.perf_counter()
         # cached kernels load and run in turn with other models' steps; compiling them (seconds
         # each, mostly on one thread) does not hold those steps up
@@ -233,7 +233,8 @@ class Warmup:
                     kernel(*args)
         DEFERRED_DECODE.difference_update(self.deferred)
         self.decode = None
-        log.info("%s: one-token kernels compiled, in use (%s)", self.path.name, ", ".join(sorted(t.name for t in self.deferred)))
+        log.info("%s: one-token kernels compiled, in use (%s)", self.path.name,
+                 ", ".join(sorted(t.name for t in self.deferred)))
         return True
 
     def close(self) -> None:
@@ -264,7 +265,8 @@ if __name__ == "__main__":
     warmup = Warmup(sys.argv[1], sys.argv[2])
     if sys.argv[3] == "decode":  # in the background, while the server serves: after its requests
         os.nice(10)
-        mine = [lambda kernel=kernel, args=args: kernel(*args) for _, kernel, args in one_token_kernels(warmup.weights)]
+        mine = [lambda kernel=kernel, args=args: kernel(*args)
+                for _, kernel, args in one_token_kernels(warmup.weights)]
     else:
         mine = part(warmup.calls, int(sys.argv[3]), int(sys.argv[4]))
     for call in mine:

@@ -50,8 +50,8 @@ second.start()
 second.run(lm.model)
 print(json.dumps(dict(seconds=seconds, compiled=compiled[:n_compiled], tokens=tokens, before=before, deferred=deferred,
                       still_deferred=still_deferred, one_token_kernels=in_use,
-                      second=dict(deferred=len(second.deferred) + len(DEFERRED_DECODE), helper=second.decode is not None,
-                                  compiled=compiled[n_compiled:]))))
+                      second=dict(deferred=len(second.deferred) + len(DEFERRED_DECODE),
+                                  helper=second.decode is not None, compiled=compiled[n_compiled:]))))
 """
 
 
