@@ -136,7 +136,8 @@ def in_cache(kernel, args: tuple) -> bool:
 
 
 def activation_blocks(weights: list[Weight]) -> list[int]:
-    """The activation formats these weights read (a single one at 16 bits)."""
+    """The activation formats these weights read (8 bits: per 32 values, and per 256 for
+    K-quants; a single one at 16 bits)."""
     blocks = {256 if wt.type in K_QUANTS else 32 for wt in weights if wt.type in QUANT_KERNELS}
     return sorted(blocks) if ACTIVATION_BITS == 8 else sorted(blocks)[:1]
 

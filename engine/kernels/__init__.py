@@ -1,8 +1,8 @@
 """Matrix products of model weights with a batch of activations.
 
 `pack` turns a GGUF tensor's raw bytes into a `Weight` laid out for its kernel (layout.py);
-`matmul(weight, x)` multiplies. Quantized types run integer kernels over activations kept to ~16
-bits, or with LLAMBA_ACTIVATIONS=8 rounded to 8 bits as llama.cpp rounds them (activations.py);
+`matmul(weight, x)` multiplies. Quantized types run integer kernels over activations rounded to
+8 bits as llama.cpp rounds them, or with LLAMBA_ACTIVATIONS=16 kept to ~16 bits (activations.py);
 plain float types multiply in float32.
 """
 from __future__ import annotations

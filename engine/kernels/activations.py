@@ -1,19 +1,18 @@
 """Activations as the integer kernels read them: each block of x rounded to integers and a scale.
 
-16 bits (isa.ACTIVATION_BITS = 16): llama.cpp rounds activations to int8 (relative error ~4e-3
-per value) before every quantized product. We keep ~16 bits instead: x ~= scale * (256 * hi + lo),
-with hi = round(x / d), lo = round(256 * (x / d - hi)) and d = max|x| / 127 over each 32-value
-block, both in [-127, 127]. Every product is then two exact integer dot products (hi and lo) per
-block, and the results follow an exact float computation to ~2e-5, not llama.cpp's rounding.
-
-8 bits (LLAMBA_ACTIVATIONS=8, isa.py, for the paths where a second byte costs a second product):
-llama.cpp's own rounding, reproduced exactly as its x86 code does it (its results also carry its
-float16 KV cache and attention, which the engine does not reproduce):
+8 bits (isa.ACTIVATION_BITS = 8, the default): llama.cpp's own rounding, reproduced exactly as its
+x86 code does it (relative error ~4e-3 per value; the engine's results then stay as close to an
+exact computation as llama.cpp's, which also carry its float16 KV cache and attention):
 - weights in 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) read q8_0/q8_1: d = max|x| / 127 stored as
   float16, q = round-half-even(x * (127 / max|x|)), and (q8_1, for Q4_1's and Q5_1's min terms) the block's
   sum as float16(d * sum q);
 - K-quants read q8_K over 256 values: with m the value of largest magnitude (the first such),
   q = min(127, round-half-even(x * (-127 / m))) and d = 1 / (-127 / m) in float32.
+
+16 bits (LLAMBA_ACTIVATIONS=16, isa.py): x ~= scale * (256 * hi + lo), with hi = round(x / d),
+lo = round(256 * (x / d - hi)) and d = max|x| / 127 over each 32-value block, both in [-127, 127].
+Every product is then two exact integer dot products (hi and lo) per block, twice the multiplies,
+and the results follow an exact float computation to ~2e-5.
 """
 from __future__ import annotations
 

@@ -10,12 +10,14 @@ from tests.support import MODEL, SMOLLM2, loaded
 from tests.support.server import metrics
 from llamba.engine.generate import generate
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+# SmolLM2 answers this one in a sentence at either activation width (its first token for France's
+# capital is a near tie, "L" or "The", which the 8-bit rounding tips towards a long answer in French)
+QUESTION = [{"role": "user", "content": "What is the capital of Japan?"}]
 
 
 def test_chat_completion(client):
     r = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=24, temperature=0)
-    assert "Paris" in r.choices[0].message.content
+    assert "Tokyo" in r.choices[0].message.content
     assert r.choices[0].finish_reason == "stop"
     assert r.usage.prompt_tokens > 10 and r.usage.completion_tokens > 0
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
@@ -56,7 +58,7 @@ def test_streaming_chat_with_usage(client):
     assert chunks[0].choices[0].delta.role == "assistant"
     content_chunks = [c for c in chunks if c.choices]
     assert content_chunks[-1].choices[0].finish_reason == "stop"
-    assert "Paris" in "".join(c.choices[0].delta.content or "" for c in content_chunks)
+    assert "Tokyo" in "".join(c.choices[0].delta.content or "" for c in content_chunks)
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == len(content_chunks) - 1
 
 
@@ -84,8 +86,8 @@ def test_same_seed_same_text(client):
 def test_stop_string_ends_text_before_it(client):
     full = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=24, temperature=0)
     text = full.choices[0].message.content
-    r = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=24, temperature=0, stop=["Paris"])
-    assert r.choices[0].message.content == text[:text.index("Paris")]
+    r = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=24, temperature=0, stop=["Tokyo"])
+    assert r.choices[0].message.content == text[:text.index("Tokyo")]
     assert r.choices[0].finish_reason == "stop"
 
 

@@ -1,14 +1,16 @@
 """The real Gemma 3 270M (Q4_K_M with Q5_0, Q6_K and Q8_0 tensors; a SentencePiece vocabulary of
 262,144 tokens; sliding-window attention on 5 of its 18 layers in 6) against llama.cpp and the
 exact float64 computation (tests/support/gemma3.py made both references on the same file).
-The engine keeps activations to 16 bits, so, as for the Llama files (test_greedy.py), it follows
-the exact computation closely and llama.cpp's 8-bit one within that rounding's reach."""
+As for the Llama files (test_greedy.py), the engine follows the exact computation as closely as its
+activations' width allows (tests/support: EXACT_LEAD, EXACT_LOGPROB, EXACT_PERPLEXITY), and
+llama.cpp's within its 8-bit rounding's reach."""
 import numpy as np
 import pytest
 
 from llamba.engine.model import Span
 from llamba.engine.perplexity import perplexity
-from tests.support import GPL_TEXT, _load, exact_activations, greedy_steps_followed, reference, require_file
+from tests.support import (EXACT_LEAD, EXACT_LOGPROB, EXACT_PERPLEXITY, GPL_TEXT, _load, greedy_steps_followed,
+                           reference, require_file)
 from tests.support.families import sha256
 from tests.support.gemma3 import NAME, gemma3_path
 
@@ -37,29 +39,28 @@ def test_tokenize_matches_llama_cpp(gemma):
     assert gemma.tokenizer.encode(require_file(GPL_TEXT).read_text(), add_special=True) == ref["text_ids"]
 
 
-@exact_activations
 def test_greedy_chat_answers_follow_the_exact_computation(gemma):
-    """8 chat prompts, 32 steps each: the exact computation's token wherever its lead is 0.05 or
-    more, its logprob within 0.01 (test_greedy.py's bounds for the Llama files)."""
-    compared = greedy_steps_followed(gemma.model, reference(NAME, exact=True)["greedy"], "f16", 0.05, 0.01)
+    """8 chat prompts, 32 steps each: the exact computation's token wherever its lead is
+    EXACT_LEAD or more, its logprob within EXACT_LOGPROB (test_greedy.py's bounds for the Llama files)."""
+    compared = greedy_steps_followed(gemma.model, reference(NAME, exact=True)["greedy"], "f16", EXACT_LEAD, EXACT_LOGPROB)
     assert compared >= 100, f"only {compared} steps were comparable"
 
 
 def test_greedy_chat_answers_follow_llama_cpp(gemma):
-    """llama.cpp rounds activations to 8 bits (Q8_K, Q8_0 blocks), which moves this model's
-    logprobs by up to ~0.3: where its lead is 0.5 or more our token is its token."""
-    compared = greedy_steps_followed(gemma.model, reference(NAME)["greedy"], "f16", 0.5, 0.4)
+    """llama.cpp's float16 attention and its rounding of activations (which ours repeats at 8 bits,
+    not at 16) move this model's top logprob by up to ~0.35 from ours (measured on a Zen 4 at
+    either width): where its lead is 0.8 or more our token is its token, its logprob within 0.4."""
+    compared = greedy_steps_followed(gemma.model, reference(NAME)["greedy"], "f16", 0.8, 0.4)
     assert compared >= 100, f"only {compared} steps were comparable"
 
 
-@exact_activations
 def test_perplexity_past_the_window_matches_both_references(gemma):
-    """Chunks of 1,024 tokens, twice the sliding window: within 0.1% of the exact computation's
-    perplexity and 1% of llama.cpp's."""
+    """Chunks of 1,024 tokens, twice the sliding window: within EXACT_PERPLEXITY of the exact
+    computation's perplexity and 1% of llama.cpp's."""
     exact, llama_cpp = reference(NAME, exact=True)["perplexity"], reference(NAME)["perplexity"]
     ppl, chunks = perplexity(gemma.model, gemma.tokenizer, require_file(GPL_TEXT).read_text(), exact["n_ctx"])
     assert chunks == exact["chunks"] == llama_cpp["chunks"]
-    assert abs(ppl / exact["ppl"] - 1) < 1e-3, (ppl, exact["ppl"])
+    assert abs(ppl / exact["ppl"] - 1) < EXACT_PERPLEXITY, (ppl, exact["ppl"])
     assert abs(ppl / llama_cpp["ppl"] - 1) < 1e-2, (ppl, llama_cpp["ppl"])
 
 

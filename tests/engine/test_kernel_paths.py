@@ -2,8 +2,9 @@
 
 Paths this CPU can run (an AVX-512 VNNI machine runs all four x86 paths and the generic one) are
 run: every path gives the same products and the same logits of every reference model bit for bit
-(so the kernel, greedy and perplexity checks, run natively, hold on each), and the 8-bit
-activation kernels match llama.cpp's rounding. Paths it cannot run (AVX-512 on an AVX2 machine, AVX-VNNI on
+(so the kernel, greedy and perplexity checks, run natively, hold on each); and with 16-bit
+activations (LLAMBA_ACTIVATIONS=16) the kernels follow a float64 product and the models the exact
+computation, to that width's tighter bounds. Paths it cannot run (AVX-512 on an AVX2 machine, AVX-VNNI on
 AMD, NEON on x86) are compiled for a CPU of their class and their assembly searched for the
 instruction they are built on; for NEON, whose kernels numba can only compile on aarch64, the byte
 dot product's own IR is compiled for aarch64 with llvmlite."""
@@ -25,7 +26,10 @@ from tests.support import ROOT, background
 HERE = ROOT / "tests" / "engine"
 PROBE = [sys.executable, "-m", "tests.engine.kernel_probe"]  # (run from ROOT)
 OTHER_PATHS = [p for p in isa.runnable_paths() if p != isa.PATH]
-EIGHT_BIT_PATHS = sorted({isa.PATH, "avx2"} & set(isa.runnable_paths()))
+OTHER_WIDTH = {8: "16", 16: "8"}[isa.ACTIVATION_BITS]
+OTHER_WIDTH_PATHS = sorted({isa.PATH, "avx2"} & set(isa.runnable_paths()))
+# at the other width: the kernels on these paths, and the reference checks natively
+OTHER_WIDTH_TESTS = ["test_kernels.py", "test_greedy.py", "test_perplexity.py", "test_family_quants.py"]
 
 # CPUs of each x86 class, as numba is told to compile for them (NUMBA_CPU_NAME, NUMBA_CPU_FEATURES)
 X86_CPUS = {
@@ -78,8 +82,9 @@ def start_in_background() -> dict:
         return tmp / "arguments.pickle"
 
     found = {path: background.submit(products, path) for path in OTHER_PATHS}
-    found |= {f"8bit-{path}": background.submit(run_tests, ["test_kernels.py"], env(
-        f"8bit-{path}", LLAMBA_KERNELS=path, LLAMBA_ACTIVATIONS="8")) for path in EIGHT_BIT_PATHS}
+    found |= {f"width-{path}": background.submit(
+        run_tests, OTHER_WIDTH_TESTS if path == isa.PATH else OTHER_WIDTH_TESTS[:1],
+        env(f"width-{path}", LLAMBA_KERNELS=path, LLAMBA_ACTIVATIONS=OTHER_WIDTH)) for path in OTHER_WIDTH_PATHS}
     arguments = background.submit(make_arguments)  # before the jobs that wait for it: no deadlock
     found |= {f"asm-{path}": background.submit(assembly, path) for path in X86_CPUS}
     found["outputs"] = tmp
@@ -91,10 +96,11 @@ def runs():
     return start_in_background()
 
 
-@pytest.mark.parametrize("path", EIGHT_BIT_PATHS)
-def test_8bit_activation_kernels_round_as_llama_cpp(path, runs):
-    """LLAMBA_ACTIVATIONS=8: every kernel against llama.cpp's rounding of its activations."""
-    assert_passed(runs[f"8bit-{path}"].result())
+@pytest.mark.parametrize("path", OTHER_WIDTH_PATHS)
+def test_the_other_activation_width_passes_its_checks(path, runs):
+    """The other width (16 bits where 8 is the default): every kernel against its reference
+    product on each of these paths; natively, the greedy, perplexity and family checks too."""
+    assert_passed(runs[f"width-{path}"].result())
 
 
 def test_every_path_gives_the_same_products_and_logits_bit_for_bit(runs):
@@ -121,10 +127,11 @@ def test_x86_kernels_compile_to_their_paths_instructions(path, runs):
     each weight width (and a one-token kernel), and no register is wider than the class has."""
 
     def expected(name: str) -> str:
-        """Bytes (Q8_0) would saturate vpmaddubsw: those paths multiply them in 16 bits (vpmaddwd),
-        as avx2 multiplies 6-bit weights and every product over many tokens (dot.py)."""
-        if path == "avx2" and (name in ("Q6_K", "Q8_0") or not name.endswith("-one")) or \
-                path == "avx512bw" and name == "Q8_0":
+        """Bytes (Q8_0) would saturate vpmaddubsw: those paths multiply them in 16 bits (vpmaddwd);
+        with 16-bit activations so does avx2 for 6-bit weights and every product over many tokens
+        (dot.py)."""
+        if path in ("avx2", "avx512bw") and name == "Q8_0" or path == "avx2" and isa.ACTIVATION_BITS == 16 and (
+                name == "Q6_K" or not name.endswith("-one")):
             return "vpmaddwd"
         return DOT_INSTRUCTION[path]
     result = runs[f"asm-{path}"].result()

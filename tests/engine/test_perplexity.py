@@ -1,17 +1,16 @@
-"""`llamba perplexity` on the reference text against the exact reference (within 0.1%): the
-engine keeps activations to 16 bits, so it follows the exact computation, not llama.cpp's 8-bit
-one. The command runs in this process (its output read from stdout)."""
+"""`llamba perplexity` on the reference text against the exact reference (within 0.1% with 16-bit
+activations, 0.5% with 8-bit ones: tests/support, EXACT_PERPLEXITY) and llama.cpp's (within 1.5%).
+The command runs in this process (its output read from stdout)."""
 import re
 
 import pytest
 
 from llamba.app.cli import main
 from llamba.engine.perplexity import perplexity
-from tests.support import (ALL_MODELS, GPL_TEXT, SMOLLM2, exact_activations, loaded, model_path, reference,
+from tests.support import (ALL_MODELS, EXACT_PERPLEXITY, GPL_TEXT, SMOLLM2, loaded, model_path, reference,
                            require_file)
 
 
-@exact_activations
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_perplexity_command_matches_exact_reference(name, capsys):
     require_file(GPL_TEXT)
@@ -22,17 +21,17 @@ def test_perplexity_command_matches_exact_reference(name, capsys):
     assert status == 0
     assert re.search(r"^chunks = (\d+)", out, re.M).group(1) == str(ref["chunks"])
     ppl = float(re.search(r"^PPL = ([0-9.]+)$", out, re.M).group(1))
-    assert abs(ppl / ref["ppl"] - 1) < 1e-3, (ppl, ref["ppl"])
+    assert abs(ppl / ref["ppl"] - 1) < EXACT_PERPLEXITY, (ppl, ref["ppl"])
     llama_cpp = reference(name)["perplexity"]["ppl"]
-    assert abs(ppl / llama_cpp - 1) < 1e-2  # and llama.cpp's own figure is near too
+    assert abs(ppl / llama_cpp - 1) < 1.5e-2  # and llama.cpp's own figure is near (SmolLM2's: 0.8% from exact)
 
 
-@exact_activations
 @pytest.mark.parametrize("name", [SMOLLM2, "synth-llama3-small-q4_0"])
 def test_a_q8_0_kv_cache_keeps_perplexity_within_half_a_percent(name):
-    """q8_0 keys and values (an option, as llama.cpp's -ctk/-ctv q8_0) against the exact reference."""
+    """q8_0 keys and values (an option, as llama.cpp's -ctk/-ctv q8_0) against the exact reference
+    (0.4% more than the activations' own bound)."""
     require_file(GPL_TEXT)
     ref = reference(name, exact=True)["perplexity"]
     lm = loaded(name)
     ppl, chunks = perplexity(lm.model, lm.tokenizer, GPL_TEXT.read_text(), ref["n_ctx"], kv_type="q8_0")
-    assert chunks == ref["chunks"] and abs(ppl / ref["ppl"] - 1) < 5e-3, (ppl, ref["ppl"])
+    assert chunks == ref["chunks"] and abs(ppl / ref["ppl"] - 1) < EXACT_PERPLEXITY + 4e-3, (ppl, ref["ppl"])

@@ -21,10 +21,19 @@ SMOLLM2 = "smollm2-135m-instruct-q4_1"  # its file's reference data
 MODEL = "smollm2-135m-instruct"         # its id on the server
 ALL_MODELS = SYNTH + [SMOLLM2]
 
-# the engine's greedy and perplexity checks hold for the default 16-bit activations
-exact_activations = pytest.mark.skipif(isa.ACTIVATION_BITS == 8, reason=(
-    "LLAMBA_ACTIVATIONS=8 rounds activations as llama.cpp does, but not its float16 KV cache and "
-    "attention: the results follow neither reference within the checks' bounds (engine/kernels/isa.py)"))
+# How closely the engine follows the exact float64 computation (<model>.exact.json), by the width
+# of its activations (engine/kernels/isa.py). At 16 bits every product is within ~2e-5 of exact:
+# logprobs within 0.01, perplexity within 0.1%. At 8 bits (the default) activations are rounded
+# as llama.cpp rounds them, which moves logprobs as it moves llama.cpp's (measured on a Zen 4:
+# top-1 logprob up to 0.16 on the synthetic Llama files, 0.29 on SmolLM2 and Gemma 3 270M; top-5
+# logprobs along the exact path median 0.03-0.06, largest 0.2-0.65, where llama.cpp's own are
+# 0.2-0.95; perplexity 0.06-0.21% off, llama.cpp's 0.05-0.78%): a token must be the exact
+# computation's where its lead is 0.3 or more, its logprob within 0.35, each top-5 logprob within
+# 1.0, perplexity within 0.5%; and test_greedy.py checks the steps are as close as llama.cpp's.
+ACTIVATION_BITS = isa.ACTIVATION_BITS
+EXACT_LEAD, EXACT_LOGPROB = {16: (0.05, 0.01), 8: (0.3, 0.35)}[ACTIVATION_BITS]  # greedy_steps_followed
+EXACT_TOP5 = {16: 0.01, 8: 1.0}[ACTIVATION_BITS]  # reference_steps_followed
+EXACT_PERPLEXITY = {16: 1e-3, 8: 5e-3}[ACTIVATION_BITS]  # relative
 
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -78,8 +87,8 @@ def model_runner(lm, observer=None, **config):
 def greedy_steps_followed(model, cases: list[dict], kv_type: str, gap: float, tolerance: float) -> int:
     """Greedy decoding from each reference case's prompt ids: at every step whose reference
     top-1/top-2 gap is at least `gap`, our token must be the reference's and its logprob within
-    `tolerance`; the case ends at the first closer step (there two correct engines may part).
-    Returns how many steps were compared."""
+    `tolerance`; at a closer step the two may part (the case ends there if they do, and goes on
+    unchecked if they do not). Returns how many steps were compared."""
     from llamba.engine.sampling import log_softmax
     compared = 0
     for case in cases:
@@ -88,13 +97,15 @@ def greedy_steps_followed(model, cases: list[dict], kv_type: str, gap: float, to
         pos = len(case["prompt_ids"])
         for step in case["steps"]:
             (top1, lp1), (_, lp2) = step["top"][0], step["top"][1]
-            if lp1 - lp2 < gap:
-                break
             logprobs = log_softmax(logits)
             ours = int(logprobs.argmax())
-            assert ours == top1, f"{case['prompt']!r} step {compared}: {ours} != {top1}"
-            assert abs(logprobs[ours] - lp1) < tolerance, (case["prompt"], compared, logprobs[ours], lp1)
-            compared += 1
+            if lp1 - lp2 < gap:
+                if ours != top1:
+                    break
+            else:
+                assert ours == top1, f"{case['prompt']!r} step {compared}: {ours} != {top1}"
+                assert abs(logprobs[ours] - lp1) < tolerance, (case["prompt"], compared, logprobs[ours], lp1)
+                compared += 1
             logits = model.forward([ours], pos, cache)
             pos += 1
     return compared
