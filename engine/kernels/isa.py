@@ -15,7 +15,7 @@ Activations (activations.py) are rounded to 8 bits before every quantized produc
 llama.cpp's x86 code rounds them (its q8_0/q8_1/q8_K blocks): one byte product per weight. The
 results are then as close to an exact float64 computation as llama.cpp's own (a test compares the
 two on every reference model), and a product over many tokens does half the multiplies it would
-with 16 bits: prefill 1.5-1.6x faster (1B-shaped files, AVX-512 VNNI). LLAMBA_ACTIVATIONS=16 keeps
+with 16 bits: prefill 1.45-1.63x faster (1B-shaped files, AVX-512 VNNI, Zen 4). LLAMBA_ACTIVATIONS=16 keeps
 ~16 bits instead: two byte products per weight, results ~50x closer to the exact computation than
 llama.cpp's (within 2e-5 per product; the greedy and perplexity checks hold to 0.01 and 0.1% under
 it). Either width gives every path the same results bit for bit, and a token the same result
