@@ -1,5 +1,6 @@
 """`llamba perplexity` on the reference text against the exact reference (within 0.1% with 16-bit
-activations, 0.5% with 8-bit ones: tests/support, EXACT_PERPLEXITY) and llama.cpp's (within 1.5%).
+activations, 0.5% with 8-bit ones: tests/support, EXACT_PERPLEXITY) and llama.cpp's (within 1%, 1.5% with 8-bit
+activations: SmolLM2's llama.cpp figure is 0.8% from the exact one, on the other side of ours).
 The command runs in this process (its output read from stdout)."""
 import re
 
@@ -7,8 +8,10 @@ import pytest
 
 from llamba.app.cli import main
 from llamba.engine.perplexity import perplexity
-from tests.support import (ALL_MODELS, EXACT_PERPLEXITY, GPL_TEXT, SMOLLM2, loaded, model_path, reference,
+from tests.support import (ACTIVATION_BITS, ALL_MODELS, EXACT_PERPLEXITY, GPL_TEXT, SMOLLM2, loaded, model_path, reference,
                            require_file)
+
+LLAMA_CPP_PERPLEXITY = {16: 1e-2, 8: 1.5e-2}[ACTIVATION_BITS]  # relative
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -23,7 +26,7 @@ def test_perplexity_command_matches_exact_reference(name, capsys):
     ppl = float(re.search(r"^PPL = ([0-9.]+)$", out, re.M).group(1))
     assert abs(ppl / ref["ppl"] - 1) < EXACT_PERPLEXITY, (ppl, ref["ppl"])
     llama_cpp = reference(name)["perplexity"]["ppl"]
-    assert abs(ppl / llama_cpp - 1) < 1.5e-2  # and llama.cpp's own figure is near (SmolLM2's: 0.8% from exact)
+    assert abs(ppl / llama_cpp - 1) < LLAMA_CPP_PERPLEXITY  # and llama.cpp's own figure is near too
 
 
 @pytest.mark.parametrize("name", [SMOLLM2, "synth-llama3-small-q4_0"])

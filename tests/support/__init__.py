@@ -111,20 +111,25 @@ def greedy_steps_followed(model, cases: list[dict], kv_type: str, gap: float, to
     return compared
 
 
-def reference_steps_followed(model, cases: list[dict], tolerance: float, kv_type: str = "f16") -> float:
-    """Along each reference case's own greedy path (its prompt and output ids in one pass; a step's
-    maths does not depend on its batch, so these are the logits decoding gives token by token): at
-    every step the logprobs of the reference's top 5 within `tolerance`, and its top token ours
-    wherever its lead is over twice that. (Random weights leave near ties, where two correct
-    engines may part: test_greedy.py's protocol would stop at the first.) Returns the largest
-    difference."""
+def logprobs_along(model, case: dict, kv_type: str = "f16"):
+    """(step, logprobs) at each step of a reference case's own greedy path: its prompt and output
+    ids in one pass (a step's maths does not depend on its batch, so these are the logits decoding
+    gives token by token)."""
     from llamba.engine.sampling import log_softmax
+    ids = case["prompt_ids"] + case["output_ids"]
+    logits = model.forward(ids, 0, model.new_cache(len(ids), kv_type=kv_type), all_logits=True)
+    for k, step in enumerate(case["steps"]):
+        yield step, log_softmax(logits[len(case["prompt_ids"]) - 1 + k])
+
+
+def reference_steps_followed(model, cases: list[dict], tolerance: float, kv_type: str = "f16") -> float:
+    """Along each reference case's own greedy path (logprobs_along): at every step the logprobs of
+    the reference's top 5 within `tolerance`, and its top token ours wherever its lead is over
+    twice that. (Random weights leave near ties, where two correct engines may part:
+    test_greedy.py's protocol would stop at the first.) Returns the largest difference."""
     worst = 0.0
     for case in cases:
-        ids = case["prompt_ids"] + case["output_ids"]
-        logits = model.forward(ids, 0, model.new_cache(len(ids), kv_type=kv_type), all_logits=True)
-        for k, step in enumerate(case["steps"]):
-            logprobs = log_softmax(logits[len(case["prompt_ids"]) - 1 + k])
+        for k, (step, logprobs) in enumerate(logprobs_along(model, case, kv_type)):
             for token, expected in step["top"]:
                 worst = max(worst, abs(logprobs[token] - expected))
                 assert abs(logprobs[token] - expected) < tolerance, (case["prompt"], k, token, logprobs[token], expected)
