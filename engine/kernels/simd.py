@@ -131,6 +131,23 @@ def store_f32(typingctx, array, index, value):
 
 
 @intrinsic
+def store_rounded_i8(typingctx, array, index, value):
+    """16 floats rounded to the nearest integer (ties to even, as np.rint), at most 127, stored as
+    16 int8 (values known to be >= -128)."""
+    def codegen(context, builder, sig, args):
+        f32x16 = _vector(_F32)
+
+        def call(name, *operands):
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32x16, [f32x16] * len(operands)),
+                                                f"{name}.v16f32")
+            return builder.call(fn, operands)
+        rounded = call("llvm.minnum", call("llvm.rint", args[2]), ir.Constant(f32x16, [127.0] * 16))
+        ptr = _address(context, builder, sig.args[0], args[0], args[1], _vector(_I8))
+        builder.store(builder.fptosi(rounded, _vector(_I8)), ptr, align=1)
+    return types.none(array, index, value), codegen
+
+
+@intrinsic
 def prefetch(typingctx, array, index):
     """Hint that the cache line at array[index] will be read soon (may be past the end: a
     prefetch never faults). Streams of weights outrun the hardware prefetcher without it."""
@@ -171,6 +188,22 @@ def splat_f32(typingctx, value):
     def codegen(context, builder, sig, args):
         return _splat(builder, context.cast(builder, args[0], sig.args[0], types.float32), _F32)
     return F32x16(value), codegen
+
+
+@intrinsic
+def f32_bits(typingctx, value):
+    """A float32's bits as a uint32 (a scalar, not a vector)."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(context.cast(builder, args[0], sig.args[0], types.float32), _I32)
+    return types.uint32(value), codegen
+
+
+@intrinsic
+def f32_from_bits(typingctx, bits):
+    """The float32 whose bits are `bits` (a uint32)."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(context.cast(builder, args[0], sig.args[0], types.uint32), _F32)
+    return types.float32(bits), codegen
 
 
 @intrinsic
@@ -265,11 +298,13 @@ def _reduce(name, method):
     return reduce
 
 
-def _call_reduce(builder, name, operands, types_):
+def _call_reduce(builder, name, operands, types_, fastmath=()):
     fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, types_), name)
-    return builder.call(fn, operands)
+    return builder.call(fn, operands, fastmath=fastmath)
 
 
 sum_lanes = _reduce("llvm.vector.reduce.fadd.v16f32", lambda b, n, v: _call_reduce(
     b, n, [ir.Constant(_F32, 0.0), v], [_F32, _vector(_F32)]))
-max_lanes = _reduce("llvm.vector.reduce.fmax.v16f32", lambda b, n, v: _call_reduce(b, n, [v], [_vector(_F32)]))
+# (told there are no NaNs, LLVM takes the maximum as a tree of vector maxima, not 15 scalar ones)
+max_lanes = _reduce("llvm.vector.reduce.fmax.v16f32", lambda b, n, v: _call_reduce(b, n, [v], [_vector(_F32)], ("nnan",)))
+min_lanes = _reduce("llvm.vector.reduce.fmin.v16f32", lambda b, n, v: _call_reduce(b, n, [v], [_vector(_F32)], ("nnan",)))
