@@ -4,7 +4,8 @@
 
 Starts the server (llamba serve, or llama-cpp-python's `llama_cpp.server`), then measures: start
 to first answer (process start until a 1-token completion returns), and for a streamed 64-token
-completion, time to first token and tokens/s over the stream. Prints JSON.
+completion, time to first token and tokens/s over the stream (llamba without speculation, so that
+it is a decode figure). Prints JSON.
 """
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ PROMPT = "The history of the city begins with a small settlement on the river, w
 
 def server_command(engine: str, model: str, threads: int, port: int) -> list[str]:
     if engine == "llamba":
+        # without drafts from the prompt, as llama-cpp-python's server runs: on these random-weight
+        # models greedy text repeats itself, and speculation would read as decode well above tg64
         return [sys.executable, "-m", "llamba", "serve", "--model", model, "--threads", str(threads),
-                "--port", str(port), "--ctx", str(N_CTX)]
+                "--port", str(port), "--ctx", str(N_CTX), "--no-speculative"]
     return [sys.executable, "-m", "llama_cpp.server", "--model", model, "--n_threads", str(threads),
             "--n_threads_batch", str(threads), "--port", str(port), "--n_ctx", str(N_CTX)]
 
