@@ -83,7 +83,7 @@ def to_f16(v):
 @njit(cache=True, nogil=True)
 def quantize_rows_8bit(x, block, hi, even, odd, scale, sums16, sums32):
     """8 bits, llama.cpp's q8_0/q8_1 (block 32) or q8_K (block 256). x (n, k) float32 -> hi (n, k)
-    int8: q; even, odd: q (_store_block); scale (n, k/32): each 32's d (q8_K's repeated over its 256);
+    int8: q; even, odd: q laid out as _store_block lays them out; scale (n, k/32): each 32's d (q8_K's repeated over its 256);
     sums16 (n, k/16) int32: sum of q over each 16; sums32 (n, k/32): what the minimum terms read,
     q8_1's float16(d * sum q) or, for q8_K, d * sum q."""
     n, k = x.shape
