@@ -65,8 +65,8 @@ def quantize_rows(x, hi, lo, even, odd, scale, sums16, sums32):
 @njit(inline="always")
 def to_f16(v):
     """v rounded to the nearest float16 (ties to even), as a float32: how llama.cpp stores
-    q8_0/q8_1 scales and sums. In float32's bits (a libm call per block made the quantizer 3x
-    slower): from 2^-14 up, keeping 11 significant bits is rounding the mantissa's low 13 bits
+    q8_0/q8_1 scales and sums. In float32's bits (libm's frexp and ldexp, twice a block, were a
+    fifth of the quantizer's time): from 2^-14 up, keeping 11 significant bits is rounding the mantissa's low 13 bits
     away; below, float16's subnormals have a fixed spacing of 2^-24; past 65504 it is infinite."""
     size = abs(v)
     if size < np.float32(2.0 ** -14):
@@ -83,16 +83,16 @@ def to_f16(v):
 @njit(cache=True, nogil=True)
 def quantize_rows_8bit(x, block, hi, even, odd, scale, sums16, sums32):
     """8 bits, llama.cpp's q8_0/q8_1 (block 32) or q8_K (block 256). x (n, k) float32 -> hi (n, k)
-    int8: q; even, odd: q laid out as _store_block lays them out; scale (n, k/32): each 32's d (q8_K's repeated over its 256);
-    sums16 (n, k/16) int32: sum of q over each 16; sums32 (n, k/32): what the minimum terms read,
-    q8_1's float16(d * sum q) or, for q8_K, d * sum q."""
+    int8: q; even, odd: q laid out as _store_block lays them out; scale (n, k/32): each 32's d
+    (q8_K's repeated over its 256); sums16 (n, k/16) int32: sum of q over each 16; sums32 (n, k/32):
+    what the minimum terms read, q8_1's float16(d * sum q) or, for q8_K, d * sum q."""
     n, k = x.shape
     for t in range(n):
         row, q = x[t], hi[t]
         for b in range(k // block):
             o = block * b
             amax = np.float32(0)
-            for j in range(o, o + block, 16):  # (in vectors: one chain of scalar maxima was 1/3 of the time)
+            for j in range(o, o + block, 16):  # (16 at a time: one chain of scalar maxima was a third of the time)
                 v = load_f32(row, j)
                 amax = max(amax, max_lanes(v), -min_lanes(v))
             if block == 32:
@@ -116,7 +116,8 @@ def quantize_rows_8bit(x, block, hi, even, odd, scale, sums16, sums32):
                 scale[t, c] = d
                 total = d_exact * np.float32(low + high)
                 sums32[t, c] = to_f16(total) if block == 32 else total
-        for i in range(k // 4):  # (a loop of its own: scattered in the rounding loop, the stores kept it from vectorizing)
+        # (a loop of its own: scattered in the rounding loop, these stores kept it from vectorizing)
+        for i in range(k // 4):
             even[t, 2 * i], even[t, 2 * i + 1] = q[4 * i], q[4 * i + 2]
             odd[t, 2 * i], odd[t, 2 * i + 1] = q[4 * i + 1], q[4 * i + 3]
 

@@ -53,6 +53,14 @@ def _prefetch(builder, ptr):
     builder.call(fn, [ptr, _I32(0), _I32(3), _I32(1)])
 
 
+def _float_call(builder, name, *operands):
+    """The LLVM intrinsic `name` (llvm.rint, llvm.minnum, ...) on <16 x float> operands."""
+    f32x16 = _vector(_F32)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32x16, [f32x16] * len(operands)),
+                                        f"{name}.v16f32")
+    return builder.call(fn, operands)
+
+
 def _splat(builder, value, lane_type):
     vec = builder.insert_element(ir.Constant(_vector(lane_type), ir.Undefined), value, _I32(0))
     return builder.shuffle_vector(vec, vec, ir.Constant(_vector(_I32), [0] * 16))
@@ -135,13 +143,8 @@ def store_rounded_i8(typingctx, array, index, value):
     """16 floats rounded to the nearest integer (ties to even, as np.rint), at most 127, stored as
     16 int8 (values known to be >= -128)."""
     def codegen(context, builder, sig, args):
-        f32x16 = _vector(_F32)
-
-        def call(name, *operands):
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32x16, [f32x16] * len(operands)),
-                                                f"{name}.v16f32")
-            return builder.call(fn, operands)
-        rounded = call("llvm.minnum", call("llvm.rint", args[2]), ir.Constant(f32x16, [127.0] * 16))
+        rounded = _float_call(builder, "llvm.minnum", _float_call(builder, "llvm.rint", args[2]),
+                              ir.Constant(_vector(_F32), [127.0] * 16))
         ptr = _address(context, builder, sig.args[0], args[0], args[1], _vector(_I8))
         builder.store(builder.fptosi(rounded, _vector(_I8)), ptr, align=1)
     return types.none(array, index, value), codegen
@@ -271,9 +274,7 @@ def exp_f32(typingctx, vec):
             return ir.Constant(f32x16, [v] * 16)
 
         def call(name, *operands):
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32x16, [f32x16] * len(operands)),
-                                                f"{name}.v16f32")
-            return builder.call(fn, operands)
+            return _float_call(builder, name, *operands)
         x = call("llvm.minnum", call("llvm.maxnum", args[0], c(-87.3)), c(88.0))
         n = call("llvm.rint", builder.fmul(x, c(1.4426950408889634)))
         r = builder.fsub(builder.fsub(x, builder.fmul(n, c(0.693359375))), builder.fmul(n, c(-2.12194440e-4)))
@@ -306,5 +307,7 @@ def _call_reduce(builder, name, operands, types_, fastmath=()):
 sum_lanes = _reduce("llvm.vector.reduce.fadd.v16f32", lambda b, n, v: _call_reduce(
     b, n, [ir.Constant(_F32, 0.0), v], [_F32, _vector(_F32)]))
 # (told there are no NaNs, LLVM takes the maximum as a tree of vector maxima, not 15 scalar ones)
-max_lanes = _reduce("llvm.vector.reduce.fmax.v16f32", lambda b, n, v: _call_reduce(b, n, [v], [_vector(_F32)], ("nnan",)))
-min_lanes = _reduce("llvm.vector.reduce.fmin.v16f32", lambda b, n, v: _call_reduce(b, n, [v], [_vector(_F32)], ("nnan",)))
+max_lanes = _reduce("llvm.vector.reduce.fmax.v16f32",
+                    lambda b, n, v: _call_reduce(b, n, [v], [_vector(_F32)], ("nnan",)))
+min_lanes = _reduce("llvm.vector.reduce.fmin.v16f32",
+                    lambda b, n, v: _call_reduce(b, n, [v], [_vector(_F32)], ("nnan",)))
