@@ -25,13 +25,20 @@ from .simd import (f32_bits, f32_from_bits, load_f32, load_i8, max_lanes, min_la
 
 
 @njit(inline="always")
+def _even_odd(values, count, even, odd, t, at):
+    """values[:count] (integers) into row t of even and odd (int16) from index `at`, as the 16-bit
+    products read them (dot.py): values 4i, 4i + 2 in `even`, 4i + 1, 4i + 3 in `odd`. (A loop of
+    its own: scattered in the rounding loop, the stores kept it from vectorizing, 10x slower.)"""
+    for i in range(count // 4):
+        even[t, at + 2 * i], even[t, at + 2 * i + 1] = np.int16(values[4 * i]), np.int16(values[4 * i + 2])
+        odd[t, at + 2 * i], odd[t, at + 2 * i + 1] = np.int16(values[4 * i + 1]), np.int16(values[4 * i + 3])
+
+
+@njit(inline="always")
 def _store_block(t, b, a, even, odd, sums16):
-    """Block b's 32 activations a (int32) of row t as the 16-bit products read them (dot.py):
-    values 4i, 4i + 2 in `even`, 4i + 1, 4i + 3 in `odd`; and their sums over each 16. (A loop
-    of its own: scattered in the rounding loop, the stores kept it from vectorizing, 10x slower.)"""
-    for i in range(8):
-        even[t, 16 * b + 2 * i], even[t, 16 * b + 2 * i + 1] = np.int16(a[4 * i]), np.int16(a[4 * i + 2])
-        odd[t, 16 * b + 2 * i], odd[t, 16 * b + 2 * i + 1] = np.int16(a[4 * i + 1]), np.int16(a[4 * i + 3])
+    """Block b's 32 activations a (int32) of row t as the 16-bit products read them (_even_odd),
+    and their sums over each 16."""
+    _even_odd(a, 32, even, odd, t, 16 * b)
     sums16[t, 2 * b], sums16[t, 2 * b + 1] = a[:16].sum(), a[16:].sum()
 
 
@@ -83,7 +90,7 @@ def to_f16(v):
 @njit(cache=True, nogil=True)
 def quantize_rows_8bit(x, block, hi, even, odd, scale, sums16, sums32):
     """8 bits, llama.cpp's q8_0/q8_1 (block 32) or q8_K (block 256). x (n, k) float32 -> hi (n, k)
-    int8: q; even, odd: q laid out as _store_block lays them out; scale (n, k/32): each 32's d
+    int8: q; even, odd: q (_even_odd); scale (n, k/32): each 32's d
     (q8_K's repeated over its 256); sums16 (n, k/16) int32: sum of q over each 16; sums32 (n, k/32):
     what the minimum terms read, q8_1's float16(d * sum q) or, for q8_K, d * sum q."""
     n, k = x.shape
@@ -116,10 +123,7 @@ def quantize_rows_8bit(x, block, hi, even, odd, scale, sums16, sums32):
                 scale[t, c] = d
                 total = d_exact * np.float32(low + high)
                 sums32[t, c] = to_f16(total) if block == 32 else total
-        # (a loop of its own: scattered in the rounding loop, these stores kept it from vectorizing)
-        for i in range(k // 4):
-            even[t, 2 * i], even[t, 2 * i + 1] = q[4 * i], q[4 * i + 2]
-            odd[t, 2 * i], odd[t, 2 * i + 1] = q[4 * i + 1], q[4 * i + 3]
+        _even_odd(q, k, even, odd, t, 0)
 
 
 class Activations:

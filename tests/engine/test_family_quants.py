@@ -2,8 +2,8 @@
 writes each from a seed, with llama-quantize's choice of type per tensor, so Q4_K, Q5_K, Q6_K, Q5_0
 and Q8_0 all occur), against two references made on the same files: llama.cpp's (its 8-bit
 activations and float16 KV cache) and the float64 computation (`.exact.json`, which the engine
-follows as closely as its activations' width allows: tests/support, EXACT_TOP5, EXACT_PERPLEXITY). Each compares the top-5
-logprobs at every step along the reference's own 64 greedy tokens after 8 prompts
+follows as closely as its activations' width allows: tests/support, EXACT_TOP5, EXACT_PERPLEXITY).
+Each compares the top-5 logprobs at every step along the reference's own 64 greedy tokens after 8 prompts
 (tests/support.reference_steps_followed).
 Measured with 16-bit activations on an AMD Zen 1 (AVX2 path), 12 files x 512 steps: at most 0.0048 from
 the exact computation's logprobs, 0.31 from llama.cpp's (its Q4_K_M rounding; 0.05-0.10 on Q8_0 and Q4_0);

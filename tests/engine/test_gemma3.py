@@ -42,7 +42,8 @@ def test_tokenize_matches_llama_cpp(gemma):
 def test_greedy_chat_answers_follow_the_exact_computation(gemma):
     """8 chat prompts, 32 steps each: the exact computation's token wherever its lead is
     EXACT_LEAD or more, its logprob within EXACT_LOGPROB (test_greedy.py's bounds for the Llama files)."""
-    compared = greedy_steps_followed(gemma.model, reference(NAME, exact=True)["greedy"], "f16", EXACT_LEAD, EXACT_LOGPROB)
+    compared = greedy_steps_followed(gemma.model, reference(NAME, exact=True)["greedy"], "f16",
+                                     EXACT_LEAD, EXACT_LOGPROB)
     assert compared >= 100, f"only {compared} steps were comparable"
 
 

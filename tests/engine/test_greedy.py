@@ -2,12 +2,13 @@
 computation) as closely as its activations' width allows (tests/support: EXACT_LEAD,
 EXACT_LOGPROB): at every step where the reference's top-1/top-2 gap is at least the lead our
 token must equal the reference's and our top-1 logprob be within the tolerance of it; at a
-closer step the two may part (a case ends where they do, and goes on while both choose the same). The KV cache's float16 rounding (the default, as llama.cpp's)
-stays within those bounds; float32 is checked too. q8_0 rounds each key and value to 1/254 of the
-largest in its 32 dimensions, which moves these models' logprobs by up to ~0.04 more: for it a
-token must match where the gap is at least 0.2 more, and its logprob be within 0.1 more. With 8-bit
-activations (the default) the steps are also checked to be as close to the exact computation as
-llama.cpp's own (its reference, made with the same rounding of activations)."""
+closer step the two may part (a case ends where they do, and goes on while both choose the same).
+The KV cache's float16 rounding (the default, as llama.cpp's) stays within those bounds; float32
+is checked too. q8_0 rounds each key and value to 1/254 of the largest in its 32 dimensions, which
+moves these models' logprobs by up to ~0.04 more: for it a token must match where the gap is at
+least 0.2 more, and its logprob be within 0.1 more. With 8-bit activations (the default) the steps
+are also checked to be as close to the exact computation as llama.cpp's own (its reference, made
+with the same rounding of activations)."""
 import numpy as np
 import pytest
 

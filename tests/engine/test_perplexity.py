@@ -1,6 +1,7 @@
 """`llamba perplexity` on the reference text against the exact reference (within 0.1% with 16-bit
-activations, 0.5% with 8-bit ones: tests/support, EXACT_PERPLEXITY) and llama.cpp's (within 1%, 1.5% with 8-bit
-activations: SmolLM2's llama.cpp figure is 0.8% from the exact one, on the other side of ours).
+activations, 0.5% with 8-bit ones: tests/support, EXACT_PERPLEXITY) and llama.cpp's (within 1%,
+1.5% with 8-bit activations: SmolLM2's llama.cpp figure is 0.8% from the exact one, on the other
+side of ours).
 The command runs in this process (its output read from stdout)."""
 import re
 
@@ -8,8 +9,8 @@ import pytest
 
 from llamba.app.cli import main
 from llamba.engine.perplexity import perplexity
-from tests.support import (ACTIVATION_BITS, ALL_MODELS, EXACT_PERPLEXITY, GPL_TEXT, SMOLLM2, loaded, model_path, reference,
-                           require_file)
+from tests.support import (ACTIVATION_BITS, ALL_MODELS, EXACT_PERPLEXITY, GPL_TEXT, SMOLLM2, loaded, model_path,
+                           reference, require_file)
 
 LLAMA_CPP_PERPLEXITY = {16: 1e-2, 8: 1.5e-2}[ACTIVATION_BITS]  # relative
 
