@@ -17,7 +17,8 @@ from numba import njit
 
 from .layout import (accumulate, dot, each_task, each_task_of_one, interleave, interleave_f16, interleave_scales,
                      nibbles, pack_nibbles, prefetch_ahead, tops, with_fifth_bits)
-from .simd import load_bytes, load_f16, load_i8, splat_f32, splat_i32, to_f32
+from .isa import ACTIVATION_BITS
+from .simd import load_bytes, load_f16, load_i8, load_i8_ints, load_i32, splat_f32, splat_i32, store_i32, to_f32
 
 
 def _scales_and_mins(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,18 +64,74 @@ def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
     return interleave(pack_nibbles(values & 15)), interleave(tops(values, 2)), scales, interleave_f16(blocks, 208)
 
 
+# With 8-bit activations (q8_K: one scale per 256 values) a super-block is summed as llama.cpp sums
+# it: each sub-block's integer dot times its integer scale, added exactly in int32 over the 256
+# values (Q5_K at most 8 x 63 x 32 x 31 x 127, Q6_K 16 x 128 x 16 x 32 x 127: below 2^31; kept
+# between blocks in the accumulator's scratch half, layout.task_rows), then one float multiply: the
+# float work per block of 32 was a third of an AVX2 Q6_K product (2048 x 2048, 64 tokens, Zen 4:
+# Q6_K 56 -> 85 G products/s, Q4_K 92 -> 96; AVX-512 VNNI Q6_K 141 -> 156, Q4_K 157 -> 170).
+# With 16-bit activations (a scale per 32) each block goes to float alone.
+SCRATCH = 1 if ACTIVATION_BITS == 8 else 0
+
+
+@njit(inline="always")
+def _add_sum(acc, t, c, s):
+    """Token t's int32 sum over the super-block so far, s (block c's) added; kept in acc's scratch
+    half for the blocks to come, and returned."""
+    at = t * acc.shape[1] + 16
+    if c % 8:
+        s = s + load_i32(acc, at)
+    if c % 8 < 7:
+        store_i32(acc, at, s)
+    return s
+
+
+@njit(inline="always")
+def _sum_eight(f, x):
+    """f(x, 0) + ... + f(x, 7), added as a tree (in this order on every path)."""
+    return ((f(x, 0) + f(x, 1)) + (f(x, 2) + f(x, 3))) + ((f(x, 4) + f(x, 5)) + (f(x, 6) + f(x, 7)))
+
+
+@njit(inline="always")
+def _min_term(x, i):
+    """dmin * m * the activations' sum, for sub-block i of the super-block from c."""
+    mins, sums32, t, c = x
+    return mins[i] * splat_f32(sums32[t, c + i])
+
+
+@njit(inline="always")
+def _mins(dmin, mn, c):
+    """dmin * m of the 8 sub-blocks from c."""
+    return (dmin * load_i8(mn, 16 * c), dmin * load_i8(mn, 16 * c + 16), dmin * load_i8(mn, 16 * c + 32),
+            dmin * load_i8(mn, 16 * c + 48), dmin * load_i8(mn, 16 * c + 64), dmin * load_i8(mn, 16 * c + 80),
+            dmin * load_i8(mn, 16 * c + 96), dmin * load_i8(mn, 16 * c + 112))
+
+
 @njit(inline="always")
 def _q4_k_q5_k_block(bits, quants, tops, sc, mn, d, dmin, xq, a, acc, g, c, tokens):
     """Q4_K (bits 4), or Q5_K (5) with `tops` holding the fifth bits (an empty array for Q4_K):
-    sub-block c (32 values)."""
+    sub-block c (32 values). 8-bit activations: d * sum(sc * dot) * the activations' scale -
+    sum(dmin * m * the activations' sum) at the super-block's last sub-block."""
     scale, _, sums32 = a
     prefetch_ahead(quants[g], 256 * c, 256)
     v = nibbles(quants[g], 256 * c)
     if bits == 5:
         prefetch_ahead(tops[g], 64 * c, 64)
         v = with_fifth_bits(v, load_bytes(tops[g], 64 * c))
-    row_scale = load_f16(d[g], 16 * (c // 8)) * load_i8(sc[g], 16 * c)
-    row_min = load_f16(dmin[g], 16 * (c // 8)) * load_i8(mn[g], 16 * c)
+    row_d, row_dmin = load_f16(d[g], 16 * (c // 8)), load_f16(dmin[g], 16 * (c // 8))
+    if ACTIVATION_BITS == 8:
+        sub_scale = load_i8_ints(sc[g], 16 * c)
+        if c % 8 < 7:
+            for t in range(tokens):
+                _add_sum(acc, t, c, dot(v, xq, t, 8 * c, bits, tokens) * sub_scale)
+            return
+        mins = _mins(row_dmin, mn[g], c - 7)
+        for t in range(tokens):
+            s = _add_sum(acc, t, c, dot(v, xq, t, 8 * c, bits, tokens) * sub_scale)
+            low = _sum_eight(_min_term, (mins, sums32, t, c - 7))
+            accumulate(acc, t, to_f32(s) * (row_d * splat_f32(scale[t, c])) - low)
+        return
+    row_scale, row_min = row_d * load_i8(sc[g], 16 * c), row_dmin * load_i8(mn[g], 16 * c)
     for t in range(tokens):
         s = to_f32(dot(v, xq, t, 8 * c, bits, tokens)) * (row_scale * splat_f32(scale[t, c]))
         accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
@@ -94,7 +151,8 @@ def _q5_k_block(w, xq, a, acc, g, c, tokens):
 
 @njit(inline="always")
 def _q6_k_block(w, xq, a, acc, g, c, tokens):
-    """32 values: sub-blocks 2c and 2c + 1."""
+    """32 values: sub-blocks 2c and 2c + 1. 8-bit activations: d * sum(sc * (dot - 32 * the
+    activations' sum)) * the activations' scale at the super-block's last sub-blocks."""
     (quants, tops, sc, d), (scale, sums16, _) = w, a
     two_bits = splat_i32(0x03030303)
     prefetch_ahead(quants[g], 256 * c, 256)
@@ -107,13 +165,20 @@ def _q6_k_block(w, xq, a, acc, g, c, tokens):
     second = (v[4] | ((h1 & two_bits) << 4), v[5] | (((h1 >> 2) & two_bits) << 4),
               v[6] | (((h1 >> 4) & two_bits) << 4), v[7] | (((h1 >> 6) & two_bits) << 4))
     row_d = load_f16(d[g], 16 * (c // 8))
-    scale_first = row_d * load_i8(sc[g], 32 * c)
-    scale_second = row_d * load_i8(sc[g], 32 * c + 16)
+    if ACTIVATION_BITS == 8:
+        scale_first, scale_second = load_i8_ints(sc[g], 32 * c), load_i8_ints(sc[g], 32 * c + 16)
+    else:
+        scale_first, scale_second = row_d * load_i8(sc[g], 32 * c), row_d * load_i8(sc[g], 32 * c + 16)
     for t in range(tokens):
         s1 = dot(first, xq, t, 8 * c, 6, tokens) - splat_i32(32 * sums16[t, 2 * c])
         s2 = dot(second, xq, t, 8 * c + 4, 6, tokens) - splat_i32(32 * sums16[t, 2 * c + 1])
-        f = to_f32(s1) * scale_first + to_f32(s2) * scale_second
-        accumulate(acc, t, f * splat_f32(scale[t, c]))
+        if ACTIVATION_BITS == 8:
+            s = _add_sum(acc, t, c, s1 * scale_first + s2 * scale_second)
+            if c % 8 == 7:
+                accumulate(acc, t, to_f32(s) * (row_d * splat_f32(scale[t, c])))
+        else:
+            f = to_f32(s1) * scale_first + to_f32(s2) * scale_second
+            accumulate(acc, t, f * splat_f32(scale[t, c]))
 
 
 # The entry points, written out one by one on purpose: numba's on-disk cache knows a function by
@@ -121,29 +186,29 @@ def _q6_k_block(w, xq, a, acc, g, c, tokens):
 # entry, and one quant type's kernel could come back from the cache for another.
 @njit(parallel=True, cache=True, nogil=True)
 def q4_k_product(w, xq, a, out):
-    each_task(_q4_k_block, w, xq, a, out)
+    each_task(_q4_k_block, SCRATCH, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_k_decode(w, xq, a, out):
-    each_task_of_one(_q4_k_block, w, xq, a, out)
+    each_task_of_one(_q4_k_block, SCRATCH, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_k_product(w, xq, a, out):
-    each_task(_q5_k_block, w, xq, a, out)
+    each_task(_q5_k_block, SCRATCH, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_k_decode(w, xq, a, out):
-    each_task_of_one(_q5_k_block, w, xq, a, out)
+    each_task_of_one(_q5_k_block, SCRATCH, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q6_k_product(w, xq, a, out):
-    each_task(_q6_k_block, w, xq, a, out)
+    each_task(_q6_k_block, SCRATCH, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q6_k_decode(w, xq, a, out):
-    each_task_of_one(_q6_k_block, w, xq, a, out)
+    each_task_of_one(_q6_k_block, SCRATCH, w, xq, a, out)

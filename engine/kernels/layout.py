@@ -129,14 +129,16 @@ WHOLE_ROWS = 8192
 
 
 @njit(inline="always")
-def task_rows(block, w, xq, a, out, task, tokens):
+def task_rows(block, scratch, w, xq, a, out, task, tokens):
     """The products of the task's row groups with `tokens` tokens: block(w, xq, a, acc, g, b,
-    tokens) adds block b of group g times each token to acc (tokens, 16). Each group's blocks
-    come in order, one chunk at a time, so each sum is the same as block after block."""
+    tokens) adds block b of group g times each token to acc[:, :16] (acc: tokens x 16 (1 +
+    scratch); a K-quant keeps its int32 sums over a super-block in acc[:, 16:32], scratch 1).
+    Each group's blocks come in order, one chunk at a time, so each sum is the same as block after
+    block."""
     first = GROUPS_PER_TASK * task
     blocks = a[0].shape[1]
     step = blocks if tokens * blocks <= WHOLE_ROWS else CHUNK
-    acc = np.zeros((GROUPS_PER_TASK, tokens, GROUP), np.float32)
+    acc = np.zeros((GROUPS_PER_TASK, tokens, GROUP * (1 + scratch)), np.float32)
     for b0 in range(0, blocks, step):
         for g in groups_of(task, w[0]):
             group_acc = acc[g - first]
@@ -147,21 +149,21 @@ def task_rows(block, w, xq, a, out, task, tokens):
 
 
 @njit(inline="always")
-def each_task(block, w, xq, a, out):
+def each_task(block, scratch, w, xq, a, out):
     """task_rows for each parallel task of a product of n tokens."""
     n = xq[0].shape[0]
     for task in prange(tasks(w[0])):
-        task_rows(block, w, xq, a, out, task, n)
+        task_rows(block, scratch, w, xq, a, out, task, n)
 
 
 @njit(inline="always")
-def each_task_of_one(block, w, xq, a, out):
+def each_task_of_one(block, scratch, w, xq, a, out):
     """each_task for one token (decoding), passing the constant 1: the compiled loop over tokens
     vanishes, and each block's weights go straight into the products instead of being kept
     (spilled) for tokens to come (decode products 13-28% faster, Zen 4). The same sums in the same
     order as each_task's: bit for bit the same results."""
     for task in prange(tasks(w[0])):
-        task_rows(block, w, xq, a, out, task, 1)
+        task_rows(block, scratch, w, xq, a, out, task, 1)
 
 
 @njit(inline="always")
@@ -174,5 +176,7 @@ def write_rows(acc, g, out):
 
 @njit(inline="always")
 def accumulate(acc, t, value):
-    """acc[t, :] += value (a F32x16)."""
-    store_f32(acc[t], 0, load_f32(acc[t], 0) + value)
+    """acc[t, :16] += value (a F32x16). (Indexed flat: a view acc[t] is reference-counted, and
+    branches around it, as in k_quants.py, kept numba from pruning the counts: 2x slower.)"""
+    row = t * acc.shape[1]
+    store_f32(acc, row, load_f32(acc, row) + value)

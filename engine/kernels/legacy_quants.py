@@ -140,49 +140,49 @@ def _q5_1_block(w, xq, a, acc, g, b, tokens):
 # entry, and one quant type's kernel could come back from the cache for another.
 @njit(parallel=True, cache=True, nogil=True)
 def q4_0_product(w, xq, a, out):
-    each_task(_q4_0_block, w, xq, a, out)
+    each_task(_q4_0_block, 0, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_0_decode(w, xq, a, out):
-    each_task_of_one(_q4_0_block, w, xq, a, out)
+    each_task_of_one(_q4_0_block, 0, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q8_0_product(w, xq, a, out):
-    each_task(_q8_0_block, w, xq, a, out)
+    each_task(_q8_0_block, 0, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q8_0_decode(w, xq, a, out):
-    each_task_of_one(_q8_0_block, w, xq, a, out)
+    each_task_of_one(_q8_0_block, 0, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_1_product(w, xq, a, out):
-    each_task(_q4_1_block, w, xq, a, out)
+    each_task(_q4_1_block, 0, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_1_decode(w, xq, a, out):
-    each_task_of_one(_q4_1_block, w, xq, a, out)
+    each_task_of_one(_q4_1_block, 0, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_0_product(w, xq, a, out):
-    each_task(_q5_0_block, w, xq, a, out)
+    each_task(_q5_0_block, 0, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_0_decode(w, xq, a, out):
-    each_task_of_one(_q5_0_block, w, xq, a, out)
+    each_task_of_one(_q5_0_block, 0, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_1_product(w, xq, a, out):
-    each_task(_q5_1_block, w, xq, a, out)
+    each_task(_q5_1_block, 0, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_1_decode(w, xq, a, out):
-    each_task_of_one(_q5_1_block, w, xq, a, out)
+    each_task_of_one(_q5_1_block, 0, w, xq, a, out)

@@ -81,6 +81,7 @@ def _plain_load(lane_type, vector_type, doc: str):
 
 load_bytes = _plain_load(_I32, I32x16, "64 bytes from a uint8 array as 16 lanes of 4 bytes each.")
 load_f32 = _plain_load(_F32, F32x16, "16 floats of a float32 array.")
+load_i32 = _plain_load(_I32, I32x16, "16 lanes of 4 bytes each from any array (element `index` on).")
 
 
 @intrinsic
@@ -108,14 +109,26 @@ def _f16_bits_to_f32(builder, h):
     return builder.bitcast(builder.or_(bits, builder.shl(builder.and_(h, c(0x8000)), c(16))), _vector(_F32))
 
 
-@intrinsic
-def load_i8(typingctx, array, index):
-    """16 bytes of an int8 array (signed) or uint8 array (unsigned), as floats."""
-    def codegen(context, builder, sig, args):
-        ptr = _address(context, builder, sig.args[0], args[0], args[1], _vector(_I8))
-        convert = builder.sitofp if sig.args[0].dtype.signed else builder.uitofp
-        return convert(builder.load(ptr, align=1), _vector(_F32))
-    return F32x16(array, index), codegen
+def _load_i8(vector_type, doc: str):
+    """An intrinsic loading 16 bytes of an int8 array (signed) or uint8 array (unsigned) as 16
+    lanes of `vector_type`."""
+    @intrinsic
+    def load(typingctx, array, index):
+        def codegen(context, builder, sig, args):
+            ptr = _address(context, builder, sig.args[0], args[0], args[1], _vector(_I8))
+            signed, lanes = sig.args[0].dtype.signed, _vector(_F32 if vector_type == F32x16 else _I32)
+            if vector_type == F32x16:
+                convert = builder.sitofp if signed else builder.uitofp
+            else:
+                convert = builder.sext if signed else builder.zext
+            return convert(builder.load(ptr, align=1), lanes)
+        return vector_type(array, index), codegen
+    load.__doc__ = doc
+    return load
+
+
+load_i8 = _load_i8(F32x16, "16 bytes of an int8 array (signed) or uint8 array (unsigned), as floats.")
+load_i8_ints = _load_i8(I32x16, "16 bytes of an int8 array (signed) or uint8 array (unsigned), as int32.")
 
 
 def load_lanes(array, index):
@@ -130,12 +143,22 @@ def _load_lanes(array, index):
         return lambda array, index: load_f32(array, index)
 
 
-@intrinsic
-def store_f32(typingctx, array, index, value):
-    def codegen(context, builder, sig, args):
-        ptr = _address(context, builder, sig.args[0], args[0], args[1], _vector(_F32))
-        builder.store(args[2], ptr, align=1)
-    return types.none(array, index, value), codegen
+def _plain_store(vector_type, doc: str):
+    """An intrinsic storing a `vector_type` (its 64 bytes as they are) into an array from element `index` on."""
+    @intrinsic
+    def store(typingctx, array, index, value):
+        if value != vector_type:
+            return None
+        def codegen(context, builder, sig, args):
+            ptr = _address(context, builder, sig.args[0], args[0], args[1], args[2].type)
+            builder.store(args[2], ptr, align=1)
+        return types.none(array, index, value), codegen
+    store.__doc__ = doc
+    return store
+
+
+store_f32 = _plain_store(F32x16, "16 floats into a float32 array.")
+store_i32 = _plain_store(I32x16, "16 int32 into any array, as their bytes (element `index` on).")
 
 
 @intrinsic

@@ -53,18 +53,18 @@ def outputs(path: str) -> None:
 # product (which avx2 multiplies differently): the others differ from these only in their float
 # arithmetic
 ASM_KERNELS = {"Q4_K": T.Q4_K, "Q5_K": T.Q5_K, "Q6_K": T.Q6_K, "Q8_0": T.Q8_0, "Q4_K-one": T.Q4_K}
-BLOCKS = {T.Q4_K: k_quants._q4_k_block, T.Q5_K: k_quants._q5_k_block, T.Q6_K: k_quants._q6_k_block,
-          T.Q8_0: legacy_quants._q8_0_block}
+BLOCKS = {T.Q4_K: (k_quants._q4_k_block, k_quants.SCRATCH), T.Q5_K: (k_quants._q5_k_block, k_quants.SCRATCH),
+          T.Q6_K: (k_quants._q6_k_block, k_quants.SCRATCH), T.Q8_0: (legacy_quants._q8_0_block, 0)}
 
 
 def rows_of_one_task(ttype: T, one_token: bool):
     """What a product kernel of `ttype` runs in each of its parallel tasks (layout.each_task and
     each_task_of_one), as a function of its own: the same code, compiled without the parallel
     loop around it (which costs twice the time to compile: ~5 s a kernel on a Zen 1)."""
-    block = BLOCKS[ttype]
+    block, scratch = BLOCKS[ttype]
     if one_token:
-        return njit(lambda w, xq, a, out: layout.task_rows(block, w, xq, a, out, 0, 1))
-    return njit(lambda w, xq, a, out: layout.task_rows(block, w, xq, a, out, 0, xq[0].shape[0]))
+        return njit(lambda w, xq, a, out: layout.task_rows(block, scratch, w, xq, a, out, 0, 1))
+    return njit(lambda w, xq, a, out: layout.task_rows(block, scratch, w, xq, a, out, 0, xq[0].shape[0]))
 
 
 def arguments(path: str) -> None:
