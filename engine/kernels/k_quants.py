@@ -67,7 +67,8 @@ def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
 # With 8-bit activations (q8_K: one scale per 256 values) a super-block is summed as llama.cpp sums
 # it: each sub-block's integer dot times its integer scale, added exactly in int32 over the 256
 # values (Q5_K at most 8 x 63 x 32 x 31 x 127, Q6_K 16 x 128 x 16 x 32 x 127: below 2^31; kept
-# between blocks in the accumulator's scratch half, layout.task_rows), then one float multiply: the
+# between blocks in a register for one token, in the accumulator's scratch half for many:
+# layout.task_rows), then one float multiply: the
 # float work per block of 32 was a third of an AVX2 Q6_K product (2048 x 2048, 64 tokens, Zen 4:
 # Q6_K 56 -> 85 G products/s, Q4_K 92 -> 96; AVX-512 VNNI Q6_K 141 -> 156, Q4_K 157 -> 170).
 # With 16-bit activations (a scale per 32) each block goes to float alone.
@@ -75,9 +76,12 @@ SCRATCH = 1 if ACTIVATION_BITS == 8 else 0
 
 
 @njit(inline="always")
-def _add_sum(acc, t, c, s):
-    """Token t's int32 sum over the super-block so far, s (block c's) added; kept in acc's scratch
-    half for the blocks to come, and returned."""
+def _add_sum(acc, t, c, s, carry, tokens):
+    """Token t's int32 sum over the super-block so far, s (block c's) added: for one token, carry
+    (it stays in a register: through memory, decoding was 3-4% slower than with float sums per
+    block); else kept in acc's scratch half for the blocks to come."""
+    if tokens == 1:
+        return s + carry
     at = t * acc.shape[1] + 16
     if c % 8:
         s = s + load_i32(acc, at)
@@ -108,7 +112,7 @@ def _mins(dmin, mn, c):
 
 
 @njit(inline="always")
-def _q4_k_q5_k_block(bits, quants, tops, sc, mn, d, dmin, xq, a, acc, g, c, tokens):
+def _q4_k_q5_k_block(bits, quants, tops, sc, mn, d, dmin, xq, a, acc, g, c, tokens, carry):
     """Q4_K (bits 4), or Q5_K (5) with `tops` holding the fifth bits (an empty array for Q4_K):
     sub-block c (32 values). 8-bit activations: d * sum(sc * dot) * the activations' scale -
     sum(dmin * m * the activations' sum) at the super-block's last sub-block."""
@@ -121,36 +125,38 @@ def _q4_k_q5_k_block(bits, quants, tops, sc, mn, d, dmin, xq, a, acc, g, c, toke
     row_d, row_dmin = load_f16(d[g], 16 * (c // 8)), load_f16(dmin[g], 16 * (c // 8))
     if ACTIVATION_BITS == 8:
         sub_scale = load_i8_ints(sc[g], 16 * c)
+        s = carry
         if c % 8 < 7:
             for t in range(tokens):
-                _add_sum(acc, t, c, dot(v, xq, t, 8 * c, bits, tokens) * sub_scale)
-            return
+                s = _add_sum(acc, t, c, dot(v, xq, t, 8 * c, bits, tokens) * sub_scale, carry, tokens)
+            return s if tokens == 1 else carry
         mins = _mins(row_dmin, mn[g], c - 7)
         for t in range(tokens):
-            s = _add_sum(acc, t, c, dot(v, xq, t, 8 * c, bits, tokens) * sub_scale)
+            s = _add_sum(acc, t, c, dot(v, xq, t, 8 * c, bits, tokens) * sub_scale, carry, tokens)
             low = _sum_eight(_min_term, (mins, sums32, t, c - 7))
             accumulate(acc, t, to_f32(s) * (row_d * splat_f32(scale[t, c])) - low)
-        return
+        return splat_i32(0)
     row_scale, row_min = row_d * load_i8(sc[g], 16 * c), row_dmin * load_i8(mn[g], 16 * c)
     for t in range(tokens):
         s = to_f32(dot(v, xq, t, 8 * c, bits, tokens)) * (row_scale * splat_f32(scale[t, c]))
         accumulate(acc, t, s - row_min * splat_f32(sums32[t, c]))
+    return carry
 
 
 @njit(inline="always")
-def _q4_k_block(w, xq, a, acc, g, c, tokens):
-    quants, sc, mn, d, dmin = w
-    _q4_k_q5_k_block(4, quants, quants, sc, mn, d, dmin, xq, a, acc, g, c, tokens)  # (tops never read: see _q4_0_block)
+def _q4_k_block(w, xq, a, acc, g, c, tokens, carry):
+    quants, sc, mn, d, dmin = w  # (tops never read: see _q4_0_block)
+    return _q4_k_q5_k_block(4, quants, quants, sc, mn, d, dmin, xq, a, acc, g, c, tokens, carry)
 
 
 @njit(inline="always")
-def _q5_k_block(w, xq, a, acc, g, c, tokens):
+def _q5_k_block(w, xq, a, acc, g, c, tokens, carry):
     quants, tops, sc, mn, d, dmin = w
-    _q4_k_q5_k_block(5, quants, tops, sc, mn, d, dmin, xq, a, acc, g, c, tokens)
+    return _q4_k_q5_k_block(5, quants, tops, sc, mn, d, dmin, xq, a, acc, g, c, tokens, carry)
 
 
 @njit(inline="always")
-def _q6_k_block(w, xq, a, acc, g, c, tokens):
+def _q6_k_block(w, xq, a, acc, g, c, tokens, carry):
     """32 values: sub-blocks 2c and 2c + 1. 8-bit activations: d * sum(sc * (dot - 32 * the
     activations' sum)) * the activations' scale at the super-block's last sub-blocks."""
     (quants, tops, sc, d), (scale, sums16, _) = w, a
@@ -169,16 +175,20 @@ def _q6_k_block(w, xq, a, acc, g, c, tokens):
         scale_first, scale_second = load_i8_ints(sc[g], 32 * c), load_i8_ints(sc[g], 32 * c + 16)
     else:
         scale_first, scale_second = row_d * load_i8(sc[g], 32 * c), row_d * load_i8(sc[g], 32 * c + 16)
+    s = carry
     for t in range(tokens):
         s1 = dot(first, xq, t, 8 * c, 6, tokens) - splat_i32(32 * sums16[t, 2 * c])
         s2 = dot(second, xq, t, 8 * c + 4, 6, tokens) - splat_i32(32 * sums16[t, 2 * c + 1])
         if ACTIVATION_BITS == 8:
-            s = _add_sum(acc, t, c, s1 * scale_first + s2 * scale_second)
+            s = _add_sum(acc, t, c, s1 * scale_first + s2 * scale_second, carry, tokens)
             if c % 8 == 7:
                 accumulate(acc, t, to_f32(s) * (row_d * splat_f32(scale[t, c])))
         else:
             f = to_f32(s1) * scale_first + to_f32(s2) * scale_second
             accumulate(acc, t, f * splat_f32(scale[t, c]))
+    if ACTIVATION_BITS == 8 and tokens == 1:
+        return s if c % 8 < 7 else splat_i32(0)
+    return carry
 
 
 # The entry points, written out one by one on purpose: numba's on-disk cache knows a function by

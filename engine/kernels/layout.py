@@ -131,19 +131,20 @@ WHOLE_ROWS = 8192
 @njit(inline="always")
 def task_rows(block, scratch, w, xq, a, out, task, tokens):
     """The products of the task's row groups with `tokens` tokens: block(w, xq, a, acc, g, b,
-    tokens) adds block b of group g times each token to acc[:, :16] (acc: tokens x 16 (1 +
-    scratch); a K-quant keeps its int32 sums over a super-block in acc[:, 16:32], scratch 1).
-    Each group's blocks come in order, one chunk at a time, so each sum is the same as block after
-    block."""
+    tokens, carry) adds block b of group g times each token to acc[:, :16] (acc: tokens x 16 (1 +
+    scratch)) and returns what the next block of the group is to get as carry (an I32x16: a
+    K-quant's int32 sum over a super-block, for one token; over many it keeps them in acc[:, 16:32],
+    scratch 1). Each group's blocks come in order, one chunk at a time, so each sum is the same as
+    block after block."""
     first = GROUPS_PER_TASK * task
     blocks = a[0].shape[1]
     step = blocks if tokens * blocks <= WHOLE_ROWS else CHUNK
     acc = np.zeros((GROUPS_PER_TASK, tokens, GROUP * (1 + scratch)), np.float32)
     for b0 in range(0, blocks, step):
         for g in groups_of(task, w[0]):
-            group_acc = acc[g - first]
+            group_acc, carry = acc[g - first], splat_i32(0)
             for b in range(b0, min(b0 + step, blocks)):
-                block(w, xq, a, group_acc, g, b, tokens)
+                carry = block(w, xq, a, group_acc, g, b, tokens, carry)
     for g in groups_of(task, w[0]):
         write_rows(acc[g - first], g, out)
 

@@ -104,35 +104,40 @@ def _minimum_block(bits, quants, fifth, d, m, xq, a, acc, g, b, tokens):
 
 
 @njit(inline="always")
-def _q4_0_block(w, xq, a, acc, g, b, tokens):
+def _q4_0_block(w, xq, a, acc, g, b, tokens, carry):
     """(4 and 8 bits read no fifth bits: the quants stand in for them. An empty array made here
     instead was allocated, and reference-counted, at every block.)"""
     quants, d = w
     _zero_point_block(4, quants, quants, d, xq, a, acc, g, b, tokens)
+    return carry
 
 
 @njit(inline="always")
-def _q5_0_block(w, xq, a, acc, g, b, tokens):
+def _q5_0_block(w, xq, a, acc, g, b, tokens, carry):
     quants, fifth, d = w
     _zero_point_block(5, quants, fifth, d, xq, a, acc, g, b, tokens)
+    return carry
 
 
 @njit(inline="always")
-def _q8_0_block(w, xq, a, acc, g, b, tokens):
+def _q8_0_block(w, xq, a, acc, g, b, tokens, carry):
     quants, d = w
     _zero_point_block(8, quants, quants, d, xq, a, acc, g, b, tokens)
+    return carry
 
 
 @njit(inline="always")
-def _q4_1_block(w, xq, a, acc, g, b, tokens):
+def _q4_1_block(w, xq, a, acc, g, b, tokens, carry):
     quants, d, m = w
     _minimum_block(4, quants, quants, d, m, xq, a, acc, g, b, tokens)
+    return carry
 
 
 @njit(inline="always")
-def _q5_1_block(w, xq, a, acc, g, b, tokens):
+def _q5_1_block(w, xq, a, acc, g, b, tokens, carry):
     quants, fifth, d, m = w
     _minimum_block(5, quants, fifth, d, m, xq, a, acc, g, b, tokens)
+    return carry
 
 
 # The entry points, written out one by one on purpose: numba's on-disk cache knows a function by
