@@ -18,7 +18,7 @@ from numba import njit
 from .layout import (accumulate, dot, each_task, each_task_of_one, interleave, interleave_f16, interleave_scales,
                      nibbles, pack_nibbles, prefetch_ahead, tops, with_fifth_bits)
 from .isa import ACTIVATION_BITS
-from .simd import load_bytes, load_f16, load_i8, load_i8_ints, load_i32, splat_f32, splat_i32, store_i32, to_f32
+from .simd import load_bytes, load_f16, load_i8, load_i8_ints, splat_f32, splat_i32, store_i32, to_f32
 
 
 def _scales_and_mins(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,9 +68,9 @@ def pack_q6_k(raw: np.ndarray) -> tuple[np.ndarray, ...]:
 # it: each sub-block's integer dot times its integer scale, added exactly in int32 over the 256
 # values (Q5_K at most 8 x 63 x 32 x 31 x 127, Q6_K 16 x 128 x 16 x 32 x 127: below 2^31; kept
 # between blocks in a register for one token, in the accumulator's scratch half for many:
-# layout.task_rows), then one float multiply: the
-# float work per block of 32 was a third of an AVX2 Q6_K product (2048 x 2048, 64 tokens, Zen 4:
-# Q6_K 56 -> 85 G products/s, Q4_K 92 -> 96; AVX-512 VNNI Q6_K 141 -> 156, Q4_K 157 -> 170).
+# layout.task_rows), then one float multiply. The float work per block of 32 had been a third of an
+# AVX2 Q6_K product (2048 x 2048, 64 tokens, Zen 4: Q6_K 56 -> 85 G products/s, Q4_K 92 -> 96;
+# AVX-512 VNNI Q6_K 141 -> 156, Q4_K 157 -> 170).
 # With 16-bit activations (a scale per 32) each block goes to float alone.
 SCRATCH = 1 if ACTIVATION_BITS == 8 else 0
 
@@ -84,7 +84,7 @@ def _add_sum(acc, t, c, s, carry, tokens):
         return s + carry
     at = t * acc.shape[1] + 16
     if c % 8:
-        s = s + load_i32(acc, at)
+        s = s + load_bytes(acc, at)
     if c % 8 < 7:
         store_i32(acc, at, s)
     return s

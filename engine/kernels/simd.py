@@ -79,9 +79,8 @@ def _plain_load(lane_type, vector_type, doc: str):
     return load
 
 
-load_bytes = _plain_load(_I32, I32x16, "64 bytes from a uint8 array as 16 lanes of 4 bytes each.")
+load_bytes = _plain_load(_I32, I32x16, "64 bytes as 16 lanes of 4 bytes (int32) from element `index` of any array.")
 load_f32 = _plain_load(_F32, F32x16, "16 floats of a float32 array.")
-load_i32 = _plain_load(_I32, I32x16, "16 lanes of 4 bytes each from any array (element `index` on).")
 
 
 @intrinsic
