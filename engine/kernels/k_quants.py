@@ -91,16 +91,15 @@ def _add_sum(acc, t, c, s, carry, tokens):
 
 
 @njit(inline="always")
-def _sum_eight(f, x):
-    """f(x, 0) + ... + f(x, 7), added as a tree (in this order on every path)."""
-    return ((f(x, 0) + f(x, 1)) + (f(x, 2) + f(x, 3))) + ((f(x, 4) + f(x, 5)) + (f(x, 6) + f(x, 7)))
-
-
-@njit(inline="always")
-def _min_term(x, i):
-    """dmin * m * the activations' sum, for sub-block i of the super-block from c."""
-    mins, sums32, t, c = x
-    return mins[i] * splat_f32(sums32[t, c + i])
+def _min_terms(mins, sums32, t, c):
+    """The sum over the 8 sub-blocks from c of dmin * m * token t's activations' sum, added as a
+    tree (in this order on every path)."""
+    m0, m1, m2, m3, m4, m5, m6, m7 = mins
+    low = m0 * splat_f32(sums32[t, c]) + m1 * splat_f32(sums32[t, c + 1])
+    low_mid = m2 * splat_f32(sums32[t, c + 2]) + m3 * splat_f32(sums32[t, c + 3])
+    high_mid = m4 * splat_f32(sums32[t, c + 4]) + m5 * splat_f32(sums32[t, c + 5])
+    high = m6 * splat_f32(sums32[t, c + 6]) + m7 * splat_f32(sums32[t, c + 7])
+    return (low + low_mid) + (high_mid + high)
 
 
 @njit(inline="always")
@@ -133,7 +132,7 @@ def _q4_k_q5_k_block(bits, quants, tops, sc, mn, d, dmin, xq, a, acc, g, c, toke
         mins = _mins(row_dmin, mn[g], c - 7)
         for t in range(tokens):
             s = _add_sum(acc, t, c, dot(v, xq, t, 8 * c, bits, tokens) * sub_scale, carry, tokens)
-            low = _sum_eight(_min_term, (mins, sums32, t, c - 7))
+            low = _min_terms(mins, sums32, t, c - 7)
             accumulate(acc, t, to_f32(s) * (row_d * splat_f32(scale[t, c])) - low)
         return splat_i32(0)
     row_scale, row_min = row_d * load_i8(sc[g], 16 * c), row_dmin * load_i8(mn[g], 16 * c)
@@ -201,7 +200,7 @@ def q4_k_product(w, xq, a, out):
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_k_decode(w, xq, a, out):
-    each_task_of_one(_q4_k_block, SCRATCH, w, xq, a, out)
+    each_task_of_one(_q4_k_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -211,7 +210,7 @@ def q5_k_product(w, xq, a, out):
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_k_decode(w, xq, a, out):
-    each_task_of_one(_q5_k_block, SCRATCH, w, xq, a, out)
+    each_task_of_one(_q5_k_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -221,4 +220,4 @@ def q6_k_product(w, xq, a, out):
 
 @njit(parallel=True, cache=True, nogil=True)
 def q6_k_decode(w, xq, a, out):
-    each_task_of_one(_q6_k_block, SCRATCH, w, xq, a, out)
+    each_task_of_one(_q6_k_block, w, xq, a, out)

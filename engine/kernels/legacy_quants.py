@@ -150,7 +150,7 @@ def q4_0_product(w, xq, a, out):
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_0_decode(w, xq, a, out):
-    each_task_of_one(_q4_0_block, 0, w, xq, a, out)
+    each_task_of_one(_q4_0_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -160,7 +160,7 @@ def q8_0_product(w, xq, a, out):
 
 @njit(parallel=True, cache=True, nogil=True)
 def q8_0_decode(w, xq, a, out):
-    each_task_of_one(_q8_0_block, 0, w, xq, a, out)
+    each_task_of_one(_q8_0_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -170,7 +170,7 @@ def q4_1_product(w, xq, a, out):
 
 @njit(parallel=True, cache=True, nogil=True)
 def q4_1_decode(w, xq, a, out):
-    each_task_of_one(_q4_1_block, 0, w, xq, a, out)
+    each_task_of_one(_q4_1_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -180,7 +180,7 @@ def q5_0_product(w, xq, a, out):
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_0_decode(w, xq, a, out):
-    each_task_of_one(_q5_0_block, 0, w, xq, a, out)
+    each_task_of_one(_q5_0_block, w, xq, a, out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -190,4 +190,4 @@ def q5_1_product(w, xq, a, out):
 
 @njit(parallel=True, cache=True, nogil=True)
 def q5_1_decode(w, xq, a, out):
-    each_task_of_one(_q5_1_block, 0, w, xq, a, out)
+    each_task_of_one(_q5_1_block, w, xq, a, out)

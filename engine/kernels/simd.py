@@ -115,12 +115,12 @@ def _load_i8(vector_type, doc: str):
     def load(typingctx, array, index):
         def codegen(context, builder, sig, args):
             ptr = _address(context, builder, sig.args[0], args[0], args[1], _vector(_I8))
-            signed, lanes = sig.args[0].dtype.signed, _vector(_F32 if vector_type == F32x16 else _I32)
+            signed = sig.args[0].dtype.signed
             if vector_type == F32x16:
-                convert = builder.sitofp if signed else builder.uitofp
+                lanes, convert = _F32, builder.sitofp if signed else builder.uitofp
             else:
-                convert = builder.sext if signed else builder.zext
-            return convert(builder.load(ptr, align=1), lanes)
+                lanes, convert = _I32, builder.sext if signed else builder.zext
+            return convert(builder.load(ptr, align=1), _vector(lanes))
         return vector_type(array, index), codegen
     load.__doc__ = doc
     return load

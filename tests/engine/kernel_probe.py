@@ -63,7 +63,7 @@ def rows_of_one_task(ttype: T, one_token: bool):
     loop around it (which costs twice the time to compile: ~5 s a kernel on a Zen 1)."""
     block, scratch = BLOCKS[ttype]
     if one_token:
-        return njit(lambda w, xq, a, out: layout.task_rows(block, scratch, w, xq, a, out, 0, 1))
+        return njit(lambda w, xq, a, out: layout.task_rows(block, 0, w, xq, a, out, 0, 1))
     return njit(lambda w, xq, a, out: layout.task_rows(block, scratch, w, xq, a, out, 0, xq[0].shape[0]))
 
 
