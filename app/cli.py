@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
-
-from llamba.engine import cli as engine_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from llamba.engine import cli as engine_cli
     parser = argparse.ArgumentParser(prog="llamba", description="GGUF language models on numba")
     sub = parser.add_subparsers(dest="command", required=True)
     engine_cli.add_commands(sub)
@@ -34,11 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command != "serve":
+    gc.disable()  # no collections while start-up makes its objects: engine/python_heap.py (imported after)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "serve":
+            from .main import serve
+            return serve(args)  # (which resumes them once its app is built)
+        from llamba.engine import cli as engine_cli
+        gc.enable()
         return engine_cli.run(args)
-    from .main import serve
-    return serve(args)
+    finally:
+        gc.enable()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from llamba import __version__
-from llamba.engine import hub
+from llamba.engine import hub, python_heap
 from llamba.engine.c_heap import limit_malloc_arenas
 from llamba.engine.kernels import isa
 from llamba.engine.loader import set_threads
@@ -176,6 +176,7 @@ def serve(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.info("KV caches, full: %.0f MB", kv_bytes / MB)
     app = create_app(settings)
+    python_heap.resume()
     server = GracefulServer(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"),
                             app.state.llamba)
     server.run()

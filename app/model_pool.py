@@ -11,12 +11,12 @@ a model handed to a route cannot be unloaded before its job is queued.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from llamba.engine import python_heap
 from llamba.engine.c_heap import release_freed_memory
 from llamba.engine.gguf_file import SPLIT_NAME, GGUFError, GGUFFile, split_paths
 from llamba.engine.config import ModelConfig
@@ -196,7 +196,7 @@ class ModelPool:
             return
         await asyncio.to_thread(runner.close, True)
         del runner
-        settle_python_heap()  # (the weights' mapping and the KV pool go with the last reference)
+        python_heap.settle(unload=True)  # (the weights' mapping and the KV pool go with the last reference)
         release_freed_memory()
         self.metrics.model_unloaded(model.id)
         log.info("model %s unloaded (%s)", model.id, why)
@@ -224,17 +224,6 @@ class ModelPool:
             await self.unload(model, "shutting down")
 
 
-def settle_python_heap() -> None:
-    """Collects the garbage, then sets what lives on aside from the collector (gc.freeze): a model
-    and the modules loaded with it are ~180k objects, which every full collection walked while
-    holding the GIL, stalling every stream for 90-120 ms (once in 192 requests of 8 SmolLM2
-    clients, Zen 4; none since); the collector now walks only what came after. Done after a load
-    and an unload (when the model's own objects must be collectable again): one such pause each."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
 def build_runner(settings: Settings, model: Model, metrics: Metrics) -> ModelRunner:
     """A model's file loaded and its runner started, once its kernels are compiled (blocking)."""
     path, m = model.path, model.settings
@@ -245,7 +234,7 @@ def build_runner(settings: Settings, model: Model, metrics: Metrics) -> ModelRun
     runner = ModelRunner(loaded, settings.runner_config(), metrics.observer(m.id),
                          replace(loaded.sampling, **m.sampling.given()), warmup)
     runner.ready.wait()
-    settle_python_heap()
+    python_heap.settle()
     log.info("model %s: kernels ready in %.1f s; loaded from %s (context %d, %s KV cache)", m.id,
              runner.compile_seconds, loaded.path, runner.n_ctx, settings.kv_cache_type)
     return runner

@@ -18,6 +18,7 @@ tests/engine/test_warmup.py checks that a generation after it compiles nothing.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -33,7 +34,7 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from numba.core import event
 
-from . import ops
+from . import ops, python_heap
 from .compute_lock import COMPUTE
 from .config import ModelConfig
 from .gguf_file import GGUFFile
@@ -201,9 +202,10 @@ class Warmup:
         # cached kernels load and run in turn with other models' steps; compiling them (seconds
         # each, mostly on one thread) does not hold those steps up
         turns = nullcontext() if self.cold else COMPUTE
-        for call in part(self.calls, 0, self.parts) if self.cold else [call for _, call in self.calls]:
-            with turns:
-                call()
+        with python_heap.paused() if self.cold else nullcontext():
+            for call in part(self.calls, 0, self.parts) if self.cold else [call for _, call in self.calls]:
+                with turns:
+                    call()
         for helper in self.helpers:  # a helper that fails costs only time: the step below compiles what it lacks
             helper.wait()
         # the one-token kernels: loaded here if an earlier start's process compiled them (a start
@@ -263,6 +265,7 @@ def die_with_parent() -> None:
 
 if __name__ == "__main__":
     die_with_parent()
+    gc.disable()  # it only compiles, for seconds, and ends: no collections (python_heap.py)
     warmup = Warmup(sys.argv[1], sys.argv[2])
     if sys.argv[3] == "decode":  # in the background, while the server serves: after its requests
         os.nice(10)

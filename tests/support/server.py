@@ -20,6 +20,11 @@ from tests.support import MODEL, ROOT, SMOLLM2, model_path
 API_KEY = "sk-test-llamba"
 
 
+def environment(changes: dict | None) -> dict:
+    """This process's environment with `changes` (a value None removes the variable)."""
+    return {k: v for k, v in {**os.environ, **(changes or {})}.items() if v is not None}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,11 +51,12 @@ def wait_until_healthy(base: str, proc: subprocess.Popen, patience: float, path:
 def llamba_server(flags: list[str], env: dict | None = None, log=None, patience: float = 300, port: int = 0):
     """`llamba serve` on `port` (a free loopback port by default), its log (the access log too) to
     `log`, a file open for writing and reading (a temporary one by default, kept as `proc.log`):
-    yields (base URL, process) once /health says ok; terminates it after (SIGTERM: it drains first)."""
+    yields (base URL, process) once /health says ok; terminates it after (SIGTERM: it drains first).
+    `env` is added to this process's environment (a value None removes the variable)."""
     port = port or free_port()
     log = log or tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "-m", "llamba", "serve", "--port", str(port), *flags], cwd=ROOT,
-                            stdout=log, stderr=log, env={**os.environ, **(env or {})})
+                            stdout=log, stderr=log, env=environment(env))
     proc.log = log
     base = f"http://127.0.0.1:{port}"
     try:
