@@ -7,7 +7,7 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from llamba.engine import cli as engine_cli
+    from llamba.engine import cli as engine_cli  # (here, not above: main turns the collector off first)
     parser = argparse.ArgumentParser(prog="llamba", description="GGUF language models on numba")
     sub = parser.add_subparsers(dest="command", required=True)
     engine_cli.add_commands(sub)
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    gc.disable()  # no collections while start-up makes its objects: engine/python_heap.py (imported after)
+    gc.disable()  # no collections while start-up makes its objects (why: engine/python_heap.py)
     try:
         args = build_parser().parse_args(argv)
         if args.command == "serve":
