@@ -40,11 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from .main import serve
             return serve(args)  # (which resumes them once its app is built)
-        from llamba.engine import cli as engine_cli
-        gc.enable()
-        return engine_cli.run(args)
     finally:
         gc.enable()
+    from llamba.engine import cli as engine_cli
+    return engine_cli.run(args)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ def resume() -> None:
 
 @contextmanager
 def paused():
-    """No collections while numba compiles (seconds; the garbage goes at the next collection)."""
+    """No collections while numba compiles kernels (seconds; loading them from its cache,
+    milliseconds); the garbage goes at the next collection."""
     enabled = gc.isenabled()
     gc.disable()
     try:

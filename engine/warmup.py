@@ -202,7 +202,7 @@ class Warmup:
         # cached kernels load and run in turn with other models' steps; compiling them (seconds
         # each, mostly on one thread) does not hold those steps up
         turns = nullcontext() if self.cold else COMPUTE
-        with python_heap.paused() if self.cold else nullcontext():
+        with python_heap.paused():
             for call in part(self.calls, 0, self.parts) if self.cold else [call for _, call in self.calls]:
                 with turns:
                     call()
