@@ -23,6 +23,7 @@ from .config import ModelConfig
 from .errors import InvalidRequest
 from .gguf_file import GGUFError, GGUFFile, Tensor
 from .kernels import SUPPORTED_TYPES, Activations, Weight, matmul
+from .kernels.serial import threaded
 from .kv_cache import KVCache
 from .packed import packed_weights
 
@@ -255,13 +256,13 @@ class Llama:
             ops.apply_rope(k, *rope[windowed], c.family.rope_halves)
             cache.store(i, slots, positions, k, qkv[:, c.q_dim + c.kv_dim:].reshape(n, c.n_kv_heads, c.head_dim))
             attn = np.empty_like(q)
-            ops.attention(q, *cache.layer(i), slots, positions, blocks, heads_per_job, attn,
-                          c.query_scale or 1 / np.sqrt(c.head_dim), c.sliding_window if windowed else 0)
+            threaded(ops.attention)(q, *cache.layer(i), slots, positions, blocks, heads_per_job, attn,
+                                    c.query_scale or 1 / np.sqrt(c.head_dim), c.sliding_window if windowed else 0)
             x = x + post_norm(matmul(layer.wo, attn.reshape(n, c.q_dim)), layer.attn_post_norm, c.rms_eps)  # residual
             # feed-forward: SwiGLU, or GELU-gated (Gemma)
             h = Activations(ops.rmsnorm(x, layer.ffn_norm, c.rms_eps))
             gate_up = project(layer.w13, h)
-            x = x + post_norm(matmul(layer.w2, ops.geglu(gate_up) if c.family.gelu else ops.swiglu(gate_up)),
+            x = x + post_norm(matmul(layer.w2, ops.geglu(gate_up) if c.family.gelu else threaded(ops.swiglu)(gate_up)),
                               layer.ffn_post_norm, c.rms_eps)
         ends = np.cumsum([len(sp.tokens) for sp in spans])
         rows = np.concatenate([np.arange(end - sp.logits, end) for sp, end in zip(spans, ends)])

@@ -4,16 +4,18 @@ numba compiles a kernel on its first call, one kernel at a time (its compiler ho
 GIL): the default model's first answer spent ~17 s of one core compiling. Here the kernels a step
 runs are split into as many parts as there are cores (for a server, as its compute threads): fresh
 processes compile the other parts into numba's on-disk cache while this one compiles its own, then
-a real step (a prompt of two tokens, then one decoded) loads what they wrote. The products' one-
-token variants (layout.each_task_of_one, faster decoding, the same results) are compiled last, by
-one process in the background while the model serves: until they are in, one-token products run
-the general kernels (DEFERRED_DECODE). Those already in the cache load at once, in milliseconds:
-with the cache warm no process is started (a restart's first answer came 0.5 s after it was ready
-while one loaded them, SmolLM2 on Zen 4; 0.2 s now).
+a real step (a prompt of two tokens, then one decoded) loads what they wrote. With nothing in the
+cache, the parts compile the parallel kernels' serial twins (kernels/serial.py: half the compile),
+and one process compiles the parallel kernels in the background while the model serves on the
+twins, then the products' one-token variants (layout.each_task_of_one, faster decoding, the same
+results): until they are in, one-token products run the general kernels (DEFERRED_DECODE). Those
+already in the cache load at once, in milliseconds: with the cache warm no process is started (a
+restart's first answer came 0.5 s after it was ready while one loaded them, SmolLM2 on Zen 4; 0.2
+s now).
 tests/engine/test_warmup.py checks that a generation after it compiles nothing.
 
-    python -m llamba.engine.warmup MODEL KV_TYPE PART PARTS   # one part, as Warmup runs it
-    python -m llamba.engine.warmup MODEL KV_TYPE decode       # the one-token kernels
+    python -m llamba.engine.warmup MODEL KV_TYPE PART PARTS   # one part of the twins, as Warmup runs it
+    python -m llamba.engine.warmup MODEL KV_TYPE background   # the parallel and one-token kernels
 """
 from __future__ import annotations
 
@@ -32,7 +34,6 @@ from typing import Callable
 import numba
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
-from numba.core import event
 
 from . import ops, python_heap
 from .compute_lock import COMPUTE
@@ -40,6 +41,7 @@ from .config import ModelConfig
 from .gguf_file import GGUFFile
 from .kernels import (DEFERRED_DECODE, FLOAT_TYPES, K_QUANTS, QUANT_KERNELS, SUPPORTED_TYPES, Activations, Weight,
                       pack, product)
+from .kernels import serial
 from .kernels.isa import ACTIVATION_BITS
 from .kv_cache import KVCache
 from .loader import reading
@@ -47,9 +49,10 @@ from .model import GGUF_NAMES, Llama, Span
 
 log = logging.getLogger("llamba")
 
-# seconds, roughly, that a fresh compile takes (Zen 4 core): what the parts are balanced by (a
-# helper spends its first ~1.5 s starting, this process about as long loading the model)
-ATTENTION_COST, PRODUCT_COST, QUANTIZE_COST, SMALL_COST = 5.0, 2.5, 1.0, 0.5
+# seconds, roughly, that a twin's fresh compile takes (Zen 4 core): what the parts are balanced by;
+# a helper spends its first ~1.2 s starting, this process ~0.5 s loading the model
+ATTENTION_COST, PRODUCT_COST, QUANTIZE_COST, SMALL_COST = 2.0, 1.2, 0.5, 0.25
+HELPER_START = 0.7
 
 
 def stand_ins(f: GGUFFile, c: ModelConfig) -> tuple[list[Weight], np.ndarray]:
@@ -95,8 +98,8 @@ def kernel_calls(c: ModelConfig, weights: list[Weight], norm: np.ndarray,
         slots, positions = np.zeros(2, np.int64), np.arange(2)
         cache.claim(0, 0, 2)
         blocks, heads_per_job = ops.attention_jobs(slots, positions, c.n_heads, c.n_kv_heads, 2)
-        ops.attention(q, *cache.layer(0), slots, positions, blocks, heads_per_job, np.empty_like(q),
-                      1.0, 0)
+        serial.threaded(ops.attention)(q, *cache.layer(0), slots, positions, blocks, heads_per_job,
+                                       np.empty_like(q), 1.0, 0)
 
     def rope():
         cos, sin = ops.rope_tables(np.arange(2), c.rope_dim or c.head_dim, c.rope_base, None)
@@ -107,7 +110,7 @@ def kernel_calls(c: ModelConfig, weights: list[Weight], norm: np.ndarray,
             *[(PRODUCT_COST, matmul_call(weight)) for weight in weights],
             *[(QUANTIZE_COST, lambda block=block: Activations(x).quantized(block)) for block in activation_blocks(weights)],
             (SMALL_COST, rope),
-            (SMALL_COST, lambda: ops.swiglu(np.zeros((2, 2 * c.ffn_dim), np.float32)))]
+            (SMALL_COST, lambda: serial.threaded(ops.swiglu)(np.zeros((2, 2 * c.ffn_dim), np.float32)))]  # last: start()
 
 
 def one_token_kernels(weights: list[Weight]) -> list[tuple[T, Callable, tuple]]:
@@ -144,9 +147,9 @@ def activation_blocks(weights: list[Weight]) -> list[int]:
 
 
 def part(calls: list[tuple[int, Callable[[], None]]], index: int, parts: int) -> list[Callable[[], None]]:
-    """The calls of one part (part 0 runs here, the others in helper processes), the costliest
-    first, each to the part with the least so far."""
-    load, mine = [0.0] * parts, []
+    """The calls of one part (part 0 runs here, the others in helper processes, which start later),
+    the costliest first, each to the part with the least so far."""
+    load, mine = [0.0] + [HELPER_START] * (parts - 1), []
     for cost, call in sorted(calls, key=lambda pair: -pair[0]):
         least = load.index(min(load))
         load[least] += cost
@@ -155,25 +158,11 @@ def part(calls: list[tuple[int, Callable[[], None]]], index: int, parts: int) ->
     return mine
 
 
-def compiles(call: Callable[[], None]) -> bool:
-    """Whether running `call` made numba compile (its cache did not have the code)."""
-    seen = []
-
-    class Compiles(event.Listener):
-        def on_start(self, ev):
-            seen.append(ev)
-
-        def on_end(self, ev):
-            pass
-    with event.install_listener("numba:compile", Compiles()):
-        call()
-    return bool(seen)
-
-
 class Warmup:
     """The compilation of one model file's kernels: `start` sets the helper processes going (before
     the model is loaded: they need only its header), `run` compiles this process's part in the
-    thread that will run the model, `poll` puts the one-token kernels in use once they are in."""
+    thread that will run the model, `poll` puts the parallel and one-token kernels in use once the
+    background process has compiled them."""
 
     def __init__(self, path: str | Path, kv_type: str, parts: int | None = None):
         with reading(Path(path), "model"):
@@ -183,15 +172,18 @@ class Warmup:
         self.path, self.kv_type, self.parts = Path(path), kv_type, parts or os.cpu_count() or 1
         self.calls = kernel_calls(self.config, self.weights, self.norm, kv_type)
         self.helpers: list[subprocess.Popen] = []
-        self.cold = True
-        self.decode: subprocess.Popen | None = None  # compiling the one-token kernels
+        self.cold = True  # nothing in numba's cache (or another model's parallel kernels still compiling)
+        self.background: subprocess.Popen | None = None  # compiling the parallel and one-token kernels
         self.deferred: set[T] = set()
 
     def start(self) -> None:
-        """Start the helpers, if numba's cache lacks the kernels (they are cached together,
-        numba_cache.py: one found in the cache means all are)."""
-        self.cold = compiles(self.calls[0][1])
+        """Start the helpers, unless numba's cache holds the parallel kernels (the background
+        process compiles them in the order of the calls, SwiGLU's last: with it in, all are), and
+        have steps run the twins until they are in (as they do while another model's are coming)."""
+        gate_up = np.zeros((2, 2 * self.config.ffn_dim), np.float32)
+        self.cold = not in_cache(ops.swiglu, (gate_up,)) or serial.waiting > 0
         if self.cold:
+            serial.waiting += 1
             self.helpers = [self.helper(str(i), str(self.parts)) for i in range(1, self.parts)]
 
     def run(self, model: Llama) -> float:
@@ -215,9 +207,9 @@ class Warmup:
                 with turns:
                     kernel(*args)
         self.deferred = {ttype for ttype, _, _ in one_token_kernels(self.weights)} - DEFERRED_DECODE
-        if self.deferred:
-            DEFERRED_DECODE.update(self.deferred)
-            self.decode = self.helper("decode")
+        DEFERRED_DECODE.update(self.deferred)
+        if self.cold or self.deferred:
+            self.background = self.helper("background")
         cache = KVCache(model.config, ops.TILE, 1, self.kv_type)
         with turns:
             model.step([Span(0, 0, [0, 0])], cache)
@@ -226,25 +218,35 @@ class Warmup:
         return time.perf_counter() - start
 
     def poll(self) -> bool:
-        """Whether every kernel is in use; once the one-token ones are compiled, loads them (from
-        the cache their process wrote; compiling here if it failed) and puts them in use."""
-        if self.decode is None or self.decode.poll() is None:
-            return self.decode is None
-        for ttype, kernel, args in one_token_kernels(self.weights):
-            if ttype in self.deferred:
-                with COMPUTE:
+        """Whether every kernel is in use; once the background process is done, loads the parallel
+        and one-token kernels (from the cache it wrote; compiling here if it failed) and puts them
+        in use."""
+        if self.background is None or self.background.poll() is None:
+            return self.background is None
+        with COMPUTE, serial.parallel_here():
+            for _, call in self.calls if self.cold else []:
+                call()
+            for ttype, kernel, args in one_token_kernels(self.weights):
+                if ttype in self.deferred:
                     kernel(*args)
-        DEFERRED_DECODE.difference_update(self.deferred)
-        self.decode = None
-        log.info("%s: one-token kernels compiled, in use (%s)", self.path.name,
+            DEFERRED_DECODE.difference_update(self.deferred)
+            self._done()
+        log.info("%s: parallel and one-token kernels compiled, in use (%s)", self.path.name,
                  ", ".join(sorted(t.name for t in self.deferred)))
         return True
 
     def close(self) -> None:
-        """Stop compiling the one-token kernels (the model is shutting down)."""
-        if self.decode is not None:
-            self.decode.kill()
-            self.decode.wait()
+        """Stop compiling in the background (the model is shutting down)."""
+        if self.background is not None:
+            self.background.kill()
+            self.background.wait()
+        self._done()
+
+    def _done(self) -> None:
+        self.background = None
+        if self.cold:
+            self.cold = False
+            serial.waiting -= 1
 
     def helper(self, *what: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", __spec__.name, str(self.path), self.kv_type, *what],
@@ -267,11 +269,12 @@ if __name__ == "__main__":
     die_with_parent()
     gc.disable()  # it only compiles, for seconds, and ends: no collections (python_heap.py)
     warmup = Warmup(sys.argv[1], sys.argv[2])
-    if sys.argv[3] == "decode":  # in the background, while the server serves: after its requests
+    if sys.argv[3] == "background":  # while the server serves: after its requests
         os.nice(10)
-        mine = [lambda kernel=kernel, args=args: kernel(*args)
-                for _, kernel, args in one_token_kernels(warmup.weights)]
-    else:
+        mine = [call for _, call in warmup.calls] + [lambda kernel=kernel, args=args: kernel(*args)
+                                                       for _, kernel, args in one_token_kernels(warmup.weights)]
+    else:  # a part of a cold start's: the twins
+        serial.waiting = 1
         mine = part(warmup.calls, int(sys.argv[3]), int(sys.argv[4]))
     for call in mine:
         call()

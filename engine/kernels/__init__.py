@@ -21,6 +21,7 @@ from .float_types import F16_TABLE, float_product
 from .k_quants import (pack_q4_k, pack_q5_k, pack_q6_k, q4_k_decode, q4_k_product, q5_k_decode, q5_k_product,
                        q6_k_decode, q6_k_product)
 from .layout import GROUP
+from .serial import threaded
 from .legacy_quants import (pack_q4_0, pack_q4_1, pack_q5_0, pack_q5_1, pack_q8_0, q4_0_decode, q4_0_product,
                             q4_1_decode, q4_1_product, q5_0_decode, q5_0_product, q5_1_decode, q5_1_product,
                             q8_0_decode, q8_0_product)
@@ -86,11 +87,11 @@ def product(weight: Weight, a: Activations, out: np.ndarray, tokens: slice = sli
     """The kernel that multiplies `weight` by these tokens of `a` into theirs of `out`, and its
     arguments (views: the first axis of every array is the token)."""
     if weight.type in FLOAT_TYPES:
-        return float_product, (int(weight.type), weight.arrays[0], a.x[tokens], F16_TABLE, out[tokens])
+        return threaded(float_product), (int(weight.type), weight.arrays[0], a.x[tokens], F16_TABLE, out[tokens])
     quantized, sums = a.quantized(256 if weight.type in K_QUANTS else 32)
     _, general, one_token = QUANT_KERNELS[weight.type]
     one = out[tokens].shape[0] == 1 and weight.type not in DEFERRED_DECODE
-    return one_token if one else general, (weight.arrays, tuple(q[tokens] for q in quantized),
+    return one_token if one else threaded(general), (weight.arrays, tuple(q[tokens] for q in quantized),
                                            tuple(s[tokens] for s in sums), out[tokens])
 
 

@@ -23,8 +23,8 @@ def reference(q, k, v, slots, positions, window=0):
     return out
 
 
-def run(q, k, v, slots, positions, threads=2, kv_type="f32", window=0):
-    """ops.attention with k and v (float32) stored as a KVCache of kv_type stores them, in blocks
+def run(q, k, v, slots, positions, threads=2, kv_type="f32", window=0, attention=ops.attention):
+    """attention (ops.attention, or its twin) with k and v (float32) stored as a KVCache of kv_type stores them, in blocks
     of a tile, k transposed within each, the blocks of the slots' tiles in a shuffled order;
     float16 as its bits, as KVCache.layer passes them."""
     n_slots, ctx, kv_heads, head_dim = k.shape
@@ -45,8 +45,8 @@ def run(q, k, v, slots, positions, threads=2, kv_type="f32", window=0):
         k_blocks, v_blocks = k_blocks.view(np.uint16), v_blocks.view(np.uint16)
     blocks, heads_per_job = ops.attention_jobs(slots, positions, q.shape[1], kv_heads, threads)
     out = np.empty_like(q)
-    ops.attention(q, k_blocks, v_blocks, k_scales, v_scales, table, slots, positions, blocks, heads_per_job, out,
-                  1 / np.sqrt(head_dim), window)
+    attention(q, k_blocks, v_blocks, k_scales, v_scales, table, slots, positions, blocks, heads_per_job, out,
+              1 / np.sqrt(head_dim), window)
     return out
 
 

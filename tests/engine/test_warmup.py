@@ -1,7 +1,7 @@
-"""Warmup (engine/warmup.py) compiles, in two processes at once, every kernel a model's steps run,
-then the one-token kernels in the background: afterwards a real generation (a prompt, then
-decoding) compiles nothing and decodes with the one-token kernels, giving the tokens it gave
-before they were in. Fresh numba and packed-weight caches, in a fresh process, as a first start
+"""Warmup (engine/warmup.py) compiles, in two processes at once, the serial twins of every kernel a
+model's steps run, then the parallel and one-token kernels in the background: a real generation
+(a prompt, then decoding) compiles nothing, on the twins before those are in and on them after,
+and gives the same tokens. Fresh numba and packed-weight caches, in a fresh process, as a first start
 after install."""
 import functools
 import json
@@ -16,7 +16,7 @@ PROBE = r"""
 import json, sys, time
 from numba.core import event
 from llamba.engine.generate import generate
-from llamba.engine.kernels import DEFERRED_DECODE, QUANT_KERNELS
+from llamba.engine.kernels import DEFERRED_DECODE, QUANT_KERNELS, serial
 from llamba.engine.loader import LoadedModel
 from llamba.engine.sampling import SamplingParams
 from llamba.engine.warmup import Warmup
@@ -25,12 +25,7 @@ warmup = Warmup(sys.argv[1], "f16", parts=2)
 warmup.start()  # before the model loads, as the server does
 lm = LoadedModel.load(sys.argv[1])
 seconds = warmup.run(lm.model)
-deferred = sorted(t.name for t in DEFERRED_DECODE)
-ids = lm.tokenizer.encode("The history of the city begins with a small settlement", add_special=True)
-params = SamplingParams(temperature=0, max_tokens=3, ignore_eos=True)
-before = [e.token_id for e in generate(lm.model, lm.tokenizer, ids, params, lm.model.new_cache(64))]
-while not warmup.poll():
-    time.sleep(0.1)
+deferred, twins = sorted(t.name for t in DEFERRED_DECODE), serial.waiting
 compiled = []
 
 class Compiles(event.Listener):
@@ -41,17 +36,25 @@ class Compiles(event.Listener):
         pass
 
 event.register("numba:compile", Compiles())
+ids = lm.tokenizer.encode("The history of the city begins with a small settlement", add_special=True)
+params = SamplingParams(temperature=0, max_tokens=3, ignore_eos=True)
+before = [e.token_id for e in generate(lm.model, lm.tokenizer, ids, params, lm.model.new_cache(64))]
+compiled_before = compiled[:]
+while not warmup.poll():
+    time.sleep(0.1)
+del compiled[:]
 tokens = [e.token_id for e in generate(lm.model, lm.tokenizer, ids, params, lm.model.new_cache(64))]
 in_use = sorted(t.name for t, kernels in QUANT_KERNELS.items() if kernels[2].signatures)
-# a second model of the same types (here the same file) finds the one-token kernels in use
+# a second model of the same types (here the same file) finds every kernel in use
 n_compiled, still_deferred = len(compiled), len(DEFERRED_DECODE)
 second = Warmup(sys.argv[1], "f16", parts=2)
 second.start()
 second.run(lm.model)
-print(json.dumps(dict(seconds=seconds, compiled=compiled[:n_compiled], tokens=tokens, before=before, deferred=deferred,
+print(json.dumps(dict(seconds=seconds, compiled_before=compiled_before, compiled=compiled[:n_compiled],
+                      tokens=tokens, before=before, deferred=deferred, twins=twins, still_twins=serial.waiting,
                       still_deferred=still_deferred, one_token_kernels=in_use,
                       second=dict(deferred=len(second.deferred) + len(DEFERRED_DECODE),
-                                  helper=second.decode is not None, compiled=compiled[n_compiled:]))))
+                                  helper=second.background is not None, compiled=compiled[n_compiled:]))))
 """
 
 
@@ -81,7 +84,11 @@ def test_after_compile_kernels_a_generation_compiles_nothing(name):
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.splitlines()[-1])
     print(f"{name}: kernels compiled in {result['seconds']:.1f} s, one-token ones deferred: {result['deferred']}")
-    assert result["compiled"] == [] and len(result["tokens"]) == 3 and result["tokens"] == result["before"]
+    # before the background process is done the steps run the twins, after it the parallel kernels:
+    # neither compiles anything, and both give the same tokens
+    assert result["twins"] == 1 and result["still_twins"] == 0
+    assert result["compiled_before"] == [] and result["compiled"] == []
+    assert len(result["tokens"]) == 3 and result["tokens"] == result["before"]
     assert result["deferred"] and result["still_deferred"] == 0 and result["one_token_kernels"] == result["deferred"]
     # (before, a second model put the first's one-token products back on the general kernels and
     # started a process to compile them again, beside the first model's steps)
@@ -96,7 +103,8 @@ def test_a_restart_loads_every_kernel_before_it_is_ready():
     run = probe(name)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.splitlines()[-1])
-    assert result["compiled"] == [] and result["tokens"] == result["before"] and len(result["tokens"]) == 3
+    assert result["compiled_before"] == [] and result["compiled"] == [] and result["twins"] == 0
+    assert result["tokens"] == result["before"] and len(result["tokens"]) == 3
     assert result["deferred"] == [] and result["still_deferred"] == 0 and result["one_token_kernels"]
 
 
