@@ -49,10 +49,9 @@ from .model import GGUF_NAMES, Llama, Span
 
 log = logging.getLogger("llamba")
 
-# seconds, roughly, that a twin's fresh compile takes (Zen 4 core): what the parts are balanced by;
-# a helper spends its first ~1.2 s starting, this process ~0.5 s loading the model
-ATTENTION_COST, PRODUCT_COST, QUANTIZE_COST, SMALL_COST = 2.0, 1.2, 0.5, 0.25
-HELPER_START = 0.7
+# seconds, roughly, that a twin's fresh compile takes (Zen 4 core): what the parts are balanced by
+# (a helper spends its first ~0.5-0.9 s starting, this process about as long loading the model)
+ATTENTION_COST, PRODUCT_COST, QUANTIZE_COST, SMALL_COST = 2.8, 1.0, 0.8, 0.3
 
 
 def stand_ins(f: GGUFFile, c: ModelConfig) -> tuple[list[Weight], np.ndarray]:
@@ -147,9 +146,9 @@ def activation_blocks(weights: list[Weight]) -> list[int]:
 
 
 def part(calls: list[tuple[int, Callable[[], None]]], index: int, parts: int) -> list[Callable[[], None]]:
-    """The calls of one part (part 0 runs here, the others in helper processes, which start later),
-    the costliest first, each to the part with the least so far."""
-    load, mine = [0.0] + [HELPER_START] * (parts - 1), []
+    """The calls of one part (part 0 runs here, the others in helper processes), the costliest
+    first, each to the part with the least so far."""
+    load, mine = [0.0] * parts, []
     for cost, call in sorted(calls, key=lambda pair: -pair[0]):
         least = load.index(min(load))
         load[least] += cost
