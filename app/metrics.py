@@ -34,6 +34,8 @@ class Metrics:
         self.ttft = Histogram("llamba_time_to_first_token_seconds", "From submission to the first token",
                               labels, buckets=LATENCY_BUCKETS, registry=r)
         self.loaded = Gauge("llamba_model_loaded", "1 while the model is loaded", labels, registry=r)
+        self.compiling = Gauge("llamba_kernels_compiling", "1 while the model's faster kernels compile in the "
+                               "background (it serves meanwhile, on slower ones)", labels, registry=r)
         self.load_seconds = Histogram("llamba_model_load_seconds", "From a model's load starting to its kernels ready",
                                       labels, buckets=LATENCY_BUCKETS, registry=r)
         self.per_token = Histogram("llamba_time_per_output_token_seconds", "Between consecutive tokens",
@@ -62,6 +64,7 @@ class Metrics:
 
     def model_unloaded(self, model: str) -> None:
         self.loaded.labels(model).set(0)
+        self.compiling.labels(model).set(0)
         self.load.pop(model, None)
         if model in self.cache_config:
             self.vllm_cache_config.remove(model, *self.cache_config.pop(model))
@@ -108,3 +111,6 @@ class _ModelObserver(Observer):
 
     def rejected(self) -> None:
         self.m.rejected.labels(self.model).inc()
+
+    def compiling(self, busy: bool) -> None:
+        self.m.compiling.labels(self.model).set(int(busy))

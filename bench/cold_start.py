@@ -33,6 +33,8 @@ import httpx
 from llamba.engine.kernels import isa
 from tests.support.server import environment, llamba_server
 
+from .http import settled
+
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -41,7 +43,7 @@ def first_answer(threads: int, model: str | None, caches: str, bytecode: dict,
                  settle: bool = False) -> tuple[float, str]:
     """(seconds from start to the first chat answer, the server's log with times since start),
     with the numba and packed-weight caches in the folder `caches`, Python's bytecode as `bytecode`
-    (environment variables) says. `settle`: before stopping, wait (up to 2 minutes) for the kernels
+    (environment variables) says. `settle`: before stopping, wait (up to 5 minutes) for the kernels
     it compiles in the background after the first answer, as a server that ran for a while would have."""
     with tempfile.TemporaryFile("w+") as log:
         env = {"NUMBA_CACHE_DIR": f"{caches}/numba", "LLAMBA_CACHE": f"{caches}/llamba", **bytecode}
@@ -53,9 +55,8 @@ def first_answer(threads: int, model: str | None, caches: str, bytecode: dict,
                                                                  "max_tokens": 16}, timeout=120)
             r.raise_for_status()
             seconds = time.perf_counter() - started
-            deadline = time.monotonic() + 120
-            while settle and "one-token kernels compiled" not in read(log) and time.monotonic() < deadline:
-                time.sleep(0.2)
+            if settle:
+                settled(base)
         return seconds, since_start(read(log), wall)
 
 

@@ -29,7 +29,7 @@ import httpx
 from tests.support.server import free_port
 
 from . import write_results
-from .http import first_answer
+from .http import first_answer, settled
 from .llama_server import llama_server_binary
 from .synth_model import ROOT, bench_file
 
@@ -103,6 +103,7 @@ def measure(server: str, model: Path, repeats: int, kernels: str) -> dict:
     base = f"http://127.0.0.1:{port}"
     try:
         model_id = first_answer(base, proc)
+        settled(base)
         single, many, turns = [], [], []
         for run in range(repeats):
             single.append(aggregate(base, model_id, 1, 1000 * run))

@@ -10,6 +10,7 @@ it is a decode figure). Prints JSON.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,19 @@ def first_answer(base: str, proc: subprocess.Popen, timeout: float = 300) -> str
     raise RuntimeError("server did not answer")
 
 
+def settled(base: str, timeout: float = 300) -> None:
+    """Wait until llamba compiles nothing in the background (`llamba_kernels_compiling`: after a
+    first start its first answers run slower kernels for a while, warmup.py); at once for a
+    server without that metric."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = httpx.get(f"{base}/metrics", timeout=10)
+        if r.status_code != 200 or not re.search(r"^llamba_kernels_compiling\{.*\} 1", r.text, re.M):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("kernels still compiling")
+
+
 def stream_once(base: str, model: str, max_tokens: int = 64) -> tuple[float, float]:
     """(time to first token, tokens/s after it) for one streamed completion."""
     body = {"model": model, "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0, "stream": True}
@@ -78,6 +92,7 @@ def measure(engine: str, model: str, threads: int, repeats: int = 3) -> dict:
     try:
         model_id = first_answer(base, proc)
         start_to_first_answer = time.perf_counter() - start
+        settled(base)
         runs = [stream_once(base, model_id) for _ in range(repeats)]
     finally:
         proc.terminate()

@@ -217,10 +217,12 @@ class ModelRunner:
             if warmup:
                 self.compile_seconds = warmup.run(self.loaded.model)
         finally:
+            self.observer.compiling(bool(warmup and warmup.background))
             self.ready.set()
         while True:
-            if warmup and warmup.poll():  # the one-token kernels are in
+            if warmup and warmup.poll():  # the parallel and one-token kernels are in
                 warmup = None
+                self.observer.compiling(False)
             with self._wake:
                 while not self._waiting and not self.running and not self._stopping:
                     if not self._wake.wait(timeout=0.5 if warmup else None):

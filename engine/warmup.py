@@ -40,8 +40,7 @@ from .compute_lock import COMPUTE
 from .config import ModelConfig
 from .gguf_file import GGUFFile
 from .kernels import (DEFERRED_DECODE, FLOAT_TYPES, K_QUANTS, QUANT_KERNELS, SUPPORTED_TYPES, Activations, Weight,
-                      pack, product)
-from .kernels import serial
+                      pack, product, serial)
 from .kernels.isa import ACTIVATION_BITS
 from .kv_cache import KVCache
 from .loader import reading
@@ -109,7 +108,8 @@ def kernel_calls(c: ModelConfig, weights: list[Weight], norm: np.ndarray,
             *[(PRODUCT_COST, matmul_call(weight)) for weight in weights],
             *[(QUANTIZE_COST, lambda block=block: Activations(x).quantized(block)) for block in activation_blocks(weights)],
             (SMALL_COST, rope),
-            (SMALL_COST, lambda: serial.threaded(ops.swiglu)(np.zeros((2, 2 * c.ffn_dim), np.float32)))]  # last: start()
+            # last: see start()
+            (SMALL_COST, lambda: serial.threaded(ops.swiglu)(np.zeros((2, 2 * c.ffn_dim), np.float32)))]
 
 
 def one_token_kernels(weights: list[Weight]) -> list[tuple[T, Callable, tuple]]:
@@ -171,7 +171,7 @@ class Warmup:
         self.path, self.kv_type, self.parts = Path(path), kv_type, parts or os.cpu_count() or 1
         self.calls = kernel_calls(self.config, self.weights, self.norm, kv_type)
         self.helpers: list[subprocess.Popen] = []
-        self.cold = True  # nothing in numba's cache (or another model's parallel kernels still compiling)
+        self.cold = True  # the parallel kernels not in numba's cache (or another model's still compiling)
         self.background: subprocess.Popen | None = None  # compiling the parallel and one-token kernels
         self.deferred: set[T] = set()
 

@@ -21,10 +21,10 @@ from .float_types import F16_TABLE, float_product
 from .k_quants import (pack_q4_k, pack_q5_k, pack_q6_k, q4_k_decode, q4_k_product, q5_k_decode, q5_k_product,
                        q6_k_decode, q6_k_product)
 from .layout import GROUP
-from .serial import threaded
 from .legacy_quants import (pack_q4_0, pack_q4_1, pack_q5_0, pack_q5_1, pack_q8_0, q4_0_decode, q4_0_product,
                             q4_1_decode, q4_1_product, q5_0_decode, q5_0_product, q5_1_decode, q5_1_product,
                             q8_0_decode, q8_0_product)
+from .serial import threaded
 
 # quant type -> (the repacking of its GGUF bytes, the product kernel over the repacked arrays, the
 # same for one token); every kernel is kernel(weight arrays, quantized activations, activation

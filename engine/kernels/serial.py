@@ -7,7 +7,7 @@ and 2.0 s). A twin is the same function compiled without `parallel`, its prange 
 the calling thread. With nothing in numba's cache, warm-up compiles the twins, the model answers
 on them (one thread) while one process compiles the parallel kernels in the background, and
 those take over once they are in (warmup.py). A twin does each task's arithmetic in the same
-order as its kernel, so the results are the same bit for bit (test_kernels.py, test_attention.py).
+order as its kernel, so the results are the same bit for bit (tests/engine/test_serial.py).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def twin(kernel):
     if kernel not in _twins:
         f = kernel.py_func
         plain = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__, f.__closure__)
-        plain.__qualname__, plain.__doc__ = f"{f.__qualname__}_serial", f.__doc__
+        plain.__qualname__ = f"{f.__qualname__}_serial"
         options = {k: v for k, v in kernel.targetoptions.items() if k != "parallel"}
         _twins[kernel] = jit(cache=True, **options)(plain)
     return _twins[kernel]

@@ -1,6 +1,8 @@
 """The model runner in this process (no server): admission up to `parallel`, a full queue, the
 engine's request rules, cancellation, prefix reuse, and n choices sharing one prompt."""
 import asyncio
+import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -18,10 +20,13 @@ LONG = SamplingParams(temperature=0, max_tokens=400, ignore_eos=True)
 
 class Recorder(Observer):
     def __init__(self):
-        self.queues = []
+        self.queues, self.compiles = [], []
 
     def queue(self, running: int, waiting: int, busy_slots: int, kv_usage: float) -> None:
         self.queues.append((running, waiting))
+
+    def compiling(self, busy: bool) -> None:
+        self.compiles.append(busy)
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +204,35 @@ def test_a_deadline_cut_flushes_the_text_held_back(lm):
     text = "".join(e.text for e in events)
     assert text and text == lm.tokenizer.decode([e.token_id for e in events])
     assert answer.startswith(text)
+
+
+class BackgroundCompile:
+    """What the runner uses of a Warmup (warmup.py), compiling in the background until `done`."""
+
+    def __init__(self):
+        self.background, self.done = True, threading.Event()
+
+    def run(self, model) -> float:
+        return 0.0
+
+    def poll(self) -> bool:
+        return self.done.is_set()
+
+    def close(self) -> None:
+        pass
+
+
+def test_reports_kernels_compiling_in_the_background_until_they_are_in(lm):
+    """(/metrics' llamba_kernels_compiling, which the benches wait on before they measure)"""
+    from llamba.app.settings import Settings
+    observer, warmup = Recorder(), BackgroundCompile()
+    runner = ModelRunner(lm, Settings().runner_config(n_ctx=256), observer, warmup=warmup)
+    assert runner.ready.wait(600)
+    reported_at_ready = list(observer.compiles)
+    warmup.done.set()
+    for _ in range(600):  # the runner polls its warm-up every 0.5 s while idle (a guard, not a speed check)
+        if len(observer.compiles) > 1:
+            break
+        time.sleep(0.05)
+    runner.close(wait=True)
+    assert reported_at_ready == [True] and observer.compiles == [True, False]
