@@ -180,9 +180,9 @@ class Warmup:
         process compiles them in the order of the calls, SwiGLU's last: with it in, all are), and
         have steps run the twins until they are in (as they do while another model's are coming)."""
         gate_up = np.zeros((2, 2 * self.config.ffn_dim), np.float32)
-        self.cold = not in_cache(ops.swiglu, (gate_up,)) or serial.waiting > 0
+        self.cold = not in_cache(ops.swiglu, (gate_up,)) or bool(serial.waiting)
         if self.cold:
-            serial.waiting += 1
+            serial.waiting.add(self)
             self.helpers = [self.helper(str(i), str(self.parts)) for i in range(1, self.parts)]
 
     def run(self, model: Llama) -> float:
@@ -243,9 +243,7 @@ class Warmup:
 
     def _done(self) -> None:
         self.background = None
-        if self.cold:
-            self.cold = False
-            serial.waiting -= 1
+        serial.waiting.discard(self)
 
     def helper(self, *what: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", __spec__.name, str(self.path), self.kv_type, *what],
@@ -273,7 +271,7 @@ if __name__ == "__main__":
         mine = [call for _, call in warmup.calls] + [lambda kernel=kernel, args=args: kernel(*args)
                                                        for _, kernel, args in one_token_kernels(warmup.weights)]
     else:  # a part of a cold start's: the twins
-        serial.waiting = 1
+        serial.waiting.add(warmup)
         mine = part(warmup.calls, int(sys.argv[3]), int(sys.argv[4]))
     for call in mine:
         call()

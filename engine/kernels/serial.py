@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from numba import jit
 
-waiting = 0  # warm-ups whose parallel kernels are still compiling: until none is, steps run twins
+waiting: set = set()  # warm-ups whose parallel kernels are still compiling: until none is, steps run twins
 _twins: dict = {}
 _here = threading.local()
 

@@ -40,7 +40,7 @@ def test_swiglus_twin_gives_the_same_bits():
 
 def test_steps_take_the_twins_only_while_parallel_kernels_compile(monkeypatch):
     assert serial.threaded(ops.swiglu) is ops.swiglu
-    monkeypatch.setattr(serial, "waiting", 1)
+    monkeypatch.setattr(serial, "waiting", {"a warm-up"})
     assert serial.threaded(ops.swiglu) is serial.twin(ops.swiglu) is not ops.swiglu
     with serial.parallel_here():  # (loading the parallel ones)
         assert serial.threaded(ops.swiglu) is ops.swiglu
