@@ -220,18 +220,19 @@ class Warmup:
         """Whether every kernel is in use; once the background process is done, loads the parallel
         and one-token kernels (from the cache it wrote; compiling here if it failed) and puts them
         in use."""
-        if self.background is None or self.background.poll() is None:
-            return self.background is None
-        with COMPUTE, serial.parallel_here():
-            for _, call in self.calls if self.cold else []:
-                call()
-            for ttype, kernel, args in one_token_kernels(self.weights):
-                if ttype in self.deferred:
-                    kernel(*args)
-            DEFERRED_DECODE.difference_update(self.deferred)
-            self._done()
-        log.info("%s: parallel and one-token kernels compiled, in use (%s)", self.path.name,
-                 ", ".join(sorted(t.name for t in self.deferred)))
+        if self.background is not None:
+            if self.background.poll() is None:
+                return False
+            with COMPUTE, serial.parallel_here():
+                for _, call in self.calls if self.cold else []:
+                    call()
+                for ttype, kernel, args in one_token_kernels(self.weights):
+                    if ttype in self.deferred:
+                        kernel(*args)
+                DEFERRED_DECODE.difference_update(self.deferred)
+            log.info("%s: parallel and one-token kernels compiled, in use (%s)", self.path.name,
+                     ", ".join(sorted(t.name for t in self.deferred)))
+        self._done()  # (also when `run` failed before the background process started)
         return True
 
     def close(self) -> None:
