@@ -10,8 +10,8 @@ and one process compiles the parallel kernels in the background while the model 
 twins, then the products' one-token variants (layout.each_task_of_one, faster decoding, the same
 results): until they are in, one-token products run the general kernels (DEFERRED_DECODE). Those
 already in the cache load at once, in milliseconds: with the cache warm no process is started (a
-restart's first answer came 0.5 s after it was ready while one loaded them, SmolLM2 on Zen 4; 0.2
-s now).
+restart's first answer came 0.5 s after it was ready while one loaded them, SmolLM2 on Zen 4; now
+0.2 s).
 tests/engine/test_warmup.py checks that a generation after it compiles nothing.
 
     python -m llamba.engine.warmup MODEL KV_TYPE PART PARTS   # one part of the twins, as Warmup runs it
@@ -108,8 +108,12 @@ def kernel_calls(c: ModelConfig, weights: list[Weight], norm: np.ndarray,
             *[(PRODUCT_COST, matmul_call(weight)) for weight in weights],
             *[(QUANTIZE_COST, lambda block=block: Activations(x).quantized(block)) for block in activation_blocks(weights)],
             (SMALL_COST, rope),
-            # last: see start()
-            (SMALL_COST, lambda: serial.threaded(ops.swiglu)(np.zeros((2, 2 * c.ffn_dim), np.float32)))]
+            (SMALL_COST, lambda: serial.threaded(ops.swiglu)(swiglu_input(c)))]  # last: see Warmup.start
+
+
+def swiglu_input(c: ModelConfig) -> np.ndarray:
+    """What kernel_calls runs SwiGLU on: also what Warmup.start asks numba's cache about."""
+    return np.zeros((2, 2 * c.ffn_dim), np.float32)
 
 
 def one_token_kernels(weights: list[Weight]) -> list[tuple[T, Callable, tuple]]:
@@ -179,8 +183,7 @@ class Warmup:
         """Start the helpers, unless numba's cache holds the parallel kernels (the background
         process compiles them in the order of the calls, SwiGLU's last: with it in, all are), and
         have steps run the twins until they are in (as they do while another model's are coming)."""
-        gate_up = np.zeros((2, 2 * self.config.ffn_dim), np.float32)
-        self.cold = not in_cache(ops.swiglu, (gate_up,)) or bool(serial.waiting)
+        self.cold = not in_cache(ops.swiglu, (swiglu_input(self.config),)) or bool(serial.waiting)
         if self.cold:
             serial.waiting.add(self)
             self.helpers = [self.helper(str(i), str(self.parts)) for i in range(1, self.parts)]

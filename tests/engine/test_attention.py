@@ -24,9 +24,9 @@ def reference(q, k, v, slots, positions, window=0):
 
 
 def run(q, k, v, slots, positions, threads=2, kv_type="f32", window=0, attention=ops.attention):
-    """attention (ops.attention, or its twin) with k and v (float32) stored as a KVCache of kv_type stores them, in blocks
-    of a tile, k transposed within each, the blocks of the slots' tiles in a shuffled order;
-    float16 as its bits, as KVCache.layer passes them."""
+    """attention (ops.attention, or its twin) with k and v (float32) stored as a KVCache of kv_type
+    stores them, in blocks of a tile, k transposed within each, the blocks of the slots' tiles in a
+    shuffled order; float16 as its bits, as KVCache.layer passes them."""
     n_slots, ctx, kv_heads, head_dim = k.shape
     tiles = -(-ctx // ops.TILE)
 
