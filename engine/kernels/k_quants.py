@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from .layout import (accumulate, dot, each_task, each_task_of_one, interleave, interleave_f16, interleave_scales,
-                     nibbles, pack_nibbles, prefetch_ahead, tops, with_fifth_bits)
+                     nibbles, pack_nibbles, prefetch_ahead, scaled_dot, tops, with_fifth_bits)
 from .isa import ACTIVATION_BITS
 from .simd import load_bytes, load_f16, load_i8, load_i8_ints, splat_f32, splat_i32, store_i32, to_f32
 
@@ -127,11 +127,11 @@ def _q4_k_q5_k_block(bits, quants, tops, sc, mn, d, dmin, xq, a, acc, g, c, toke
         s = carry
         if c % 8 < 7:
             for t in range(tokens):
-                s = _add_sum(acc, t, c, dot(v, xq, t, 8 * c, bits, tokens) * sub_scale, carry, tokens)
+                s = _add_sum(acc, t, c, scaled_dot(v, sub_scale, xq, t, 8 * c, bits, tokens), carry, tokens)
             return s if tokens == 1 else carry
         mins = _mins(row_dmin, mn[g], c - 7)
         for t in range(tokens):
-            s = _add_sum(acc, t, c, dot(v, xq, t, 8 * c, bits, tokens) * sub_scale, carry, tokens)
+            s = _add_sum(acc, t, c, scaled_dot(v, sub_scale, xq, t, 8 * c, bits, tokens), carry, tokens)
             low = _min_terms(mins, sums32, t, c - 7)
             accumulate(acc, t, to_f32(s) * (row_d * splat_f32(scale[t, c])) - low)
         return splat_i32(0)

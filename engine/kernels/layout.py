@@ -89,7 +89,15 @@ def dot(v, xq, t, p, bits, tokens):
     weights below 2^bits; in a kernel of `tokens` tokens (a literal 1 in the one-token kernels:
     dot.py multiplies differently for one token and for many)."""
     hi, lo, even, odd = xq
-    return byte_dot(v, hi[t], lo[t], even[t], odd[t], p, bits, tokens)
+    return byte_dot(v, None, hi[t], lo[t], even[t], odd[t], p, bits, tokens)
+
+
+@njit(inline="always")
+def scaled_dot(v, scale, xq, t, p, bits, tokens):
+    """dot times scale (an I32x16) per row: on the vpmaddubsw paths in the instruction that widens
+    the sums (dot.py), elsewhere one multiply; exact either way."""
+    hi, lo, even, odd = xq
+    return byte_dot(v, scale, hi[t], lo[t], even[t], odd[t], p, bits, tokens)
 
 
 GROUPS_PER_TASK = 8  # row groups per parallel task: one scratch accumulator each
