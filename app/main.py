@@ -26,7 +26,7 @@ from .limits import MB, BodyLimit
 from .metrics import Metrics
 from .model_pool import ModelPool, check_kv_budget
 from .response_store import ResponseStore
-from .routes import router
+from .routes import routes
 from .settings import ConfigError, ModelSettings, Settings
 
 log = logging.getLogger("llamba")
@@ -73,14 +73,14 @@ def create_app(settings: Settings) -> FastAPI:
             task.cancel()
         await st.pool.close()
 
-    app = FastAPI(title="llamba", description="OpenAI-compatible server for GGUF language models, on numba", lifespan=lifespan)
+    app = FastAPI(title="llamba", description="OpenAI-compatible server for GGUF language models, on numba",
+                  routes=list(routes), lifespan=lifespan)
     app.state.llamba = st
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"])
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     errors.install(app)
-    app.include_router(router)
     if settings.webui:
         chat_page.install(app)
     describe_models(app, st.pool.ids)
