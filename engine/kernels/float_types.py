@@ -32,7 +32,8 @@ def float_product(kind, w, x, f16, out):
                 bits[j] = np.uint32(w[r, j]) << np.uint32(16)
         # every token's sum runs over j in order, one lane per token: vectorized across the
         # batch, and each token's result the same whatever the batch
-        sums = np.zeros(n, np.float32)
+        sums = np.empty(n, np.float32)
+        sums[:] = 0  # (not np.zeros: see ops.attention)
         for j in range(k):
             for t in range(n):
                 sums[t] += row[j] * xt[j, t]

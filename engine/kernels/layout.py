@@ -147,7 +147,8 @@ def task_rows(block, scratch, w, xq, a, out, task, tokens):
     first = GROUPS_PER_TASK * task
     blocks = a[0].shape[1]
     step = blocks if tokens * blocks <= WHOLE_ROWS else CHUNK
-    acc = np.zeros((GROUPS_PER_TASK, tokens, GROUP * (1 + scratch)), np.float32)
+    acc = np.empty((GROUPS_PER_TASK, tokens, GROUP * (1 + scratch)), np.float32)
+    acc[:] = 0  # (not np.zeros: see ops.attention)
     for b0 in range(0, blocks, step):
         for g in groups_of(task, w[0]):
             group_acc, carry = acc[g - first], splat_i32(0)
