@@ -13,7 +13,7 @@ import platform
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, models, overload, register_model
+from numba.extending import intrinsic, lower_builtin, models, overload, register_model, type_callable
 
 from .isa import target_features
 
@@ -239,45 +239,45 @@ def to_f32(typingctx, vec):
 
 
 # --- arithmetic: + - * between vectors of one kind, / between float vectors, & | between int vectors, shifts by an int ---
+# Typed and lowered as numba's own operators are (type_callable, lower_builtin), not as an @overload:
+# numba compiles an overload's Python function once per argument types in every process, which no
+# cache keeps (0.19 s of a fresh start's compiling, Zen 3).
+
+def _register(python_op, result, lowered_on, codegen):
+    """python_op(a, b) on vectors: of type result(a, b) where that is not None, emitted by
+    codegen(context, builder, sig, args) for argument types lowered_on (type classes)."""
+    @type_callable(python_op)
+    def _typer(context):
+        return result
+
+    lower_builtin(python_op, *lowered_on)(codegen)
+
 
 def _binary(int_op, float_op):
-    @intrinsic
-    def op(typingctx, a, b):
-        def codegen(context, builder, sig, args):
-            method = int_op if sig.args[0].lane == "i32" else float_op
-            return getattr(builder, method)(args[0], args[1])
-        return a(a, b), codegen
-    return op
+    def codegen(context, builder, sig, args):
+        return getattr(builder, int_op if sig.args[0].lane == "i32" else float_op)(args[0], args[1])
+    return codegen
 
 
 def _shift(method):
-    @intrinsic
-    def op(typingctx, vec, count):
-        def codegen(context, builder, sig, args):
-            n = context.cast(builder, args[1], sig.args[1], types.int32)
-            return getattr(builder, method)(args[0], _splat(builder, n, _I32))
-        return I32x16(vec, count), codegen
-    return op
+    def codegen(context, builder, sig, args):
+        n = context.cast(builder, args[1], sig.args[1], types.int32)
+        return getattr(builder, method)(args[0], _splat(builder, n, _I32))
+    return codegen
 
 
-def _register(python_op, impl, accepts):
-    @overload(python_op)
-    def _ol(a, b):
-        if accepts(a, b):
-            return lambda a, b: impl(a, b)
-
-
-_same = lambda a, b: isinstance(a, Vec) and a == b  # noqa: E731
-_ints = lambda a, b: a == I32x16 and b == I32x16  # noqa: E731
-_by_int = lambda a, b: a == I32x16 and isinstance(b, types.Integer)  # noqa: E731
-_register(operator.add, _binary("add", "fadd"), _same)
-_register(operator.sub, _binary("sub", "fsub"), _same)
-_register(operator.mul, _binary("mul", "fmul"), _same)
-_register(operator.truediv, _binary("sdiv", "fdiv"), lambda a, b: a == F32x16 and b == F32x16)
-_register(operator.and_, _binary("and_", "and_"), _ints)
-_register(operator.or_, _binary("or_", "or_"), _ints)
-_register(operator.rshift, _shift("lshr"), _by_int)
-_register(operator.lshift, _shift("shl"), _by_int)
+_same = lambda a, b: a if isinstance(a, Vec) and a == b else None  # noqa: E731
+_ints = lambda a, b: a if a == I32x16 and b == I32x16 else None  # noqa: E731
+_by_int = lambda a, b: a if a == I32x16 and isinstance(b, types.Integer) else None  # noqa: E731
+_register(operator.add, _same, (Vec, Vec), _binary("add", "fadd"))
+_register(operator.sub, _same, (Vec, Vec), _binary("sub", "fsub"))
+_register(operator.mul, _same, (Vec, Vec), _binary("mul", "fmul"))
+_register(operator.truediv, lambda a, b: a if a == F32x16 and b == F32x16 else None, (Vec, Vec),
+          _binary("sdiv", "fdiv"))
+_register(operator.and_, _ints, (Vec, Vec), _binary("and_", "and_"))
+_register(operator.or_, _ints, (Vec, Vec), _binary("or_", "or_"))
+_register(operator.rshift, _by_int, (Vec, types.Integer), _shift("lshr"))
+_register(operator.lshift, _by_int, (Vec, types.Integer), _shift("shl"))
 
 
 # --- exp, for softmax: numba calls libm's expf one value at a time, the cost of attention ---
