@@ -74,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
         await st.pool.close()
 
     app = FastAPI(title="llamba", description="OpenAI-compatible server for GGUF language models, on numba",
-                  routes=list(routes), lifespan=lifespan)
+                  routes=list(routes), lifespan=lifespan)  # (a copy: the app adds its /docs to it)
     app.state.llamba = st
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
