@@ -61,7 +61,9 @@ def _splat(builder, value, n):
 
 
 def _pieces(builder, vec, lanes):
-    """A <16 x i32> as 16 / lanes vectors of `lanes` lanes."""
+    """A <16 x i32> as 16 / lanes vectors of `lanes` lanes (itself alone for 16)."""
+    if lanes == 16:
+        return [vec]
     return [builder.shuffle_vector(vec, vec, ir.Constant(_vec(_I32, lanes), list(range(k, k + lanes))))
             for k in range(0, 16, lanes)]
 
@@ -218,11 +220,11 @@ def dot_ir(builder, path, w, hi, lo, even, odd, bits, activation_bits=16, one_to
     scalars each (lo unused with 8-bit activations); one_token: for a kernel of one token; scale
     (None, or a <16 x i32> with 8-bit activations): each lane's sum times that lane of it."""
     lanes = LANES[path]
-    w = [_pieces(builder, wi, lanes) if lanes < 16 else [wi] for wi in w]
+    w = [_pieces(builder, wi, lanes) for wi in w]
     hi, lo, even, odd = ([_splat(builder, x, lanes) for x in acts] for acts in (hi, lo, even, odd))
     lo = lo if activation_bits == 16 else None
     if _byte_products(path, bits, activation_bits, one_token):
-        scales = None if scale is None else _pieces(builder, scale, lanes) if lanes < 16 else [scale]
+        scales = None if scale is None else _pieces(builder, scale, lanes)
         return _join(builder, _maddubs(builder, w, hi, lo, bits, scales))
     if path in ("avx512vnni", "avxvnni"):
         pieces = _accumulating(builder, w, hi, lo, bits, _vpdpbusd)
