@@ -3,8 +3,8 @@
     python -m bench.engines {llamba|llama.cpp} MODEL THREADS [--long DEPTH ...]
 
 Measured, as llama-bench does, on fixed token ids (no sampling): load to first token (model load,
-then one token evaluated), prefill of a 128-token prompt (pp128), decode of 64 tokens one at a
-time after a 1-token start (tg64), and resident memory after a 512-token generation.
+then one token evaluated), prefill of a 128-token prompt (pp128, the median of 3), decode of 64
+tokens one at a time after a 1-token start (tg64), and resident memory after a 512-token generation.
 With --long, instead: prefill of a 2,048-token prompt in pieces of 512 (pp2048, as `llama-bench
 -p 2048`: its batch is 512 tokens) and, for each DEPTH, 32 tokens decoded after a prompt of DEPTH
 tokens (as `llama-bench -n 32 -d DEPTH`). llama.cpp runs with flash attention, its faster setting
@@ -13,6 +13,7 @@ on long prompts.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 
@@ -23,6 +24,9 @@ def token_ids(n: int) -> list[int]:
 PROMPT = token_ids(128)
 N_CTX = 1024
 PIECE = 512  # prompt tokens per forward call in the long measurements
+# pp128 is the median of this many timed prompts in one process (llama-bench times 5 by default):
+# one timed prompt of a 1B model, ~1-2 s, scattered 90-113 tokens/s from run to run on a shared machine
+PROMPT_REPEATS = 3
 
 
 def rss_mb() -> float:
@@ -72,10 +76,13 @@ def measure(engine_name: str, model: str, threads: int) -> dict:
 
     engine.reset()  # a warm-up prompt first, as llama-bench runs one: for a small model the first
     engine.eval(PROMPT)  # batched call's one-off costs (numba loading its kernels) were half the time
-    engine.reset()
-    t = time.perf_counter()
-    engine.eval(PROMPT)
-    pp128 = len(PROMPT) / (time.perf_counter() - t)
+    times = []
+    for _ in range(PROMPT_REPEATS):
+        engine.reset()
+        t = time.perf_counter()
+        engine.eval(PROMPT)
+        times.append(time.perf_counter() - t)
+    pp128 = len(PROMPT) / statistics.median(times)
 
     engine.reset()
     engine.eval(PROMPT[:1])
