@@ -78,21 +78,24 @@ def matmul(weight: Weight, x: np.ndarray | Activations) -> np.ndarray:
         raise ValueError(f"{weight.name}: expects inputs of width {weight.shape[1]}, got {k}")
     out = np.empty((n, weight.shape[0]), np.float32)
     for t0 in range(0, n, TOKENS_PER_CALL):
-        kernel, args = product(weight, a, out, slice(t0, t0 + TOKENS_PER_CALL))
+        kernel, args = product(weight, a, out, slice(t0, t0 + TOKENS_PER_CALL) if n > TOKENS_PER_CALL else None)
         kernel(*args)
     return out
 
 
-def product(weight: Weight, a: Activations, out: np.ndarray, tokens: slice = slice(None)) -> tuple[Callable, tuple]:
-    """The kernel that multiplies `weight` by these tokens of `a` into theirs of `out`, and its
-    arguments (views: the first axis of every array is the token)."""
+def product(weight: Weight, a: Activations, out: np.ndarray, tokens: slice | None = None) -> tuple[Callable, tuple]:
+    """The kernel that multiplies `weight` by these tokens of `a` into theirs of `out` (None: all of
+    them, as they are: a decode step's 121 products spent ~2 us each making views), and its
+    arguments (the first axis of every array is the token)."""
+    x, out = (a.x, out) if tokens is None else (a.x[tokens], out[tokens])
     if weight.type in FLOAT_TYPES:
-        return threaded(float_product), (int(weight.type), weight.arrays[0], a.x[tokens], F16_TABLE, out[tokens])
+        return threaded(float_product), (int(weight.type), weight.arrays[0], x, F16_TABLE, out)
     quantized, sums = a.quantized(256 if weight.type in K_QUANTS else 32)
+    if tokens is not None:
+        quantized, sums = tuple(q[tokens] for q in quantized), tuple(s[tokens] for s in sums)
     _, general, one_token = QUANT_KERNELS[weight.type]
-    one = out[tokens].shape[0] == 1 and weight.type not in DEFERRED_DECODE
-    return one_token if one else threaded(general), (weight.arrays, tuple(q[tokens] for q in quantized),
-                                           tuple(s[tokens] for s in sums), out[tokens])
+    one = out.shape[0] == 1 and weight.type not in DEFERRED_DECODE
+    return one_token if one else threaded(general), (weight.arrays, quantized, sums, out)
 
 
 def matvec(weight: Weight, x: np.ndarray) -> np.ndarray:

@@ -159,4 +159,6 @@ class Activations:
                 quantize_rows_8bit(self.x, block, hi, even, odd, scale, sums16, sums32)
             else:
                 quantize_rows(self.x, hi, lo, even, odd, scale, sums16, sums32)
-        return tuple(a.view(np.int32) for a in (hi, lo, even, odd)), (scale, sums16, sums32)
+        hi32 = hi.view(np.int32)  # (written out: a generator of the four views took 3 us, per decode product)
+        ints = (hi32, hi32 if lo is hi else lo.view(np.int32), even.view(np.int32), odd.view(np.int32))
+        return ints, (scale, sums16, sums32)
