@@ -87,8 +87,10 @@ def product(weight: Weight, a: Activations, out: np.ndarray, tokens: slice | Non
     """The kernel that multiplies `weight` by these tokens of `a` into theirs of `out` (None: all of
     them, as they are: a decode step's 121 products spent ~2 us each making views), and its
     arguments (the first axis of every array is the token)."""
-    x, out = (a.x, out) if tokens is None else (a.x[tokens], out[tokens])
+    if tokens is not None:
+        out = out[tokens]
     if weight.type in FLOAT_TYPES:
+        x = a.x if tokens is None else a.x[tokens]
         return threaded(float_product), (int(weight.type), weight.arrays[0], x, F16_TABLE, out)
     quantized, sums = a.quantized(256 if weight.type in K_QUANTS else 32)
     if tokens is not None:
